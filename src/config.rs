@@ -1,0 +1,399 @@
+//! Configuration: the `config.toml` schema, its defaults, and validation.
+//!
+//! Parse, validate, then bind: [`Config::from_toml_str`] rejects unknown keys and
+//! [`Config::validate`] rejects zero or absurd values, so a bad file stops the process
+//! (exit 64) before any socket is opened. Every limit the gateway enforces lives here.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::Uri;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration, one struct per `[section]` of `config.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub cache: CacheConfig,
+}
+
+/// `[server]`: the public listener and the limits on what clients may send.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the public listener.
+    pub listen: String,
+    /// Tokio worker threads; 0 means one per CPU the process may run on.
+    pub worker_threads: usize,
+    /// Connections served at once; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Longest request target (path + query) in bytes; longer gets 414.
+    pub max_query_bytes: usize,
+    /// Longest decoded `context` parameter in bytes; longer gets 414.
+    pub max_context_bytes: usize,
+    /// Total bytes of request header names and values; more gets 431.
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes; larger gets 413.
+    pub max_body_bytes: usize,
+    /// A client must send a complete request head within this time (slowloris guard).
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight is closed after this time.
+    pub keepalive_idle_timeout_ms: u64,
+    /// On SIGINT/SIGTERM, in-flight requests get this long to finish.
+    pub shutdown_timeout_ms: u64,
+}
+
+/// `[upstream]`: the evaluation server that misses are forwarded to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL (`http://` or `https://`, optional path prefix, no query).
+    pub url: String,
+    /// Whole upstream exchange (connect, send, read the body) must finish in this time; else 504.
+    pub timeout_ms: u64,
+    /// TCP + TLS connect must finish in this time; else 502.
+    pub connect_timeout_ms: u64,
+    /// Upstream requests in flight at once; misses past it get 503 with `Retry-After`.
+    pub max_inflight: usize,
+    /// Idle pooled connections are closed after this; keep it below the upstream's own.
+    pub pool_idle_timeout_ms: u64,
+    /// Idle pooled connections kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+    /// Largest upstream response body accepted; larger is a 502.
+    pub max_response_bytes: usize,
+    /// Query parameter name(s) the canonical flag-key list is forwarded under.
+    pub flag_keys_param: FlagKeysParam,
+}
+
+/// How the canonical flag-key list is spelled in the forwarded query.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagKeysParam {
+    /// `flag_key=…&flag_keys=…`: works with Amplitude (`flag_keys`) and the evaluation-proxy (`flag_key`).
+    Both,
+    /// Only `flag_key` (the original API document, Amplitude's evaluation-proxy).
+    FlagKey,
+    /// Only `flag_keys` (Amplitude's current documentation).
+    FlagKeys,
+}
+
+/// `[cache]`: the in-memory response cache.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Upper bound on key + body + stored headers of all entries, in bytes.
+    pub max_bytes: u64,
+    /// How long a 200 response stays fresh, in seconds.
+    pub ttl_s: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            worker_threads: 0,
+            max_connections: 10_000,
+            max_query_bytes: 16 * 1024,
+            max_context_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 64 * 1024,
+            header_read_timeout_ms: 10_000,
+            keepalive_idle_timeout_ms: 60_000,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: "https://api.lab.amplitude.com".into(),
+            timeout_ms: 10_000,
+            connect_timeout_ms: 2_000,
+            max_inflight: 512,
+            pool_idle_timeout_ms: 30_000,
+            pool_max_idle_per_host: 256,
+            max_response_bytes: 4 * 1024 * 1024,
+            flag_keys_param: FlagKeysParam::Both,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_bytes: 256 * 1024 * 1024,
+            ttl_s: 60,
+        }
+    }
+}
+
+/// A configuration problem: which key, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("`{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+const KIB: u64 = 1024;
+const GIB: u64 = 1024 * 1024 * 1024;
+const HOUR_MS: u64 = 3_600_000;
+const YEAR_S: u64 = 365 * 24 * 3600;
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml_str(&text)
+    }
+
+    /// Parses TOML text (unknown keys are errors) without validating values.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            // toml's own message carries a multi-line snippet; keep its first line only.
+            let inner = e.into_inner();
+            let message = inner.message().lines().next().unwrap_or("").to_string();
+            ConfigError::Parse { path, message }
+        })
+    }
+
+    /// Checks every value; the first problem found is returned.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        self.server
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("server.listen", format!("not an IP:port address ({e})")))?;
+        let s = &self.server;
+        range("server.worker_threads", s.worker_threads as u64, 0, 1024)?;
+        range(
+            "server.max_connections",
+            s.max_connections as u64,
+            1,
+            1_000_000,
+        )?;
+        range(
+            "server.max_query_bytes",
+            s.max_query_bytes as u64,
+            256,
+            64 * KIB - 2,
+        )?;
+        range(
+            "server.max_context_bytes",
+            s.max_context_bytes as u64,
+            2,
+            64 * KIB,
+        )?;
+        range(
+            "server.max_header_bytes",
+            s.max_header_bytes as u64,
+            KIB,
+            1024 * KIB,
+        )?;
+        range(
+            "server.max_body_bytes",
+            s.max_body_bytes as u64,
+            1,
+            64 * 1024 * KIB,
+        )?;
+        range(
+            "server.header_read_timeout_ms",
+            s.header_read_timeout_ms,
+            1,
+            HOUR_MS,
+        )?;
+        range(
+            "server.keepalive_idle_timeout_ms",
+            s.keepalive_idle_timeout_ms,
+            1,
+            24 * HOUR_MS,
+        )?;
+        range(
+            "server.shutdown_timeout_ms",
+            s.shutdown_timeout_ms,
+            0,
+            HOUR_MS,
+        )?;
+
+        upstream_base(&self.upstream.url)?;
+        let u = &self.upstream;
+        range("upstream.timeout_ms", u.timeout_ms, 1, HOUR_MS)?;
+        range(
+            "upstream.connect_timeout_ms",
+            u.connect_timeout_ms,
+            1,
+            HOUR_MS,
+        )?;
+        range("upstream.max_inflight", u.max_inflight as u64, 1, 1_000_000)?;
+        range(
+            "upstream.pool_idle_timeout_ms",
+            u.pool_idle_timeout_ms,
+            1,
+            24 * HOUR_MS,
+        )?;
+        range(
+            "upstream.pool_max_idle_per_host",
+            u.pool_max_idle_per_host as u64,
+            0,
+            100_000,
+        )?;
+        range(
+            "upstream.max_response_bytes",
+            u.max_response_bytes as u64,
+            KIB,
+            GIB,
+        )?;
+
+        range(
+            "cache.max_bytes",
+            self.cache.max_bytes,
+            64 * KIB,
+            1024 * GIB,
+        )?;
+        // moka panics on a TTL beyond 1,000 years; one year is already absurd for flags.
+        range("cache.ttl_s", self.cache.ttl_s, 1, YEAR_S)?;
+        Ok(self)
+    }
+
+    /// The listen address; valid after [`Config::validate`].
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.server
+            .listen
+            .parse()
+            .expect("validated listen address")
+    }
+
+    /// The effective settings as TOML, for `--check`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serializes")
+    }
+}
+
+/// Durations, derived once so the request path never converts units.
+impl ServerConfig {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+    pub fn keepalive_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.keepalive_idle_timeout_ms)
+    }
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
+impl UpstreamConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn pool_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.pool_idle_timeout_ms)
+    }
+}
+
+/// Parses and checks an upstream base URL; returns it without a trailing slash.
+pub fn upstream_base(url: &str) -> Result<String, ConfigError> {
+    let bad = |problem: String| invalid("upstream.url", problem);
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| bad(format!("`{url}` is not a URL ({e})")))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(bad(format!("`{url}` must start with http:// or https://"))),
+    }
+    if uri.authority().is_none() {
+        return Err(bad(format!("`{url}` has no host")));
+    }
+    if uri.query().is_some() {
+        return Err(bad(format!("`{url}` must not have a query")));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+fn invalid(key: &'static str, problem: String) -> ConfigError {
+    ConfigError::Invalid { key, problem }
+}
+
+fn range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(
+            key,
+            format!("must be between {min} and {max} (got {value})"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_its_path() {
+        let err = Config::from_toml_str("[cache]\nttl = 5\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("cache.ttl"), "{msg}");
+        assert!(msg.contains("unknown field"), "{msg}");
+    }
+
+    #[test]
+    fn zero_ttl_is_rejected() {
+        let cfg = Config::from_toml_str("[cache]\nttl_s = 0\n").unwrap();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("`cache.ttl_s`"), "{msg}");
+    }
+
+    #[test]
+    fn absurd_ttl_is_rejected() {
+        let cfg = Config::from_toml_str("[cache]\nttl_s = 99999999999\n").unwrap();
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn bad_upstream_url_is_rejected() {
+        for url in ["ftp://x", "not a url", "http://h/p?q=1", "/just/a/path"] {
+            let mut cfg = Config::default();
+            cfg.upstream.url = url.into();
+            let msg = cfg.validate().unwrap_err().to_string();
+            assert!(msg.contains("upstream.url"), "{url}: {msg}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_names_its_path() {
+        let msg = Config::from_toml_str("[upstream]\ntimeout_ms = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("upstream.timeout_ms"), "{msg}");
+    }
+
+    #[test]
+    fn effective_settings_round_trip() {
+        let cfg = Config::default();
+        let again = Config::from_toml_str(&cfg.to_toml()).unwrap();
+        assert_eq!(cfg, again);
+    }
+}

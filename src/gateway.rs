@@ -1,0 +1,304 @@
+//! The request pipeline: normalize → cache → (coalesced) upstream → response.
+//!
+//! [`Gateway::handle`] is the whole data plane as one async function over any request
+//! body, so tests and benches can drive it in-process; [`crate::server`] wires it to
+//! sockets.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::cache::{CachedResponse, ResponseCache};
+use crate::coalesce::{Flights, Outcome};
+use crate::config::{Config, ConfigError};
+use crate::error::{GatewayError, UpstreamError};
+use crate::key::CacheKey;
+use crate::normalize::{self, Decision, Limits, Rejection};
+use crate::response::{self, CacheStatus};
+use crate::upstream::{Upstream, UpstreamResponse};
+
+/// The gateway's shared state. Cloning is cheap (one `Arc`).
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    limits: Limits,
+    cache: ResponseCache,
+    upstream: Upstream,
+    flights: Flights,
+    /// Permits for upstream requests in flight (`upstream.max_inflight`).
+    inflight: Arc<Semaphore>,
+}
+
+impl Gateway {
+    /// Builds the gateway from a validated config.
+    pub fn new(config: Config) -> Result<Gateway, ConfigError> {
+        let upstream = Upstream::new(&config.upstream)?;
+        let limits = Limits {
+            max_context_bytes: config.server.max_context_bytes,
+            flag_keys_param: config.upstream.flag_keys_param,
+        };
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                cache: ResponseCache::new(&config.cache),
+                inflight: Arc::new(Semaphore::new(config.upstream.max_inflight)),
+                flights: Flights::default(),
+                upstream,
+                limits,
+                config,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn cache(&self) -> &ResponseCache {
+        &self.inner.cache
+    }
+
+    /// Upstream fetches in progress (coalesced misses count once).
+    pub fn flights_in_progress(&self) -> usize {
+        self.inner.flights.len()
+    }
+
+    /// Answers one request. Never fails: every error becomes a response.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<response::Body>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let started =
+            tracing::enabled!(target: "evalgate::access", tracing::Level::DEBUG).then(Instant::now);
+        let (response, cache) = self.route(request).await;
+        if let Some(started) = started {
+            tracing::debug!(
+                target: "evalgate::access",
+                status = response.status().as_u16(),
+                cache = cache.map(CacheStatus::as_str),
+                micros = started.elapsed().as_micros() as u64,
+                "request"
+            );
+        }
+        response
+    }
+
+    async fn route<B>(&self, request: Request<B>) -> (Response<response::Body>, Option<CacheStatus>)
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let server = &self.inner.config.server;
+        if header_bytes(request.headers()) > server.max_header_bytes {
+            return (response::error(&GatewayError::HeadersTooLarge, None), None);
+        }
+        let target_len = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |pq| pq.as_str().len());
+        if target_len > server.max_query_bytes {
+            return (response::error(&GatewayError::UriTooLong, None), None);
+        }
+        if request.uri().path() != normalize::V1_VARDATA {
+            return (self.passthrough(request).await, Some(CacheStatus::Bypass));
+        }
+        let decision = normalize::v1_vardata(
+            request.method(),
+            request.uri().query(),
+            request.headers(),
+            &self.inner.limits,
+        );
+        match decision {
+            Decision::Cache(key) => {
+                let head = request.method() == Method::HEAD;
+                self.cached(key, head).await
+            }
+            Decision::Bypass(reason) => {
+                tracing::trace!(reason = reason.as_str(), "bypass");
+                (self.passthrough(request).await, Some(CacheStatus::Bypass))
+            }
+            Decision::Reject(Rejection::ContextTooLong) => (
+                response::error(&GatewayError::ContextTooLong, Some(CacheStatus::Bypass)),
+                Some(CacheStatus::Bypass),
+            ),
+        }
+    }
+
+    /// A cacheable request: answer from the cache, or from the one coalesced fetch.
+    async fn cached(
+        &self,
+        key: CacheKey,
+        head: bool,
+    ) -> (Response<response::Body>, Option<CacheStatus>) {
+        if let Some(entry) = self.inner.cache.get(&key).await {
+            let age = entry.age_secs(Instant::now());
+            let response = from_entry(&entry, age, CacheStatus::Hit, head);
+            return (response, Some(CacheStatus::Hit));
+        }
+        let this = self.clone();
+        let fetch_key = key.clone();
+        let outcome = self
+            .inner
+            .flights
+            .join_or_start(&key, async move { this.fetch_and_store(fetch_key).await })
+            .await;
+        let response = match outcome {
+            Ok(upstream) => {
+                let ct = upstream.headers.get(header::CONTENT_TYPE);
+                let body = if head {
+                    Bytes::new()
+                } else {
+                    upstream.body.clone()
+                };
+                let mut r =
+                    response::with_cache_headers(upstream.status, ct, body, CacheStatus::Miss, 0);
+                if head {
+                    r.headers_mut().insert(
+                        header::CONTENT_LENGTH,
+                        HeaderValue::from(upstream.body.len()),
+                    );
+                }
+                r
+            }
+            Err(err) => response::error(&err, Some(CacheStatus::Miss)),
+        };
+        (response, Some(CacheStatus::Miss))
+    }
+
+    /// The body of a flight: one upstream request for `key`; a 200 is stored before the
+    /// flight ends. Any other status is returned to the waiters and not stored.
+    async fn fetch_and_store(&self, key: CacheKey) -> Outcome {
+        // A request may have missed just before the previous flight for this key landed:
+        // answer it from that flight's entry rather than asking the upstream again.
+        if let Some(entry) = self.inner.cache.get(&key).await {
+            return Ok(Arc::new(entry.into_upstream_response()));
+        }
+        let _permit = self
+            .inner
+            .inflight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::Overloaded)?;
+        let request = key
+            .upstream_request(self.inner.upstream.base())
+            .map_err(|_| GatewayError::Unforwardable)?
+            .map(|()| Full::new(Bytes::new()));
+        let fetched_at = Instant::now();
+        let upstream = self.inner.upstream.send(request).await.inspect_err(|e| {
+            tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
+        })?;
+        if upstream.status == StatusCode::OK {
+            if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&upstream.body)
+                .is_err()
+            {
+                return Err(UpstreamError::NotJson.into());
+            }
+            let entry = CachedResponse {
+                content_type: upstream.headers.get(header::CONTENT_TYPE).cloned(),
+                body: upstream.body.clone(),
+                fetched_at,
+            };
+            self.inner.cache.insert(key, entry).await;
+        }
+        Ok(Arc::new(upstream))
+    }
+
+    /// Forwards a request as is (method, path, query, body, end-to-end headers) and
+    /// relays the answer, storing nothing.
+    async fn passthrough<B>(&self, request: Request<B>) -> Response<response::Body>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        match self.forward(request).await {
+            Ok(upstream) => response::relayed(
+                upstream.status,
+                &upstream.headers,
+                upstream.body,
+                CacheStatus::Bypass,
+            ),
+            Err(err) => response::error(&err, Some(CacheStatus::Bypass)),
+        }
+    }
+
+    async fn forward<B>(&self, request: Request<B>) -> Result<UpstreamResponse, GatewayError>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = request.into_parts();
+        let body = Limited::new(body, self.inner.config.server.max_body_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    GatewayError::BodyTooLarge
+                } else {
+                    GatewayError::BodyRead
+                }
+            })?
+            .to_bytes();
+        let _permit = self
+            .inner
+            .inflight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::Overloaded)?;
+        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut builder = Request::builder()
+            .method(parts.method)
+            .uri(format!("{}{pq}", self.inner.upstream.base()));
+        let headers = builder.headers_mut().expect("fresh builder");
+        response::copy_end_to_end(&parts.headers, headers);
+        headers.remove(header::HOST);
+        headers.remove(header::CONTENT_LENGTH);
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|_| GatewayError::Unforwardable)?;
+        Ok(self.inner.upstream.send(request).await?)
+    }
+}
+
+/// A cached entry as a response.
+fn from_entry(
+    entry: &CachedResponse,
+    age: u64,
+    cache: CacheStatus,
+    head: bool,
+) -> Response<response::Body> {
+    let body = if head {
+        Bytes::new()
+    } else {
+        entry.body.clone()
+    };
+    let mut response = response::with_cache_headers(
+        StatusCode::OK,
+        entry.content_type.as_ref(),
+        body,
+        cache,
+        age,
+    );
+    if head {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+    }
+    response
+}
+
+/// Total bytes of header names and values.
+fn header_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum()
+}

@@ -1,0 +1,43 @@
+//! evalgate: a caching gateway for Amplitude Experiment remote evaluation.
+//!
+//! # Layout
+//!
+//! A request flows through these modules, in order:
+//!
+//! - [`server`]: accepts connections (HTTP/1.1 and h2c), connection limits, idle and
+//!   header timeouts, graceful drain.
+//! - [`gateway`]: the pipeline for one request; routes `/v1/vardata` to the cache and
+//!   everything else to the passthrough.
+//! - [`normalize`]: pure; turns a request head into a [`CacheKey`] or a reason to bypass
+//!   ([`normalize::form`] decodes the query, [`normalize::user`] canonicalizes user JSON).
+//! - [`key`]: the cache key, which is also the canonical upstream request.
+//! - [`cache`]: the byte-bounded moka cache of 200 responses.
+//! - [`coalesce`]: one upstream request for any number of concurrent identical misses.
+//! - [`upstream`]: the pooled HTTP(S) client with its timeouts.
+//! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors.
+//! - [`error`]: errors evalgate answers itself, mapped to statuses in one place.
+//!
+//! Around them: [`config`] (the `config.toml` schema and validation), [`logging`],
+//! [`shutdown`] (signals) and [`mask`] (deployment keys in logs).
+
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod coalesce;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod key;
+pub mod logging;
+pub mod mask;
+pub mod normalize;
+pub mod response;
+pub mod server;
+pub mod shutdown;
+pub mod upstream;
+
+pub use config::Config;
+pub use error::GatewayError;
+pub use gateway::Gateway;
+pub use key::CacheKey;
+pub use server::{RunError, run, serve};

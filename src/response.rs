@@ -1,0 +1,132 @@
+//! Building the responses evalgate sends: cached and relayed answers with `X-Cache` and
+//! `Age`, and its own JSON errors.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::error::GatewayError;
+
+/// Whether and how the cache answered, sent as `X-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Answered from a fresh entry.
+    Hit,
+    /// Looked up, not found: answered by the upstream (alone or coalesced).
+    Miss,
+    /// Not looked up: forwarded as is, nothing stored.
+    Bypass,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Bypass => "BYPASS",
+        }
+    }
+
+    fn header_value(self) -> HeaderValue {
+        HeaderValue::from_static(self.as_str())
+    }
+}
+
+pub type Body = Full<Bytes>;
+
+/// `X-Cache`, on every response of a cacheable route and of a passthrough.
+pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// A response with evalgate's cache headers. `age` is `None` where the upstream's own
+/// `Age` is kept.
+pub fn with_cache_headers(
+    status: StatusCode,
+    content_type: Option<&HeaderValue>,
+    body: Bytes,
+    cache: CacheStatus,
+    age: u64,
+) -> Response<Body> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    if let Some(ct) = content_type {
+        headers.insert(header::CONTENT_TYPE, ct.clone());
+    }
+    headers.insert(X_CACHE.clone(), cache.header_value());
+    headers.insert(header::AGE, HeaderValue::from(age));
+    response
+}
+
+/// A relayed response: the upstream's end-to-end headers, its status and body.
+pub fn relayed(
+    status: StatusCode,
+    upstream_headers: &HeaderMap,
+    body: Bytes,
+    cache: CacheStatus,
+) -> Response<Body> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    copy_end_to_end(upstream_headers, headers);
+    headers.remove(header::CONTENT_LENGTH);
+    headers.insert(X_CACHE.clone(), cache.header_value());
+    if !headers.contains_key(header::AGE) {
+        headers.insert(header::AGE, HeaderValue::from_static("0"));
+    }
+    response
+}
+
+/// evalgate's own error: `{"error": "…"}` with the status of its class.
+pub fn error(err: &GatewayError, cache: Option<CacheStatus>) -> Response<Body> {
+    let body = serde_json::to_vec(&serde_json::json!({ "error": err.public_message() }))
+        .expect("json serializes");
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = err.status();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(cache) = cache {
+        headers.insert(X_CACHE.clone(), cache.header_value());
+        headers.insert(header::AGE, HeaderValue::from_static("0"));
+    }
+    if matches!(err, GatewayError::Overloaded) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Headers that describe one connection, never forwarded in either direction
+/// (RFC 9110 §7.6.1), plus any the `Connection` header names.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Copies `from` into `to` without hop-by-hop headers (and `Upgrade`).
+pub fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
+    let named_by_connection: Vec<&str> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for (name, value) in from {
+        let hop = HOP_BY_HOP.contains(name)
+            || name == header::UPGRADE
+            || named_by_connection
+                .iter()
+                .any(|n| name.as_str().eq_ignore_ascii_case(n));
+        if !hop {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Test support: a scriptable in-test upstream and a gateway, both on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use evalgate::Config;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+/// Deployment keys the fake upstream accepts.
+pub const KEY: &str = "server-test-key-0001";
+pub const KEY2: &str = "server-test-key-0002";
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// What the fake upstream does; change it at any time through [`FakeUpstream`].
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    /// Delay before answering.
+    pub delay: Duration,
+    /// Answer this status (with a small JSON body) instead of evaluating.
+    pub status: Option<StatusCode>,
+    /// Answer this raw body with status 200 and `text/plain` instead of evaluating.
+    pub raw_body: Option<&'static str>,
+}
+
+struct State {
+    count: AtomicUsize,
+    requests: Mutex<Vec<Recorded>>,
+    script: Mutex<Script>,
+    keys: HashSet<String>,
+    arrived: Notify,
+}
+
+/// A real HTTP upstream on 127.0.0.1:0 that counts and records what it receives.
+///
+/// `GET /v1/vardata` answers like the evaluation API: 401 (`text/plain`, `WWW-Authenticate`)
+/// without a known `Api-Key`, 400 (`text/plain`) when `context` is not a JSON object,
+/// else 200 with a JSON body that echoes the canonical request it was asked, so any two
+/// different upstream requests get different bodies. Other paths echo method, path, query
+/// and body.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl FakeUpstream {
+    pub async fn start() -> FakeUpstream {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap()).await
+    }
+
+    /// Starts on a given listener (to restart on the same port).
+    pub async fn start_on(listener: TcpListener) -> FakeUpstream {
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            count: AtomicUsize::new(0),
+            requests: Mutex::new(Vec::new()),
+            script: Mutex::new(Script::default()),
+            keys: [KEY, KEY2].into_iter().map(String::from).collect(),
+            arrived: Notify::new(),
+        });
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let st = st.clone();
+                        conns.push(tokio::spawn(async move {
+                            let svc = service_fn(move |req| {
+                                let st = st.clone();
+                                async move { Ok::<_, Infallible>(answer(&st, req).await) }
+                            });
+                            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        }));
+                    }
+                }
+            }
+            for c in conns {
+                c.abort();
+            }
+        });
+        FakeUpstream {
+            addr,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn count(&self) -> usize {
+        self.state.count.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.requests().last().cloned().expect("a request reached the upstream")
+    }
+
+    pub fn script(&self, script: Script) {
+        *self.state.script.lock().unwrap() = script;
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.script.lock().unwrap().delay = delay;
+    }
+
+    /// Waits until at least `n` requests have arrived.
+    pub async fn wait_for(&self, n: usize) {
+        loop {
+            let notified = self.state.arrived.notified();
+            if self.count() >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops accepting and drops every open connection.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let recorded = Recorded {
+        method: parts.method.clone(),
+        path_and_query: parts.uri.path_and_query().map_or("/".into(), |p| p.to_string()),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    };
+    state.requests.lock().unwrap().push(recorded.clone());
+    state.count.fetch_add(1, Ordering::SeqCst);
+    state.arrived.notify_waiters();
+    let script = state.script.lock().unwrap().clone();
+    if !script.delay.is_zero() {
+        tokio::time::sleep(script.delay).await;
+    }
+    if let Some(status) = script.status {
+        return respond(status, "application/json", format!("{{\"scripted\":{}}}", status.as_u16()));
+    }
+    if let Some(raw) = script.raw_body {
+        return respond(StatusCode::OK, "text/plain", raw.to_string());
+    }
+    if parts.uri.path() != "/v1/vardata" {
+        let echo = serde_json::json!({
+            "method": recorded.method.as_str(),
+            "path_and_query": recorded.path_and_query,
+            "body": String::from_utf8_lossy(&body),
+        });
+        let mut r = respond(StatusCode::OK, "application/json", echo.to_string());
+        r.headers_mut().insert("x-upstream-header", "kept".parse().unwrap());
+        return r;
+    }
+    let key = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Api-Key "))
+        .filter(|k| state.keys.contains(*k));
+    let Some(key) = key else {
+        let mut r = respond(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", "Invalid deployment key\n".into());
+        r.headers_mut().insert("www-authenticate", "Api-Key".parse().unwrap());
+        return r;
+    };
+    let query = parts.uri.query().unwrap_or("");
+    let params: Vec<(String, String)> = form_pairs(query);
+    if let Some((_, context)) = params.iter().find(|(n, _)| n == "context") {
+        if !matches!(serde_json::from_str::<serde_json::Value>(context), Ok(serde_json::Value::Object(_))) {
+            return respond(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "Invalid context JSON\n".into());
+        }
+    }
+    let echo = serde_json::json!({
+        "flag-echo": {
+            "key": "on",
+            "payload": {
+                "key": key,
+                "query": query,
+                "track": parts.headers.get("x-amp-exp-track").and_then(|v| v.to_str().ok()),
+            }
+        }
+    });
+    respond(StatusCode::OK, "application/json", echo.to_string())
+}
+
+fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert("content-type", content_type.parse().unwrap());
+    r
+}
+
+/// Minimal form decoding for the fake upstream (strict UTF-8 not needed here).
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (n, v) = s.split_once('=').unwrap_or((s, ""));
+            (evalgate::normalize::form::decode(n).unwrap().into_owned(), evalgate::normalize::form::decode(v).unwrap().into_owned())
+        })
+        .collect()
+}
+
+/// A gateway on 127.0.0.1:0, stopped on drop or by [`TestGateway::shutdown`].
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A config pointing at `upstream`, with defaults otherwise.
+pub fn config_for(upstream_url: &str) -> Config {
+    let mut config = Config::default();
+    config.upstream.url = upstream_url.to_string();
+    config.server.listen = "127.0.0.1:0".into();
+    config
+}
+
+impl TestGateway {
+    pub async fn start(config: Config) -> TestGateway {
+        let config = config.validate().expect("test config is valid");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            evalgate::run(listener, config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestGateway {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.addr, path_and_query)
+    }
+
+    /// Signals shutdown and waits for the server to return.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A response as the test client saw it.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn x_cache(&self) -> &str {
+        self.header("x-cache").unwrap_or("")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+/// A pooled HTTP/1.1 client.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a request with the given headers and reads the whole response.
+pub async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Got {
+    let mut builder = Request::builder().method(method).uri(url);
+    for (n, v) in headers {
+        builder = builder.header(*n, *v);
+    }
+    let req = builder.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    let res = client.request(req).await.expect("gateway answers");
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// `GET` with `Authorization: Api-Key <key>`.
+pub async fn get_with_key(client: &Client<HttpConnector, Full<Bytes>>, url: &str, key: &str) -> Got {
+    let auth = format!("Api-Key {key}");
+    send(client, Method::GET, url, &[("authorization", &auth)], "").await
+}
