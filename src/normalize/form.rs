@@ -15,10 +15,15 @@ pub struct InvalidUtf8;
 pub fn pairs(
     query: &str,
 ) -> impl Iterator<Item = Result<(Cow<'_, str>, Cow<'_, str>), InvalidUtf8>> {
-    query.split('&').filter(|s| !s.is_empty()).map(|segment| {
-        let (name, value) = segment.split_once('=').unwrap_or((segment, ""));
-        Ok((decode(name)?, decode(value)?))
-    })
+    raw_pairs(query).map(|(name, value)| Ok((decode(name)?, decode(value)?)))
+}
+
+/// Splits a raw query into still-encoded `(name, value)` pairs, skipping empty segments.
+pub fn raw_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|segment| segment.split_once('=').unwrap_or((segment, "")))
 }
 
 /// Decodes one form-urlencoded component.

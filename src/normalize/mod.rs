@@ -111,9 +111,11 @@ pub fn v1_vardata(
     }
 
     let mut p = Params::default();
-    for pair in form::pairs(query.unwrap_or("")) {
-        let Ok((name, value)) = pair else {
-            return Decision::Bypass(B::InvalidUtf8);
+    // Only the parameters evalgate knows are decoded: anything else is dropped unread,
+    // so junk in an unknown parameter can neither bust nor bypass the cache.
+    for (raw_name, raw_value) in form::raw_pairs(query.unwrap_or("")) {
+        let Ok(name) = form::decode(raw_name) else {
+            continue;
         };
         let slot = match name.as_ref() {
             "user_id" => &mut p.user_id,
@@ -123,6 +125,9 @@ pub fn v1_vardata(
             "flag_keys" => &mut p.flag_keys,
             "d" => return Decision::Bypass(B::CacheBuster),
             _ => continue,
+        };
+        let Ok(value) = form::decode(raw_value) else {
+            return Decision::Bypass(B::InvalidUtf8);
         };
         match slot {
             Some(prev) if *prev != value => return Decision::Bypass(B::ConflictingParameter),
@@ -146,33 +151,44 @@ pub fn v1_vardata(
 
     let mut pq = String::with_capacity(64 + context.as_ref().map_or(0, |c| c.len() * 2));
     pq.push_str(V1_VARDATA);
-    let mut sep = '?';
-    let mut param = |pq: &mut String, name: &str, value: &str| {
-        pq.push(sep);
-        sep = '&';
-        pq.push_str(name);
-        pq.push('=');
-        form::encode_into(pq, value);
-    };
+    let mut q = QueryWriter(&mut pq, '?');
     if let Some(c) = &context {
-        param(&mut pq, "context", c);
+        q.param("context", [c.as_str()]);
     }
     if let Some(d) = nonempty(&p.device_id) {
-        param(&mut pq, "device_id", d);
+        q.param("device_id", [d]);
     }
     if !flags.is_empty() {
-        let list = flags.iter().copied().collect::<Vec<_>>().join(",");
         if limits.flag_keys_param != FlagKeysParam::FlagKeys {
-            param(&mut pq, "flag_key", &list);
+            q.param("flag_key", flags.iter().copied());
         }
         if limits.flag_keys_param != FlagKeysParam::FlagKey {
-            param(&mut pq, "flag_keys", &list);
+            q.param("flag_keys", flags.iter().copied());
         }
     }
     if let Some(u) = nonempty(&p.user_id) {
-        param(&mut pq, "user_id", u);
+        q.param("user_id", [u]);
     }
     Decision::Cache(CacheKey::new(RouteFamily::V1Vardata, deployment, track, pq))
+}
+
+/// Appends `name=v1,v2,…` parameters to a canonical query: each value percent-encoded
+/// ([`form::encode_into`]), list items joined by a literal comma.
+struct QueryWriter<'a>(&'a mut String, char);
+
+impl QueryWriter<'_> {
+    fn param<'v>(&mut self, name: &str, values: impl IntoIterator<Item = &'v str>) {
+        self.0.push(self.1);
+        self.1 = '&';
+        self.0.push_str(name);
+        self.0.push('=');
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.0.push(',');
+            }
+            form::encode_into(self.0, v);
+        }
+    }
 }
 
 #[derive(Default)]

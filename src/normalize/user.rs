@@ -72,11 +72,12 @@ fn write_level(out: &mut String, json: &str, level: Level) -> Result<bool, UserE
         Err(e) if e.is_data() && level == Level::User => return Err(kind_of(json)),
         Err(_) => return Err(UserError::Invalid),
     };
-    members.retain(|(_, v)| v.get() != "null");
+    // Duplicates are looked for before nulls are dropped: `{"a":1,"a":null}` is ambiguous too.
     members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     if members.windows(2).any(|w| w[0].0 == w[1].0) {
         return Err(UserError::DuplicateMember);
     }
+    members.retain(|(_, v)| v.get() != "null");
     out.push('{');
     for (i, (name, value)) in members.iter().enumerate() {
         if i > 0 {
