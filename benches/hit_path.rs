@@ -1,1 +1,183 @@
-fn main() {}
+//! The in-process cache-hit path: `Gateway::handle` for a warmed key (normalization,
+//! cache lookup, response building), no sockets on the timed path.
+//!
+//! The upstream is a tiny hyper server on 127.0.0.1:0 inside the bench; it is only asked
+//! while warming, and stopped at the end.
+//!
+//! `cargo bench --bench hit_path`
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use evalgate::{Config, Gateway};
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+
+const KEY: &str = "server-bench-key-0001";
+const POOL: usize = 1_000;
+
+/// A flag-variants body of about 300 bytes, as the evaluation API answers.
+const BODY: &str = r#"{"checkout-redesign":{"key":"treatment","value":"treatment","payload":{"layout":"two-column","cta":"Buy now"}},"pricing-banner":{"key":"control","value":"control"},"onboarding-tour":{"key":"on","value":"on","payload":{"steps":["welcome","profile","invite"],"skippable":true}},"search-v2":{"key":"off"}}"#;
+
+/// The in-bench upstream: answers every request with `BODY` and counts them.
+struct Upstream {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream address");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let counter = counter.clone();
+                        conns.spawn(async move {
+                            let svc = service_fn(move |_req: Request<Incoming>| {
+                                counter.fetch_add(1, Ordering::Relaxed);
+                                async move {
+                                    let mut r = Response::new(Full::new(Bytes::from_static(BODY.as_bytes())));
+                                    r.headers_mut().insert(
+                                        header::CONTENT_TYPE,
+                                        "application/json".parse().expect("header value"),
+                                    );
+                                    Ok::<_, Infallible>(r)
+                                }
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                }
+            }
+            conns.shutdown().await;
+        });
+        Upstream {
+            addr,
+            hits,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("upstream task ends cleanly");
+    }
+}
+
+fn request(user: usize) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method("GET")
+        .uri(format!(
+            "/v1/vardata?user_id=user-{user}&device_id=dev-7f3a9c2e&flag_key=checkout-redesign,pricing-banner"
+        ))
+        .header(header::HOST, "evalgate.internal")
+        .header(header::AUTHORIZATION, format!("Api-Key {KEY}"))
+        .header(header::ACCEPT, "application/json")
+        .header(header::USER_AGENT, "bench/1.0")
+        .body(Full::new(Bytes::new()))
+        .expect("request builds")
+}
+
+fn x_cache<B>(response: &Response<B>) -> &str {
+    response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let (upstream, gateway) = rt.block_on(setup());
+
+    let mut group = c.benchmark_group("hit_path");
+    group.bench_function("one_key", |b| {
+        b.to_async(&rt).iter_batched(
+            || request(0),
+            |req| gateway.handle(black_box(req)),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut next = 0usize;
+    group.bench_function("pool_1000_keys", |b| {
+        b.to_async(&rt).iter_batched(
+            || {
+                next = (next + 1) % POOL;
+                request(next)
+            },
+            |req| gateway.handle(black_box(req)),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    // Nothing on the timed path reached the upstream: every request was a hit.
+    assert_eq!(
+        upstream.hits.load(Ordering::Relaxed),
+        POOL,
+        "only warming may reach the upstream"
+    );
+    rt.block_on(upstream.stop());
+}
+
+/// Starts the upstream and a gateway on it, warms `POOL` keys and checks they hit.
+async fn setup() -> (Upstream, Gateway) {
+    let upstream = Upstream::start().await;
+    let mut config = Config::default();
+    config.upstream.url = format!("http://{}", upstream.addr);
+    let config = config.validate().expect("bench config is valid");
+    let gateway = Gateway::new(config).expect("gateway builds");
+
+    for user in 0..POOL {
+        let warm = gateway.handle(request(user)).await;
+        assert_eq!(warm.status(), StatusCode::OK, "warming user-{user}");
+        assert_eq!(x_cache(&warm), "MISS", "warming user-{user}");
+    }
+    gateway.cache().run_pending_tasks().await;
+    for user in 0..POOL {
+        let hit = gateway.handle(request(user)).await;
+        assert_eq!(hit.status(), StatusCode::OK, "user-{user}");
+        assert_eq!(x_cache(&hit), "HIT", "user-{user} was warmed");
+        let body = hit
+            .into_body()
+            .collect()
+            .await
+            .expect("full body")
+            .to_bytes();
+        assert_eq!(body, BODY.as_bytes(), "user-{user} body");
+    }
+    assert_eq!(upstream.hits.load(Ordering::Relaxed), POOL);
+    (upstream, gateway)
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -165,10 +165,17 @@ impl Config {
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::new(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
+            let mut path = e.path().to_string();
             // toml's own message carries a multi-line snippet; keep its first line only.
             let inner = e.into_inner();
             let message = inner.message().lines().next().unwrap_or("").to_string();
+            // A syntax error has no key path: name the line instead.
+            if path == "." {
+                if let Some(span) = inner.span() {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    path = format!("line {line}");
+                }
+            }
             ConfigError::Parse { path, message }
         })
     }
@@ -388,6 +395,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("upstream.timeout_ms"), "{msg}");
+    }
+
+    #[test]
+    fn syntax_error_names_its_line() {
+        let msg = Config::from_toml_str("[server]\nlisten = \"x\"\n[cache\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("line 3:"), "{msg}");
     }
 
     #[test]

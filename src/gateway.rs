@@ -152,24 +152,25 @@ impl Gateway {
             .join_or_start(&key, async move { this.fetch_and_store(fetch_key).await })
             .await;
         let response = match outcome {
-            Ok(upstream) => {
+            Ok(upstream) if upstream.status == StatusCode::OK => {
                 let ct = upstream.headers.get(header::CONTENT_TYPE);
-                let body = if head {
-                    Bytes::new()
-                } else {
-                    upstream.body.clone()
-                };
-                let mut r =
-                    response::with_cache_headers(upstream.status, ct, body, CacheStatus::Miss, 0);
-                if head {
-                    r.headers_mut().insert(
-                        header::CONTENT_LENGTH,
-                        HeaderValue::from(upstream.body.len()),
-                    );
-                }
-                r
+                let body = upstream.body.clone();
+                response::with_cache_headers(StatusCode::OK, ct, body, CacheStatus::Miss, 0)
             }
+            // Not stored, so relayed whole: a 401 keeps its `WWW-Authenticate`, a 429 its
+            // `Retry-After`.
+            Ok(upstream) => response::relayed(
+                upstream.status,
+                &upstream.headers,
+                upstream.body.clone(),
+                CacheStatus::Miss,
+            ),
             Err(err) => response::error(&err, Some(CacheStatus::Miss)),
+        };
+        let response = if head {
+            without_body(response)
+        } else {
+            response
         };
         (response, Some(CacheStatus::Miss))
     }
@@ -197,9 +198,7 @@ impl Gateway {
             tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
         })?;
         if upstream.status == StatusCode::OK {
-            if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&upstream.body)
-                .is_err()
-            {
+            if !is_json_object(&upstream.body) {
                 return Err(UpstreamError::NotJson.into());
             }
             let entry = CachedResponse {
@@ -275,24 +274,29 @@ fn from_entry(
     cache: CacheStatus,
     head: bool,
 ) -> Response<response::Body> {
-    let body = if head {
-        Bytes::new()
-    } else {
-        entry.body.clone()
-    };
-    let mut response = response::with_cache_headers(
-        StatusCode::OK,
-        entry.content_type.as_ref(),
-        body,
-        cache,
-        age,
-    );
+    let ct = entry.content_type.as_ref();
+    let response = response::with_cache_headers(StatusCode::OK, ct, entry.body.clone(), cache, age);
     if head {
+        without_body(response)
+    } else {
         response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
     }
-    response
+}
+
+/// The answer to a HEAD: the GET's headers, its `Content-Length`, no body.
+fn without_body(response: Response<response::Body>) -> Response<response::Body> {
+    let (mut parts, body) = response.into_parts();
+    let len = body.size_hint().exact().unwrap_or(0);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Response::from_parts(parts, response::Body::default())
+}
+
+/// Whether `body` is one JSON object (validated without building it).
+fn is_json_object(body: &[u8]) -> bool {
+    let starts_as_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    starts_as_object && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
 /// Total bytes of header names and values.

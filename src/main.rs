@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use evalgate::Config;
 use evalgate::logging::{self, LogFormat};
+use futures_util::FutureExt;
 
 /// Exit status for a bad configuration (`EX_USAGE`).
 const EX_CONFIG: u8 = 64;
@@ -66,6 +67,15 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Install the SIGINT/SIGTERM handlers (first poll) before the start-up line
+        // announces the address: a signal sent as soon as it appears must drain, not kill.
+        let mut shutdown = Box::pin(evalgate::shutdown::signal());
+        let signalled_early = shutdown.as_mut().now_or_never().is_some();
+        let shutdown = async move {
+            if !signalled_early {
+                shutdown.await;
+            }
+        };
         let addr = config.listen_addr();
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
@@ -82,7 +92,7 @@ fn main() -> ExitCode {
             "evalgate {} started",
             env!("CARGO_PKG_VERSION")
         );
-        match evalgate::run(listener, config, evalgate::shutdown::signal()).await {
+        match evalgate::run(listener, config, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -42,7 +42,10 @@ pub async fn run(
 pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Future<Output = ()>) {
     let server = &gateway.config().server;
     let connections = Arc::new(Semaphore::new(server.max_connections));
-    let idle_timeout = server.keepalive_idle_timeout();
+    let limits = IdleLimits {
+        first: server.header_read_timeout(),
+        idle: server.keepalive_idle_timeout(),
+    };
     let shutdown_timeout = server.shutdown_timeout();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -53,7 +56,13 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Futur
         // hyper answers 431 by itself past this; our own check (JSON 431) runs first
         // for anything up to it.
         .max_buf_size((server.max_header_bytes + server.max_query_bytes + 8192).max(8192));
-    builder.http2().timer(TokioTimer::new());
+    // Note: hyper's HTTP/1 header timer also runs while a keep-alive connection waits for
+    // its next request, so an idle HTTP/1.1 connection is closed after the shorter of the
+    // header and idle timeouts; HTTP/2 connections follow the idle timeout alone.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(server.max_header_bytes + 1024).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -84,7 +93,7 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Futur
         let builder = builder.clone();
         let stop = stop_rx.clone();
         tracker.spawn(async move {
-            serve_connection(stream, gateway, &builder, stop, idle_timeout).await;
+            serve_connection(stream, gateway, &builder, stop, limits).await;
             tracing::trace!(%peer, "connection closed");
             drop(permit);
         });
@@ -110,6 +119,8 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Futur
 /// Activity on one connection, for the keep-alive idle timeout.
 struct Activity {
     in_flight: AtomicU32,
+    /// Whether any request has started on this connection.
+    seen: AtomicBool,
     /// Milliseconds since `epoch` of the last request start or end.
     last_ms: AtomicU64,
     epoch: Instant,
@@ -122,16 +133,32 @@ impl Activity {
     }
 
     /// Time left before the connection counts as idle, or `None` if it is idle now.
-    fn idle_in(&self, timeout: Duration) -> Option<Duration> {
+    /// Before its first request a connection gets `limits.first`, after it `limits.idle`.
+    fn idle_in(&self, limits: IdleLimits) -> Option<Duration> {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Some(timeout);
+            return Some(limits.idle);
         }
+        let timeout = if self.seen.load(Ordering::Relaxed) {
+            limits.idle
+        } else {
+            limits.first
+        };
         let since = self
             .epoch
             .elapsed()
             .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)));
         timeout.checked_sub(since).filter(|d| !d.is_zero())
     }
+}
+
+/// How long a connection may sit without a request in flight.
+#[derive(Clone, Copy)]
+struct IdleLimits {
+    /// Before the first request: `server.header_read_timeout_ms`, so a client that connects
+    /// and sends nothing at all is cut off like one that sends half a request head.
+    first: Duration,
+    /// Between requests: `server.keepalive_idle_timeout_ms`.
+    idle: Duration,
 }
 
 /// Counts a request in flight for its lifetime.
@@ -149,10 +176,11 @@ async fn serve_connection(
     gateway: Gateway,
     builder: &auto::Builder<TokioExecutor>,
     mut stop: watch::Receiver<bool>,
-    idle_timeout: Duration,
+    limits: IdleLimits,
 ) {
     let activity = Arc::new(Activity {
         in_flight: AtomicU32::new(0),
+        seen: AtomicBool::new(false),
         last_ms: AtomicU64::new(0),
         epoch: Instant::now(),
     });
@@ -161,6 +189,7 @@ async fn serve_connection(
         service_fn(move |request| {
             let gateway = gateway.clone();
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            activity.seen.store(true, Ordering::Relaxed);
             let guard = InFlight(activity.clone());
             async move {
                 let response = gateway.handle(request).await;
@@ -171,7 +200,7 @@ async fn serve_connection(
     };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    let idle = tokio::time::sleep(idle_timeout);
+    let idle = tokio::time::sleep(limits.first.min(limits.idle));
     tokio::pin!(idle);
     let mut draining = *stop.borrow();
     if draining {
@@ -191,7 +220,7 @@ async fn serve_connection(
                     conn.as_mut().graceful_shutdown();
                 }
             }
-            () = &mut idle, if !draining => match activity.idle_in(idle_timeout) {
+            () = &mut idle, if !draining => match activity.idle_in(limits) {
                 Some(left) => idle.as_mut().reset(Instant::now() + left),
                 None => {
                     draining = true;

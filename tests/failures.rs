@@ -252,7 +252,11 @@ async fn max_inflight_sheds_misses_with_503_but_serves_hits() {
     assert_eq!(hit.status, StatusCode::OK);
     assert_eq!(hit.x_cache(), "HIT");
     assert_eq!(hit.body, first.body);
-    assert_eq!(upstream.count(), 2, "shed requests never reach the upstream");
+    assert_eq!(
+        upstream.count(),
+        2,
+        "shed requests never reach the upstream"
+    );
 
     // The upstream going away mid-request ends the slow miss with a 502, not a hang.
     upstream.stop().await;

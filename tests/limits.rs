@@ -56,9 +56,20 @@ async fn oversized_request_target_is_414_json() {
     let got = get_with_key(&c, &gw.url(&format!("/v1/vardata?user_id={long}")), KEY).await;
     assert_json_error(&got, StatusCode::URI_TOO_LONG);
     // The passthrough is guarded by the same limit.
-    let got = send(&c, Method::GET, &gw.url(&format!("/other?x={long}")), &[], "").await;
+    let got = send(
+        &c,
+        Method::GET,
+        &gw.url(&format!("/other?x={long}")),
+        &[],
+        "",
+    )
+    .await;
     assert_json_error(&got, StatusCode::URI_TOO_LONG);
-    assert_eq!(upstream.count(), 0, "nothing oversized reaches the upstream");
+    assert_eq!(
+        upstream.count(),
+        0,
+        "nothing oversized reaches the upstream"
+    );
     assert_still_serves(&c, &gw).await;
 }
 
@@ -69,15 +80,29 @@ async fn oversized_headers_are_431_json() {
     let c = client();
     // 4 × ~500 bytes: over max_header_bytes (1024), well under hyper's own buffer.
     let big = "h".repeat(500);
-    let headers: Vec<(String, String)> = (0..4).map(|i| (format!("x-big-{i}"), big.clone())).collect();
-    let mut refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let headers: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("x-big-{i}"), big.clone()))
+        .collect();
+    let mut refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     let auth = format!("Api-Key {KEY}");
     refs.push(("authorization", &auth));
-    let got = send(&c, Method::GET, &gw.url("/v1/vardata?user_id=u1"), &refs, "").await;
+    let got = send(
+        &c,
+        Method::GET,
+        &gw.url("/v1/vardata?user_id=u1"),
+        &refs,
+        "",
+    )
+    .await;
     assert_json_error(&got, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
 
     // Many small headers add up the same way.
-    let many: Vec<(String, String)> = (0..60).map(|i| (format!("x-h{i:02}"), "v".repeat(20))).collect();
+    let many: Vec<(String, String)> = (0..60)
+        .map(|i| (format!("x-h{i:02}"), "v".repeat(20)))
+        .collect();
     let refs: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     let got = send(&c, Method::GET, &gw.url("/other"), &refs, "").await;
     assert_json_error(&got, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
@@ -92,7 +117,14 @@ async fn oversized_body_on_passthrough_is_413_json() {
     let gw = TestGateway::start(small_limits(&upstream.url())).await;
     let c = client();
     let body = "b".repeat(1000);
-    let got = send(&c, Method::POST, &gw.url("/other"), &[("content-type", "text/plain")], &body).await;
+    let got = send(
+        &c,
+        Method::POST,
+        &gw.url("/other"),
+        &[("content-type", "text/plain")],
+        &body,
+    )
+    .await;
     assert_json_error(&got, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(got.x_cache(), "BYPASS");
     assert_eq!(upstream.count(), 0, "an oversized body is never forwarded");
@@ -113,7 +145,11 @@ async fn oversized_context_is_414_json() {
     // stays under max_query_bytes (512).
     let context = format!("{{\"user_id\":\"{}\"}}", "x".repeat(86));
     assert_eq!(context.len(), 100);
-    let encoded = context.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace(':', "%3A");
+    let encoded = context
+        .replace('{', "%7B")
+        .replace('}', "%7D")
+        .replace('"', "%22")
+        .replace(':', "%3A");
     let url = gw.url(&format!("/v1/vardata?context={encoded}"));
     assert!(url.len() < 512);
     let got = get_with_key(&c, &url, KEY).await;
@@ -122,7 +158,11 @@ async fn oversized_context_is_414_json() {
 
     // Just under the limit is fine.
     let context = format!("{{\"user_id\":\"{}\"}}", "x".repeat(40));
-    let encoded = context.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace(':', "%3A");
+    let encoded = context
+        .replace('{', "%7B")
+        .replace('}', "%7D")
+        .replace('"', "%22")
+        .replace(':', "%3A");
     let got = get_with_key(&c, &gw.url(&format!("/v1/vardata?context={encoded}")), KEY).await;
     assert_eq!(got.status, StatusCode::OK);
     assert_still_serves(&c, &gw).await;
@@ -137,16 +177,25 @@ async fn read_response(stream: &mut TcpStream) -> (u16, String) {
         }
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk).await.expect("read response head");
-        assert!(n > 0, "connection closed mid-head: {:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "connection closed mid-head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
     let length: usize = head
         .lines()
         .find_map(|l| {
             let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+            n.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
         })
         .expect("content-length");
     while buf.len() < head_end + length {
@@ -155,7 +204,10 @@ async fn read_response(stream: &mut TcpStream) -> (u16, String) {
         assert!(n > 0, "connection closed mid-body");
         buf.extend_from_slice(&chunk[..n]);
     }
-    (status, String::from_utf8_lossy(&buf[head_end..]).to_string())
+    (
+        status,
+        String::from_utf8_lossy(&buf[head_end..]).to_string(),
+    )
 }
 
 /// Reads until the peer closes; returns what arrived before. Panics if it never closes.
@@ -185,11 +237,17 @@ async fn slowloris_is_cut_off_by_the_header_read_timeout() {
     let gw = TestGateway::start(config).await;
 
     let mut stream = TcpStream::connect(gw.addr).await.unwrap();
-    stream.write_all(b"GET /v1/vardata HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    stream
+        .write_all(b"GET /v1/vardata HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let seen = await_close(&mut stream).await;
     let seen = String::from_utf8_lossy(&seen);
     // hyper may say 408 before closing; it must never serve the incomplete request.
-    assert!(seen.is_empty() || seen.starts_with("HTTP/1.1 408"), "{seen:?}");
+    assert!(
+        seen.is_empty() || seen.starts_with("HTTP/1.1 408"),
+        "{seen:?}"
+    );
     assert_eq!(upstream.count(), 0);
 
     assert_still_serves(&client(), &gw).await;
@@ -206,11 +264,17 @@ async fn idle_keepalive_connection_is_closed() {
     let gw = TestGateway::start(config).await;
 
     let mut stream = TcpStream::connect(gw.addr).await.unwrap();
-    stream.write_all(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let (status, body) = read_response(&mut stream).await;
     assert_eq!(status, 200, "{body}");
     let seen = await_close(&mut stream).await;
-    assert!(seen.is_empty(), "nothing is sent on an idle connection: {seen:?}");
+    assert!(
+        seen.is_empty(),
+        "nothing is sent on an idle connection: {seen:?}"
+    );
 
     assert_still_serves(&client(), &gw).await;
 }
@@ -227,7 +291,10 @@ async fn max_connections_queues_further_clients() {
 
     // Connection 1: served once (so it certainly holds the only slot), then held idle.
     let mut first = TcpStream::connect(gw.addr).await.unwrap();
-    first.write_all(b"GET /other?conn=1 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    first
+        .write_all(b"GET /other?conn=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let (status, _) = read_response(&mut first).await;
     assert_eq!(status, 200);
 
@@ -235,7 +302,9 @@ async fn max_connections_queues_further_clients() {
     let url = gw.url("/other?conn=2");
     let mut second = tokio::spawn(async move { send(&client(), Method::GET, &url, &[], "").await });
     assert!(
-        timeout(Duration::from_millis(300), &mut second).await.is_err(),
+        timeout(Duration::from_millis(300), &mut second)
+            .await
+            .is_err(),
         "request 2 must wait while connection 1 holds the only slot"
     );
     assert_eq!(upstream.count(), 1, "request 2 has not been forwarded");
@@ -247,4 +316,22 @@ async fn max_connections_queues_further_clients() {
         .unwrap();
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.json()["path_and_query"], "/other?conn=2");
+}
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_cut_off_by_the_header_read_timeout() {
+    let upstream = FakeUpstream::start().await;
+    let mut config = config_for(&upstream.url());
+    config.server.header_read_timeout_ms = 200;
+    // Far beyond NO_HANG, so only the header timeout can close the connection in time.
+    config.server.keepalive_idle_timeout_ms = 600_000;
+    let gw = TestGateway::start(config).await;
+
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let seen = await_close(&mut stream).await;
+    assert!(
+        seen.is_empty(),
+        "nothing is sent to a silent client: {seen:?}"
+    );
+    assert_still_serves(&client(), &gw).await;
 }

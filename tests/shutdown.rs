@@ -27,10 +27,7 @@ impl TempDir {
     fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "evalgate-{tag}-{}-{n}",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("evalgate-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -167,7 +164,10 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
         }
     }
 
-    let got = timeout(NO_HANG, slow).await.expect("the slow request finishes").unwrap();
+    let got = timeout(NO_HANG, slow)
+        .await
+        .expect("the slow request finishes")
+        .unwrap();
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.x_cache(), "MISS");
     assert!(got.json().get("flag-echo").is_some());
@@ -195,7 +195,12 @@ async fn sigterm_after_serving_exits_zero() {
     let upstream = FakeUpstream::start().await;
     let mut gw = Gateway::start(&upstream.url()).await;
     let c = client();
-    let got = get_with_key(&c, &format!("http://{}/v1/vardata?user_id=u1", gw.addr), KEY).await;
+    let got = get_with_key(
+        &c,
+        &format!("http://{}/v1/vardata?user_id=u1", gw.addr),
+        KEY,
+    )
+    .await;
     assert_eq!(got.status, StatusCode::OK);
     // `c` keeps its idle keep-alive connection open: shutdown must close it, not wait.
     gw.sigterm();

@@ -54,30 +54,62 @@ async fn ten_spellings_of_one_request_make_one_upstream_request() {
     let ctx_sorted = r#"{"country":"DE","user_properties":{"plan":"pro","seats":3}}"#;
     let ctx_reordered = r#"{"user_properties":{"seats":3,"plan":"pro"},"country":"DE"}"#;
     let ctx_pretty = "{\n  \"user_properties\": {\n    \"seats\": 3,\n    \"plan\": \"pro\"\n  },\n  \"country\": \"DE\"\n}";
-    let ctx_nulls = r#"{"country":"DE","city":null,"user_properties":{"plan":"pro","seats":3,"old":null}}"#;
+    let ctx_nulls =
+        r#"{"country":"DE","city":null,"user_properties":{"plan":"pro","seats":3,"old":null}}"#;
     let spellings = [
-        format!("user_id=u%201&device_id=d1&flag_key=a,b&context={}", enc(ctx_sorted)),
-        format!("context={}&flag_key=a,b&device_id=d1&user_id=u%201", enc(ctx_sorted)),
-        format!("device_id=d1&user_id=u+1&context={}&flag_keys=b,a", enc(ctx_reordered)),
-        format!("user_id=u%201&device_id=d1&flag_key=b%2Ca&context={}", enc(ctx_pretty)),
-        format!("user%5Fid=u%201&device_id=d1&flag_keys=%20a%20,b,,a&context={}", enc(ctx_nulls)),
+        format!(
+            "user_id=u%201&device_id=d1&flag_key=a,b&context={}",
+            enc(ctx_sorted)
+        ),
+        format!(
+            "context={}&flag_key=a,b&device_id=d1&user_id=u%201",
+            enc(ctx_sorted)
+        ),
+        format!(
+            "device_id=d1&user_id=u+1&context={}&flag_keys=b,a",
+            enc(ctx_reordered)
+        ),
+        format!(
+            "user_id=u%201&device_id=d1&flag_key=b%2Ca&context={}",
+            enc(ctx_pretty)
+        ),
+        format!(
+            "user%5Fid=u%201&device_id=d1&flag_keys=%20a%20,b,,a&context={}",
+            enc(ctx_nulls)
+        ),
         format!(
             "user_id=u%201&device_id=d1&flag_key=a&flag_keys=b&context={}",
             lower_hex(&enc(ctx_sorted))
         ),
         format!(
             "user_id=u%201&device_id=d1&flag_key=a,b&context={}",
-            enc(ctx_sorted).replace("%7B", "%7b").replace("%7D", "%7d").replace("%3A", "%3a")
+            enc(ctx_sorted)
+                .replace("%7B", "%7b")
+                .replace("%7D", "%7d")
+                .replace("%3A", "%3a")
         ),
-        format!("user_id=u%201&device_id=d1&flag_key=a,b&utm_source=x&context={}", enc(ctx_reordered)),
-        format!("user_id=u%201&device_id=d1&flag_key=a,b&context={}&random=123", enc(ctx_pretty)),
-        format!("device_id=d1&flag_key=a,b&user_id=u%201&context={}", enc(ctx_nulls)),
+        format!(
+            "user_id=u%201&device_id=d1&flag_key=a,b&utm_source=x&context={}",
+            enc(ctx_reordered)
+        ),
+        format!(
+            "user_id=u%201&device_id=d1&flag_key=a,b&context={}&random=123",
+            enc(ctx_pretty)
+        ),
+        format!(
+            "device_id=d1&flag_key=a,b&user_id=u%201&context={}",
+            enc(ctx_nulls)
+        ),
     ];
     let mut bodies = Vec::new();
     for (i, q) in spellings.iter().enumerate() {
         let got = get_with_key(&c, &gw.url(&format!("/v1/vardata?{q}")), KEY).await;
         assert_eq!(got.status, 200, "spelling {i}: {q}");
-        assert_eq!(got.x_cache(), if i == 0 { "MISS" } else { "HIT" }, "spelling {i}: {q}");
+        assert_eq!(
+            got.x_cache(),
+            if i == 0 { "MISS" } else { "HIT" },
+            "spelling {i}: {q}"
+        );
         bodies.push(got.body);
     }
     assert_eq!(upstream.count(), 1);
@@ -116,12 +148,19 @@ async fn requests_that_differ_in_meaning_never_share_an_entry() {
         }
         let got = send(&c, http::Method::GET, &gw.url(path), &headers, "").await;
         assert_eq!(got.status, 200, "{path}");
-        assert_eq!(got.x_cache(), "MISS", "variant {i} shared an entry: {path} {key} {track:?}");
+        assert_eq!(
+            got.x_cache(),
+            "MISS",
+            "variant {i} shared an entry: {path} {key} {track:?}"
+        );
     }
     assert_eq!(upstream.count(), variants.len());
     // The track header and key went upstream as sent.
     let reqs = upstream.requests();
-    assert_eq!(reqs[12].headers["authorization"], format!("Api-Key {KEY2}").as_str());
+    assert_eq!(
+        reqs[12].headers["authorization"],
+        format!("Api-Key {KEY2}").as_str()
+    );
     assert_eq!(reqs[13].headers["x-amp-exp-track"], "no-track");
     assert!(reqs[0].headers.get("x-amp-exp-track").is_none());
 }
@@ -136,7 +175,9 @@ async fn concurrent_identical_misses_make_one_upstream_request() {
     for _ in 0..200 {
         let url = url.clone();
         // One client (and connection) per request, as independent apps would.
-        tasks.push(tokio::spawn(async move { get_with_key(&client(), &url, KEY).await }));
+        tasks.push(tokio::spawn(async move {
+            get_with_key(&client(), &url, KEY).await
+        }));
     }
     let mut bodies = Vec::new();
     for t in tasks {
@@ -157,7 +198,9 @@ async fn coalesced_errors_reach_every_waiter_and_are_not_stored() {
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let url = url.clone();
-        tasks.push(tokio::spawn(async move { get_with_key(&client(), &url, "server-unknown-9999").await }));
+        tasks.push(tokio::spawn(async move {
+            get_with_key(&client(), &url, "server-unknown-9999").await
+        }));
     }
     for t in tasks {
         let got = t.await.unwrap();
@@ -222,10 +265,27 @@ async fn only_the_canonical_request_reaches_the_upstream() {
     );
     let mut names: Vec<&str> = r.headers.keys().map(|n| n.as_str()).collect();
     names.sort();
-    assert_eq!(names, ["accept", "authorization", "host", "user-agent", "x-amp-exp-track"]);
-    assert_eq!(r.headers["authorization"], format!("Api-Key {KEY}").as_str());
+    assert_eq!(
+        names,
+        [
+            "accept",
+            "authorization",
+            "host",
+            "user-agent",
+            "x-amp-exp-track"
+        ]
+    );
+    assert_eq!(
+        r.headers["authorization"],
+        format!("Api-Key {KEY}").as_str()
+    );
     assert_eq!(r.headers["accept"], "application/json");
-    assert!(r.headers["user-agent"].to_str().unwrap().starts_with("evalgate/"));
+    assert!(
+        r.headers["user-agent"]
+            .to_str()
+            .unwrap()
+            .starts_with("evalgate/")
+    );
 }
 
 #[tokio::test]
@@ -245,7 +305,10 @@ async fn cache_busters_and_exposure_tracking_bypass_the_cache() {
             &c,
             http::Method::GET,
             &url,
-            &[("authorization", &auth), ("x-amp-exp-exposure-track", "track")],
+            &[
+                ("authorization", &auth),
+                ("x-amp-exp-exposure-track", "track"),
+            ],
             "",
         )
         .await;
@@ -255,7 +318,10 @@ async fn cache_busters_and_exposure_tracking_bypass_the_cache() {
     assert_eq!(upstream.count(), 5);
     // Bypassed requests go upstream verbatim: the exposure header reaches it.
     assert_eq!(upstream.last().headers["x-amp-exp-exposure-track"], "track");
-    assert_eq!(upstream.requests()[3].path_and_query, "/v1/vardata?user_id=u&d=abcde");
+    assert_eq!(
+        upstream.requests()[3].path_and_query,
+        "/v1/vardata?user_id=u&d=abcde"
+    );
 }
 
 #[tokio::test]
@@ -268,7 +334,12 @@ async fn other_paths_are_forwarded_as_is() {
             &c,
             http::Method::POST,
             &gw.url("/sdk/v2/vardata?v=0&x=1"),
-            &[("content-type", "application/json"), ("x-custom", "yes"), ("connection", "keep-alive, x-hop"), ("x-hop", "1")],
+            &[
+                ("content-type", "application/json"),
+                ("x-custom", "yes"),
+                ("connection", "keep-alive, x-hop"),
+                ("x-hop", "1"),
+            ],
             r#"{"user_id":"u"}"#,
         )
         .await;
@@ -282,7 +353,10 @@ async fn other_paths_are_forwarded_as_is() {
     let r = upstream.last();
     assert_eq!(r.method, http::Method::POST);
     assert_eq!(r.headers["x-custom"], "yes");
-    assert!(r.headers.get("x-hop").is_none(), "headers named by Connection are hop-by-hop");
+    assert!(
+        r.headers.get("x-hop").is_none(),
+        "headers named by Connection are hop-by-hop"
+    );
 }
 
 #[tokio::test]
@@ -293,10 +367,20 @@ async fn head_is_answered_from_the_same_entry_without_a_body() {
     let url = gw.url("/v1/vardata?user_id=h");
     let got = get_with_key(&c, &url, KEY).await;
     let auth = format!("Api-Key {KEY}");
-    let head = send(&c, http::Method::HEAD, &url, &[("authorization", &auth)], "").await;
+    let head = send(
+        &c,
+        http::Method::HEAD,
+        &url,
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
     assert_eq!(head.status, 200);
     assert_eq!(head.x_cache(), "HIT");
     assert!(head.body.is_empty());
-    assert_eq!(head.header("content-length"), Some(got.body.len().to_string().as_str()));
+    assert_eq!(
+        head.header("content-length"),
+        Some(got.body.len().to_string().as_str())
+    );
     assert_eq!(upstream.count(), 1);
 }

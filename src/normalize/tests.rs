@@ -149,7 +149,10 @@ fn parameter_order_does_not_matter() {
 
 #[test]
 fn plus_and_percent_20_are_both_spaces() {
-    assert_same(&["user_id=a+b", "user_id=a%20b"], "/v1/vardata?user_id=a%20b");
+    assert_same(
+        &["user_id=a+b", "user_id=a%20b"],
+        "/v1/vardata?user_id=a%20b",
+    );
     assert_same(
         &["user_id=+a++b", "user_id=%20a%20%20b", "user_id=+a%20+b"],
         "/v1/vardata?user_id=%20a%20%20b",
@@ -166,7 +169,12 @@ fn plus_and_percent_20_are_both_spaces() {
 #[test]
 fn encoded_and_literal_commas_split_flag_lists_alike() {
     assert_same(
-        &["flag_keys=a,b", "flag_keys=a%2Cb", "flag_keys=a%2cb", "flag_keys=b%2ca"],
+        &[
+            "flag_keys=a,b",
+            "flag_keys=a%2Cb",
+            "flag_keys=a%2cb",
+            "flag_keys=b%2ca",
+        ],
         "/v1/vardata?flag_key=a,b&flag_keys=a,b",
     );
 }
@@ -189,7 +197,11 @@ fn hex_digits_in_either_case() {
 #[test]
 fn unreserved_characters_may_be_encoded_or_not() {
     assert_same(
-        &["user_id=aZ0-._~", "user_id=%61%5A%30%2D%2E%5F%7E", "user_id=%61%5a%30%2d%2e%5f%7e"],
+        &[
+            "user_id=aZ0-._~",
+            "user_id=%61%5A%30%2D%2E%5F%7E",
+            "user_id=%61%5a%30%2d%2e%5f%7e",
+        ],
         "/v1/vardata?user_id=aZ0-._~",
     );
 }
@@ -209,14 +221,26 @@ fn parameter_names_are_decoded() {
         "/v1/vardata?flag_key=a,b&flag_keys=a,b"
     );
     assert_same(
-        &[&ctx(r#"{"a":1}"#), &ctx(r#"{"a":1}"#).replace("context", "%63ontext")],
+        &[
+            &ctx(r#"{"a":1}"#),
+            &ctx(r#"{"a":1}"#).replace("context", "%63ontext"),
+        ],
         &ctx_pq(r#"{"a":1}"#),
     );
 }
 
 #[test]
 fn missing_and_empty_ids_are_the_same() {
-    assert_same(&["", "user_id=", "user_id", "device_id=", "user_id=&device_id="], "/v1/vardata");
+    assert_same(
+        &[
+            "",
+            "user_id=",
+            "user_id",
+            "device_id=",
+            "user_id=&device_id=",
+        ],
+        "/v1/vardata",
+    );
     assert_same(
         &["user_id=u", "user_id=u&device_id=", "device_id&user_id=u"],
         "/v1/vardata?user_id=u",
@@ -290,10 +314,20 @@ fn flag_lists_are_sorted_by_bytes() {
 #[test]
 fn no_flag_keys_means_no_flag_parameter() {
     assert_same(
-        &["", "flag_key=", "flag_keys=", "flag_key=,&flag_keys=+,+", "flag_keys"],
+        &[
+            "",
+            "flag_key=",
+            "flag_keys=",
+            "flag_key=,&flag_keys=+,+",
+            "flag_keys",
+        ],
         "/v1/vardata",
     );
-    for mode in [FlagKeysParam::Both, FlagKeysParam::FlagKey, FlagKeysParam::FlagKeys] {
+    for mode in [
+        FlagKeysParam::Both,
+        FlagKeysParam::FlagKey,
+        FlagKeysParam::FlagKeys,
+    ] {
         let k = expect_key(decide_with(
             &Method::GET,
             Some("user_id=u&flag_key=,"),
@@ -307,9 +341,18 @@ fn no_flag_keys_means_no_flag_parameter() {
 #[test]
 fn flag_keys_param_selects_the_forwarded_name() {
     let key_in = |mode, q: &str| {
-        expect_key(decide_with(&Method::GET, Some(q), &auth(), &limits_with(mode)))
+        expect_key(decide_with(
+            &Method::GET,
+            Some(q),
+            &auth(),
+            &limits_with(mode),
+        ))
     };
-    for q in ["flag_key=b,a&user_id=u", "flag_keys=a,b&user_id=u", "flag_key=a&flag_keys=b&user_id=u"] {
+    for q in [
+        "flag_key=b,a&user_id=u",
+        "flag_keys=a,b&user_id=u",
+        "flag_key=a&flag_keys=b&user_id=u",
+    ] {
         assert_eq!(
             key_in(FlagKeysParam::Both, q).path_and_query(),
             "/v1/vardata?flag_key=a,b&flag_keys=a,b&user_id=u"
@@ -404,9 +447,13 @@ fn empty_context_is_no_context() {
 #[test]
 fn context_whitespace_is_ignored() {
     let canonical = r#"{"user_properties":{"l":[1,2],"o":{"x":true},"s":"a b"}}"#;
-    let pretty = "{\n\t\"user_properties\" : {\r\n  \"l\" : [ 1 , 2 ] ,\n  \"o\" : { \"x\" : true } ,\n  \"s\" : \"a b\"\n }\n}\n";
+    let pretty = "{\n\t\"user_properties\" : {\r\n  \"l\" : [ 1 ,\r\n\t2 ] ,\n  \"o\" : {\r\"x\"\t: true } ,\n  \"s\" : \"a b\"\n }\n}\n";
     assert_same(
-        &[&ctx(canonical), &ctx(pretty), &ctx(&format!("  {canonical}  "))],
+        &[
+            &ctx(canonical),
+            &ctx(pretty),
+            &ctx(&format!("  {canonical}  ")),
+        ],
         &ctx_pq(canonical),
     );
     // Whitespace inside strings is significant.
@@ -416,11 +463,26 @@ fn context_whitespace_is_ignored() {
 #[test]
 fn context_value_spelling_is_significant() {
     let pairs = [
-        (r#"{"user_properties":{"n":"1"}}"#, r#"{"user_properties":{"n":1}}"#),
-        (r#"{"user_properties":{"n":1.0}}"#, r#"{"user_properties":{"n":1}}"#),
-        (r#"{"user_properties":{"n":1e2}}"#, r#"{"user_properties":{"n":100}}"#),
-        (r#"{"user_properties":{"n":1E2}}"#, r#"{"user_properties":{"n":1e2}}"#),
-        (r#"{"user_properties":{"n":-0}}"#, r#"{"user_properties":{"n":0}}"#),
+        (
+            r#"{"user_properties":{"n":"1"}}"#,
+            r#"{"user_properties":{"n":1}}"#,
+        ),
+        (
+            r#"{"user_properties":{"n":1.0}}"#,
+            r#"{"user_properties":{"n":1}}"#,
+        ),
+        (
+            r#"{"user_properties":{"n":1e2}}"#,
+            r#"{"user_properties":{"n":100}}"#,
+        ),
+        (
+            r#"{"user_properties":{"n":1E2}}"#,
+            r#"{"user_properties":{"n":1e2}}"#,
+        ),
+        (
+            r#"{"user_properties":{"n":-0}}"#,
+            r#"{"user_properties":{"n":0}}"#,
+        ),
         (r#"{"n":1.0}"#, r#"{"n":1}"#),
         (r#"{"n":"1"}"#, r#"{"n":1}"#),
         // Object-valued properties keep their member order and their nulls.
@@ -442,8 +504,14 @@ fn context_value_spelling_is_significant() {
             r#"{"groups":{"t":{"b":2,"a":1}}}"#,
         ),
         // Array order and string escapes are kept.
-        (r#"{"user_properties":{"l":[1,2]}}"#, r#"{"user_properties":{"l":[2,1]}}"#),
-        (r#"{"user_properties":{"s":"\u0041"}}"#, r#"{"user_properties":{"s":"A"}}"#),
+        (
+            r#"{"user_properties":{"l":[1,2]}}"#,
+            r#"{"user_properties":{"l":[2,1]}}"#,
+        ),
+        (
+            r#"{"user_properties":{"s":"\u0041"}}"#,
+            r#"{"user_properties":{"s":"A"}}"#,
+        ),
     ];
     for (a, b) in pairs {
         assert_differ(&ctx(a), &ctx(b));
@@ -469,6 +537,20 @@ fn context_member_names_are_compared_decoded() {
             &ctx(r#"{"user_propertie\u0073":{"\u0062":1,"a":2}}"#),
         ],
         &ctx_pq(r#"{"user_properties":{"a":2,"b":1}}"#),
+    );
+}
+
+#[test]
+fn context_member_names_are_re_escaped() {
+    // Names are written from their decoded form, so quotes and backslashes are escaped
+    // again and every spelling of one name gives one key.
+    let canonical = r#"{"a\"b\\c\n":1,"user_properties":{"q\"":2}}"#;
+    assert_same(
+        &[
+            &ctx(canonical),
+            &ctx(r#"{"user_properties":{"q\u0022":2},"a\u0022b\u005Cc\u000a":1}"#),
+        ],
+        &ctx_pq(canonical),
     );
 }
 
@@ -503,8 +585,14 @@ fn invalid_context_bypasses() {
     expect_bypass(decide("context="), BypassReason::InvalidContext);
     expect_bypass(decide("context"), BypassReason::InvalidContext);
     expect_bypass(decide("context=+"), BypassReason::InvalidContext);
-    expect_bypass(decide("user_id=u&context=%5B1%5D"), BypassReason::InvalidContext);
-    expect_bypass(decide("context=%22x%22&user_id=u"), BypassReason::InvalidContext);
+    expect_bypass(
+        decide("user_id=u&context=%5B1%5D"),
+        BypassReason::InvalidContext,
+    );
+    expect_bypass(
+        decide("context=%22x%22&user_id=u"),
+        BypassReason::InvalidContext,
+    );
     expect_bypass(decide("context=1"), BypassReason::InvalidContext);
 }
 
@@ -539,7 +627,13 @@ fn context_too_long_is_rejected() {
     let fits = r#"{"a":"123456789"}"#; // 17 bytes
     assert_eq!(fits.len(), 17);
     assert!(matches!(
-        at(&ctx(fits), &Limits { max_context_bytes: 17, ..small }),
+        at(
+            &ctx(fits),
+            &Limits {
+                max_context_bytes: 17,
+                ..small
+            }
+        ),
         Decision::Cache(_)
     ));
     assert!(matches!(
@@ -548,7 +642,10 @@ fn context_too_long_is_rejected() {
     ));
     // The limit is on the decoded context, even when it is not valid JSON.
     assert!(matches!(
-        at("context=%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B", &small),
+        at(
+            "context=%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B%7B",
+            &small
+        ),
         Decision::Reject(Rejection::ContextTooLong)
     ));
     assert!(matches!(
@@ -570,10 +667,19 @@ fn context_too_long_is_rejected() {
 
 #[test]
 fn authorization_scheme_is_case_insensitive_and_whitespace_tolerant() {
-    for value in ["Api-Key k", "api-key k", "API-KEY   k  ", "Api-Key\tk", "  aPi-kEy k"] {
+    for value in [
+        "Api-Key k",
+        "api-key k",
+        "API-KEY   k  ",
+        "Api-Key\tk",
+        "  aPi-kEy k",
+    ] {
         let k = key_with_headers("user_id=u", &[("authorization", value)]);
         assert_eq!(k.deployment(), "k", "{value:?}");
-        assert_eq!(k, key_with_headers("user_id=u", &[("authorization", "Api-Key k")]));
+        assert_eq!(
+            k,
+            key_with_headers("user_id=u", &[("authorization", "Api-Key k")])
+        );
     }
 }
 
@@ -588,8 +694,14 @@ fn bad_authorization_bypasses() {
         &[("authorization", "ApiKey k")],
         &[("authorization", "Api-Keyk")],
         &[("authorization", "")],
-        &[("authorization", "Api-Key k"), ("authorization", "Api-Key k")],
-        &[("authorization", "Api-Key a"), ("authorization", "Api-Key b")],
+        &[
+            ("authorization", "Api-Key k"),
+            ("authorization", "Api-Key k"),
+        ],
+        &[
+            ("authorization", "Api-Key a"),
+            ("authorization", "Api-Key b"),
+        ],
         &[("x-api-key", "k")],
     ];
     for h in cases {
@@ -620,7 +732,10 @@ fn deployment_keys_separate_entries() {
     assert_eq!(a.path_and_query(), b.path_and_query());
     assert_ne!(a, b);
     assert_ne!(a, upper);
-    assert_eq!(a, key_with_headers("user_id=u", &[("authorization", "api-key a")]));
+    assert_eq!(
+        a,
+        key_with_headers("user_id=u", &[("authorization", "api-key a")])
+    );
 }
 
 #[test]
@@ -647,8 +762,16 @@ fn track_header_is_part_of_the_key() {
 fn repeated_or_invalid_track_header_bypasses() {
     let auth = ("authorization", "Api-Key k");
     for h in [
-        &[auth, ("x-amp-exp-track", "track"), ("x-amp-exp-track", "track")][..],
-        &[auth, ("x-amp-exp-track", "track"), ("x-amp-exp-track", "no-track")][..],
+        &[
+            auth,
+            ("x-amp-exp-track", "track"),
+            ("x-amp-exp-track", "track"),
+        ][..],
+        &[
+            auth,
+            ("x-amp-exp-track", "track"),
+            ("x-amp-exp-track", "no-track"),
+        ][..],
     ] {
         expect_bypass(
             decide_with(&Method::GET, Some("user_id=u"), &headers(h), &limits()),
@@ -656,7 +779,10 @@ fn repeated_or_invalid_track_header_bypasses() {
         );
     }
     let mut h = headers(&[auth]);
-    h.insert("x-amp-exp-track", HeaderValue::from_bytes(b"tr\xFFck").unwrap());
+    h.insert(
+        "x-amp-exp-track",
+        HeaderValue::from_bytes(b"tr\xFFck").unwrap(),
+    );
     expect_bypass(
         decide_with(&Method::GET, Some("user_id=u"), &h, &limits()),
         BypassReason::TrackHeader,
@@ -806,15 +932,26 @@ fn repeated_key_parameters() {
     }
     // The same value twice, however spelled, is one parameter.
     assert_same(
-        &["user_id=a+b", "user_id=a+b&user_id=a%20b", "user%5Fid=a%20b&user_id=a+b"],
+        &[
+            "user_id=a+b",
+            "user_id=a+b&user_id=a%20b",
+            "user%5Fid=a%20b&user_id=a+b",
+        ],
         "/v1/vardata?user_id=a%20b",
     );
     assert_same(
-        &["flag_key=a&flag_keys=a", "flag_key=a&flag_key=a", "flag_keys=a&flag_keys=a"],
+        &[
+            "flag_key=a&flag_keys=a",
+            "flag_key=a&flag_key=a",
+            "flag_keys=a&flag_keys=a",
+        ],
         "/v1/vardata?flag_key=a&flag_keys=a",
     );
     assert_same(
-        &["context=%7B%7D&context=%7B%7D&user_id=u", "user_id=u&user_id=u"],
+        &[
+            "context=%7B%7D&context=%7B%7D&user_id=u",
+            "user_id=u&user_id=u",
+        ],
         "/v1/vardata?user_id=u",
     );
 }

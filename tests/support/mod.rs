@@ -130,7 +130,10 @@ impl FakeUpstream {
     }
 
     pub fn last(&self) -> Recorded {
-        self.requests().last().cloned().expect("a request reached the upstream")
+        self.requests()
+            .last()
+            .cloned()
+            .expect("a request reached the upstream")
     }
 
     pub fn script(&self, script: Script) {
@@ -173,10 +176,17 @@ impl Drop for FakeUpstream {
 
 async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let recorded = Recorded {
         method: parts.method.clone(),
-        path_and_query: parts.uri.path_and_query().map_or("/".into(), |p| p.to_string()),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map_or("/".into(), |p| p.to_string()),
         headers: parts.headers.clone(),
         body: body.clone(),
     };
@@ -188,7 +198,11 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         tokio::time::sleep(script.delay).await;
     }
     if let Some(status) = script.status {
-        return respond(status, "application/json", format!("{{\"scripted\":{}}}", status.as_u16()));
+        return respond(
+            status,
+            "application/json",
+            format!("{{\"scripted\":{}}}", status.as_u16()),
+        );
     }
     if let Some(raw) = script.raw_body {
         return respond(StatusCode::OK, "text/plain", raw.to_string());
@@ -200,7 +214,8 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             "body": String::from_utf8_lossy(&body),
         });
         let mut r = respond(StatusCode::OK, "application/json", echo.to_string());
-        r.headers_mut().insert("x-upstream-header", "kept".parse().unwrap());
+        r.headers_mut()
+            .insert("x-upstream-header", "kept".parse().unwrap());
         return r;
     }
     let key = parts
@@ -210,15 +225,27 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         .and_then(|v| v.strip_prefix("Api-Key "))
         .filter(|k| state.keys.contains(*k));
     let Some(key) = key else {
-        let mut r = respond(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", "Invalid deployment key\n".into());
-        r.headers_mut().insert("www-authenticate", "Api-Key".parse().unwrap());
+        let mut r = respond(
+            StatusCode::UNAUTHORIZED,
+            "text/plain; charset=utf-8",
+            "Invalid deployment key\n".into(),
+        );
+        r.headers_mut()
+            .insert("www-authenticate", "Api-Key".parse().unwrap());
         return r;
     };
     let query = parts.uri.query().unwrap_or("");
     let params: Vec<(String, String)> = form_pairs(query);
     if let Some((_, context)) = params.iter().find(|(n, _)| n == "context") {
-        if !matches!(serde_json::from_str::<serde_json::Value>(context), Ok(serde_json::Value::Object(_))) {
-            return respond(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "Invalid context JSON\n".into());
+        if !matches!(
+            serde_json::from_str::<serde_json::Value>(context),
+            Ok(serde_json::Value::Object(_))
+        ) {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                "text/plain; charset=utf-8",
+                "Invalid context JSON\n".into(),
+            );
         }
     }
     let echo = serde_json::json!({
@@ -237,7 +264,8 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
 fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert("content-type", content_type.parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", content_type.parse().unwrap());
     r
 }
 
@@ -248,7 +276,10 @@ fn form_pairs(query: &str) -> Vec<(String, String)> {
         .filter(|s| !s.is_empty())
         .map(|s| {
             let (n, v) = s.split_once('=').unwrap_or((s, ""));
-            (evalgate::normalize::form::decode(n).unwrap().into_owned(), evalgate::normalize::form::decode(v).unwrap().into_owned())
+            (
+                evalgate::normalize::form::decode(n).unwrap().into_owned(),
+                evalgate::normalize::form::decode(v).unwrap().into_owned(),
+            )
         })
         .collect()
 }
@@ -350,7 +381,9 @@ pub async fn send(
     for (n, v) in headers {
         builder = builder.header(*n, *v);
     }
-    let req = builder.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    let req = builder
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
     let res = client.request(req).await.expect("gateway answers");
     let (parts, body) = res.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
@@ -362,7 +395,11 @@ pub async fn send(
 }
 
 /// `GET` with `Authorization: Api-Key <key>`.
-pub async fn get_with_key(client: &Client<HttpConnector, Full<Bytes>>, url: &str, key: &str) -> Got {
+pub async fn get_with_key(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    key: &str,
+) -> Got {
     let auth = format!("Api-Key {key}");
     send(client, Method::GET, url, &[("authorization", &auth)], "").await
 }

@@ -1,0 +1,342 @@
+//! The binary's command line: `--check`, config errors (exit 64, one stderr line), and
+//! the precedence flag > environment > file > defaults.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use evalgate::Config;
+
+/// `EX_USAGE`: the exit status for a bad configuration.
+const EX_CONFIG: i32 = 64;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("evalgate-cli-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    /// Writes `config.toml` here and returns its path.
+    fn config(&self, text: &str) -> PathBuf {
+        let path = self.0.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Generous bound on a run that should exit by itself: proves "does not hang".
+const NO_HANG: Duration = Duration::from_secs(10);
+
+/// Runs the binary in `dir` with `args` and only the given `EVALGATE_*` variables; it must
+/// exit by itself within [`NO_HANG`], else it is killed through its handle and the test fails.
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_evalgate"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("EVALGATE_LISTEN")
+        .env_remove("EVALGATE_UPSTREAM")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let child = cmd.spawn().expect("run the evalgate binary");
+        // On timeout the child is dropped, and `kill_on_drop` kills it.
+        tokio::time::timeout(NO_HANG, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("evalgate {args:?} did not exit"))
+            .unwrap()
+    })
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// `--check` succeeded; returns the effective settings it printed.
+fn checked(out: &Output) -> Config {
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(out));
+    assert!(out.stderr.is_empty(), "stderr: {}", stderr(out));
+    Config::from_toml_str(&stdout(out)).expect("--check prints valid TOML")
+}
+
+/// A config error: exit 64 and exactly one stderr line, which names `key`.
+fn config_error(out: &Output, key: &str) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(EX_CONFIG),
+        "stderr: {}",
+        stderr(out)
+    );
+    assert!(out.stdout.is_empty(), "stdout: {}", stdout(out));
+    let err = stderr(out);
+    assert_eq!(err.lines().count(), 1, "one stderr line: {err:?}");
+    assert!(err.ends_with('\n'));
+    assert!(err.contains(key), "{err:?} names {key}");
+    err
+}
+
+#[test]
+fn check_prints_the_effective_config_and_exits_zero() {
+    let dir = TempDir::new();
+    let path = dir.config(concat!(
+        "[server]\nlisten = \"127.0.0.1:9999\"\n\n",
+        "[cache]\nttl_s = 5\n\n",
+        "[upstream]\nurl = \"http://127.0.0.1:1/prefix\"\n",
+    ));
+    let out = run(
+        &dir.0,
+        &["--config", path.to_str().unwrap(), "--check"],
+        &[],
+    );
+    let config = checked(&out);
+    assert_eq!(config.server.listen, "127.0.0.1:9999");
+    assert_eq!(config.cache.ttl_s, 5);
+    assert_eq!(config.upstream.url, "http://127.0.0.1:1/prefix");
+    // Everything not in the file is the default, and the output lists every key.
+    let defaults = Config::default();
+    assert_eq!(
+        config.server.max_connections,
+        defaults.server.max_connections
+    );
+    assert_eq!(config.upstream.timeout_ms, defaults.upstream.timeout_ms);
+    assert_eq!(config.cache.max_bytes, defaults.cache.max_bytes);
+    let text = stdout(&out);
+    for key in [
+        "max_query_bytes",
+        "connect_timeout_ms",
+        "flag_keys_param",
+        "max_bytes",
+    ] {
+        assert!(text.contains(key), "{key} in {text}");
+    }
+}
+
+#[test]
+fn check_without_a_config_file_uses_the_defaults() {
+    let dir = TempDir::new();
+    let config = checked(&run(&dir.0, &["--check"], &[]));
+    assert_eq!(config, Config::default());
+}
+
+#[test]
+fn check_reads_config_toml_from_the_working_directory() {
+    let dir = TempDir::new();
+    dir.config("[cache]\nttl_s = 7\n");
+    let config = checked(&run(&dir.0, &["--check"], &[]));
+    assert_eq!(config.cache.ttl_s, 7);
+}
+
+#[test]
+fn unknown_key_exits_64_naming_it() {
+    let dir = TempDir::new();
+    let path = dir.config("[cache]\nttl = 5\n");
+    let out = run(
+        &dir.0,
+        &["--config", path.to_str().unwrap(), "--check"],
+        &[],
+    );
+    let err = config_error(&out, "cache.ttl");
+    assert!(err.contains("unknown field"), "{err}");
+    // Also without --check, and for the implicit ./config.toml: nothing is started.
+    let out = run(&dir.0, &["--listen", "127.0.0.1:0"], &[]);
+    config_error(&out, "cache.ttl");
+}
+
+#[test]
+fn zero_ttl_exits_64_naming_it() {
+    let dir = TempDir::new();
+    let path = dir.config("[cache]\nttl_s = 0\n");
+    let out = run(
+        &dir.0,
+        &["--config", path.to_str().unwrap(), "--check"],
+        &[],
+    );
+    config_error(&out, "cache.ttl_s");
+}
+
+#[test]
+fn wrong_type_exits_64_naming_the_key() {
+    let dir = TempDir::new();
+    let path = dir.config("[upstream]\ntimeout_ms = \"soon\"\n");
+    let out = run(
+        &dir.0,
+        &["--config", path.to_str().unwrap(), "--check"],
+        &[],
+    );
+    config_error(&out, "upstream.timeout_ms");
+}
+
+#[test]
+fn toml_syntax_error_exits_64_with_one_line() {
+    let dir = TempDir::new();
+    let path = dir.config("[server\nlisten = \n");
+    let out = run(
+        &dir.0,
+        &["--config", path.to_str().unwrap(), "--check"],
+        &[],
+    );
+    config_error(&out, "config.toml");
+}
+
+#[test]
+fn unparsable_upstream_url_exits_64() {
+    let dir = TempDir::new();
+    for url in ["not a url", "ftp://example.com", "http://h/p?q=1"] {
+        let path = dir.config(&format!("[upstream]\nurl = \"{url}\"\n"));
+        let out = run(
+            &dir.0,
+            &["--config", path.to_str().unwrap(), "--check"],
+            &[],
+        );
+        config_error(&out, "upstream.url");
+        // The same through the flag and the environment.
+        let out = run(&dir.0, &["--check", "--upstream", url], &[]);
+        config_error(&out, "upstream.url");
+        let out = run(&dir.0, &["--check"], &[("EVALGATE_UPSTREAM", url)]);
+        config_error(&out, "upstream.url");
+    }
+}
+
+#[test]
+fn bad_listen_address_exits_64() {
+    let dir = TempDir::new();
+    let out = run(&dir.0, &["--check", "--listen", "localhost"], &[]);
+    config_error(&out, "server.listen");
+}
+
+#[test]
+fn missing_or_unreadable_config_exits_64() {
+    let dir = TempDir::new();
+    let missing = dir.0.join("does-not-exist.toml");
+    let out = run(
+        &dir.0,
+        &["--config", missing.to_str().unwrap(), "--check"],
+        &[],
+    );
+    config_error(&out, "does-not-exist.toml");
+    // A directory cannot be read as a file (a mode-000 file would not stop root).
+    let subdir = dir.0.join("a-directory");
+    std::fs::create_dir(&subdir).unwrap();
+    let out = run(
+        &dir.0,
+        &["--config", subdir.to_str().unwrap(), "--check"],
+        &[],
+    );
+    config_error(&out, "a-directory");
+    // Also without --check.
+    let out = run(
+        &dir.0,
+        &[
+            "--config",
+            missing.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    config_error(&out, "does-not-exist.toml");
+}
+
+#[test]
+fn flags_and_environment_override_the_file() {
+    let dir = TempDir::new();
+    let path = dir.config(
+        "[server]\nlisten = \"127.0.0.1:1111\"\n\n[upstream]\nurl = \"http://file.example\"\n",
+    );
+    let config_arg = path.to_str().unwrap();
+
+    let file_only = checked(&run(&dir.0, &["--config", config_arg, "--check"], &[]));
+    assert_eq!(file_only.server.listen, "127.0.0.1:1111");
+    assert_eq!(file_only.upstream.url, "http://file.example");
+
+    let flag = checked(&run(
+        &dir.0,
+        &[
+            "--config",
+            config_arg,
+            "--check",
+            "--upstream",
+            "http://flag.example",
+        ],
+        &[],
+    ));
+    assert_eq!(flag.upstream.url, "http://flag.example");
+    assert_eq!(flag.server.listen, "127.0.0.1:1111");
+
+    let flag = checked(&run(
+        &dir.0,
+        &[
+            "--config",
+            config_arg,
+            "--check",
+            "--listen",
+            "127.0.0.1:3333",
+        ],
+        &[],
+    ));
+    assert_eq!(flag.server.listen, "127.0.0.1:3333");
+    assert_eq!(flag.upstream.url, "http://file.example");
+
+    let env = checked(&run(
+        &dir.0,
+        &["--config", config_arg, "--check"],
+        &[
+            ("EVALGATE_UPSTREAM", "http://env.example"),
+            ("EVALGATE_LISTEN", "127.0.0.1:2222"),
+        ],
+    ));
+    assert_eq!(env.upstream.url, "http://env.example");
+    assert_eq!(env.server.listen, "127.0.0.1:2222");
+}
+
+#[test]
+fn flag_beats_environment() {
+    let dir = TempDir::new();
+    let path = dir.config("[upstream]\nurl = \"http://file.example\"\n");
+    let out = run(
+        &dir.0,
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "--check",
+            "--upstream",
+            "http://flag.example",
+            "--listen",
+            "127.0.0.1:4444",
+        ],
+        &[
+            ("EVALGATE_UPSTREAM", "http://env.example"),
+            ("EVALGATE_LISTEN", "127.0.0.1:2222"),
+        ],
+    );
+    let config = checked(&out);
+    assert_eq!(config.upstream.url, "http://flag.example");
+    assert_eq!(config.server.listen, "127.0.0.1:4444");
+}
