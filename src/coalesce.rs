@@ -15,7 +15,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
 use crate::error::GatewayError;
-use crate::key::CacheKey;
+use crate::key::{CacheKey, KeyHasher};
 use crate::upstream::UpstreamResponse;
 
 /// The result every waiter of a flight receives.
@@ -27,7 +27,7 @@ type Flight = Shared<BoxFuture<'static, Outcome>>;
 #[derive(Clone, Default)]
 pub struct Flights {
     // A std mutex: held only to look up or insert, never across an await.
-    map: Arc<Mutex<HashMap<CacheKey, Flight>>>,
+    map: Arc<Mutex<HashMap<CacheKey, Flight, KeyHasher>>>,
 }
 
 impl Flights {

@@ -18,6 +18,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
     pub cache: CacheConfig,
+    pub embedded: EmbeddedConfig,
 }
 
 /// `[server]`: the public listener and the limits on what clients may send.
@@ -88,6 +89,43 @@ pub struct CacheConfig {
     pub max_bytes: u64,
     /// How long a 200 response stays fresh, in seconds.
     pub ttl_s: u64,
+    /// Which entry goes when the cache is full.
+    pub eviction: Eviction,
+}
+
+/// The cache's eviction policy.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Eviction {
+    /// Least recently used goes; a fresh answer is always stored.
+    Lru,
+    /// moka's TinyLFU: when full, a new entry is only admitted if it is likely to be asked
+    /// for more often than the one it would evict. Resists scans, but an answer just
+    /// fetched may not be stored.
+    TinyLfu,
+}
+
+/// `[embedded]`: the in-process evaluation engine used when `upstream.url = "embedded"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// Flag configurations (a JSON array, as `/sdk/v2/flags` serves them). A relative path
+    /// is resolved against the config file's directory.
+    pub flags_file: String,
+    /// Deployment keys that may read these flags; any other key gets 401.
+    pub deployment_keys: Vec<String>,
+    /// How often the flags file is checked for changes.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            flags_file: "flags.json".into(),
+            deployment_keys: vec!["server-evalgate-demo-key".into()],
+            reload_interval_ms: 1_000,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -127,6 +165,7 @@ impl Default for CacheConfig {
         CacheConfig {
             max_bytes: 256 * 1024 * 1024,
             ttl_s: 60,
+            eviction: Eviction::Lru,
         }
     }
 }
@@ -237,7 +276,36 @@ impl Config {
             HOUR_MS,
         )?;
 
-        upstream_base(&self.upstream.url)?;
+        if self.upstream.url == crate::upstream::EMBEDDED {
+            let e = &self.embedded;
+            if e.flags_file.is_empty() {
+                return Err(invalid("embedded.flags_file", "must name a file".into()));
+            }
+            if e.deployment_keys.is_empty() {
+                return Err(invalid(
+                    "embedded.deployment_keys",
+                    "must list at least one key".into(),
+                ));
+            }
+            if let Some(bad) = e
+                .deployment_keys
+                .iter()
+                .find(|k| k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                return Err(invalid(
+                    "embedded.deployment_keys",
+                    format!("`{bad}` is not a key (visible ASCII, no spaces)"),
+                ));
+            }
+            range(
+                "embedded.reload_interval_ms",
+                e.reload_interval_ms,
+                10,
+                24 * HOUR_MS,
+            )?;
+        } else {
+            upstream_base(&self.upstream.url)?;
+        }
         let u = &self.upstream;
         range("upstream.timeout_ms", u.timeout_ms, 1, HOUR_MS)?;
         range(
@@ -283,6 +351,14 @@ impl Config {
             .listen
             .parse()
             .expect("validated listen address")
+    }
+
+    /// Resolves relative paths in the config against `dir` (the config file's directory).
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        let flags = Path::new(&self.embedded.flags_file);
+        if flags.is_relative() && !self.embedded.flags_file.is_empty() {
+            self.embedded.flags_file = dir.join(flags).display().to_string();
+        }
     }
 
     /// The effective settings as TOML, for `--check`.

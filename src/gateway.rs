@@ -4,11 +4,13 @@
 //! body, so tests and benches can drive it in-process; [`crate::server`] wires it to
 //! sockets.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -16,11 +18,12 @@ use tokio::time::Instant;
 use crate::cache::{CachedResponse, ResponseCache};
 use crate::coalesce::{Flights, Outcome};
 use crate::config::{Config, ConfigError};
+use crate::embedded::Embedded;
 use crate::error::{GatewayError, UpstreamError};
 use crate::key::CacheKey;
 use crate::normalize::{self, Decision, Limits, Rejection};
 use crate::response::{self, CacheStatus};
-use crate::upstream::{Upstream, UpstreamResponse};
+use crate::upstream::{self, Upstream, UpstreamResponse};
 
 /// The gateway's shared state. Cloning is cheap (one `Arc`).
 #[derive(Clone)]
@@ -36,12 +39,27 @@ struct Inner {
     flights: Flights,
     /// Permits for upstream requests in flight (`upstream.max_inflight`).
     inflight: Arc<Semaphore>,
+    /// Bumped whenever what the upstream answers may have changed wholesale (embedded
+    /// flags reloaded). A fetch that started under an older generation is not stored.
+    generation: AtomicU64,
 }
 
 impl Gateway {
     /// Builds the gateway from a validated config.
     pub fn new(config: Config) -> Result<Gateway, ConfigError> {
-        let upstream = Upstream::new(&config.upstream)?;
+        let upstream = if config.upstream.url == upstream::EMBEDDED {
+            let e = &config.embedded;
+            let engine =
+                Embedded::load(Path::new(&e.flags_file), &e.deployment_keys).map_err(|err| {
+                    ConfigError::Invalid {
+                        key: "embedded.flags_file",
+                        problem: err.to_string(),
+                    }
+                })?;
+            Upstream::embedded(&config.upstream, engine)
+        } else {
+            Upstream::http(&config.upstream)?
+        };
         let limits = Limits {
             max_context_bytes: config.server.max_context_bytes,
             flag_keys_param: config.upstream.flag_keys_param,
@@ -51,6 +69,7 @@ impl Gateway {
                 cache: ResponseCache::new(&config.cache),
                 inflight: Arc::new(Semaphore::new(config.upstream.max_inflight)),
                 flights: Flights::default(),
+                generation: AtomicU64::new(0),
                 upstream,
                 limits,
                 config,
@@ -64,6 +83,18 @@ impl Gateway {
 
     pub fn cache(&self) -> &ResponseCache {
         &self.inner.cache
+    }
+
+    /// The upstream (HTTP or embedded).
+    pub fn upstream(&self) -> &Upstream {
+        &self.inner.upstream
+    }
+
+    /// Drops every stored answer and keeps fetches already in flight from storing theirs:
+    /// what the upstream answers has changed (embedded flags reloaded).
+    pub fn invalidate_all(&self) {
+        self.inner.generation.fetch_add(1, Ordering::SeqCst);
+        self.inner.cache.invalidate_all();
     }
 
     /// Upstream fetches in progress (coalesced misses count once).
@@ -192,7 +223,8 @@ impl Gateway {
         let request = key
             .upstream_request(self.inner.upstream.base())
             .map_err(|_| GatewayError::Unforwardable)?
-            .map(|()| Full::new(Bytes::new()));
+            .map(|()| Bytes::new());
+        let generation = self.inner.generation.load(Ordering::SeqCst);
         let fetched_at = Instant::now();
         let upstream = self.inner.upstream.send(request).await.inspect_err(|e| {
             tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
@@ -206,7 +238,9 @@ impl Gateway {
                 body: upstream.body.clone(),
                 fetched_at,
             };
-            self.inner.cache.insert(key, entry).await;
+            if self.inner.generation.load(Ordering::SeqCst) == generation {
+                self.inner.cache.insert(key, entry).await;
+            }
         }
         Ok(Arc::new(upstream))
     }
@@ -261,7 +295,7 @@ impl Gateway {
         headers.remove(header::HOST);
         headers.remove(header::CONTENT_LENGTH);
         let request = builder
-            .body(Full::new(body))
+            .body(body)
             .map_err(|_| GatewayError::Unforwardable)?;
         Ok(self.inner.upstream.send(request).await?)
     }

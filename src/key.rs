@@ -5,7 +5,8 @@
 //! share an entry exactly when evalgate would send the upstream the same request.
 
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::sync::{Arc, OnceLock};
 
 use http::{HeaderValue, Method, Request, header};
 
@@ -25,9 +26,19 @@ impl RouteFamily {
     }
 }
 
-/// A canonical request: cheap to clone (one `Arc`), hashed and compared by value.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey(Arc<KeyParts>);
+/// A canonical request: cheap to clone (one `Arc`), compared by value.
+///
+/// The key's hash is computed once, when it is built (SipHash with a per-process random
+/// key, so clients cannot aim collisions), and [`Hash`] feeds only that number to a map:
+/// the cache and the coalescing map hash 8 bytes per lookup, not the whole canonical
+/// request. Use [`KeyHasher`] as those maps' hasher.
+#[derive(Clone)]
+pub struct CacheKey(Arc<Inner>);
+
+struct Inner {
+    parts: KeyParts,
+    hash: u64,
+}
 
 #[derive(PartialEq, Eq, Hash)]
 struct KeyParts {
@@ -43,6 +54,11 @@ struct KeyParts {
 /// The `User-Agent` evalgate sends upstream.
 pub const USER_AGENT: &str = concat!("evalgate/", env!("CARGO_PKG_VERSION"));
 
+fn process_hasher() -> &'static RandomState {
+    static HASHER: OnceLock<RandomState> = OnceLock::new();
+    HASHER.get_or_init(RandomState::new)
+}
+
 impl CacheKey {
     pub fn new(
         route: RouteFamily,
@@ -50,35 +66,36 @@ impl CacheKey {
         track: Option<&str>,
         path_and_query: String,
     ) -> CacheKey {
-        CacheKey(Arc::new(KeyParts {
+        let parts = KeyParts {
             route,
             deployment: deployment.into(),
             track: track.map(Into::into),
             path_and_query: path_and_query.into_boxed_str(),
-        }))
+        };
+        let hash = process_hasher().hash_one(&parts);
+        CacheKey(Arc::new(Inner { parts, hash }))
     }
 
     pub fn route(&self) -> RouteFamily {
-        self.0.route
+        self.0.parts.route
     }
 
     pub fn deployment(&self) -> &str {
-        &self.0.deployment
+        &self.0.parts.deployment
     }
 
     pub fn track(&self) -> Option<&str> {
-        self.0.track.as_deref()
+        self.0.parts.track.as_deref()
     }
 
     pub fn path_and_query(&self) -> &str {
-        &self.0.path_and_query
+        &self.0.parts.path_and_query
     }
 
     /// Bytes this key holds, for the cache's weigher.
     pub fn weight(&self) -> usize {
-        self.0.deployment.len()
-            + self.0.track.as_ref().map_or(0, |t| t.len())
-            + self.0.path_and_query.len()
+        let p = &self.0.parts;
+        p.deployment.len() + p.track.as_ref().map_or(0, |t| t.len()) + p.path_and_query.len()
     }
 
     /// The request sent upstream on a miss, built from the key alone.
@@ -96,6 +113,45 @@ impl CacheKey {
             builder = builder.header("x-amp-exp-track", HeaderValue::try_from(track)?);
         }
         builder.body(())
+    }
+}
+
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &CacheKey) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.hash == other.0.hash && self.0.parts == other.0.parts)
+    }
+}
+
+impl Eq for CacheKey {}
+
+impl Hash for CacheKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
+}
+
+/// A map hasher for [`CacheKey`]s: passes their precomputed hash through.
+pub type KeyHasher = BuildHasherDefault<PrehashedHasher>;
+
+/// Takes the `u64` a [`CacheKey`] writes as the hash. Other input (never written by
+/// `CacheKey`) is folded in FNV-style so the hasher stays correct for any type.
+#[derive(Default)]
+pub struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 

@@ -17,15 +17,24 @@
 //! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors.
 //! - [`error`]: errors evalgate answers itself, mapped to statuses in one place.
 //!
+//! - [`embedded`]: the in-process evaluation server (`upstream.url = "embedded"`), reached
+//!   through the same [`upstream::Upstream`] interface; evaluation itself is [`eval`].
+//! - [`eval`]: pure; the flag-configuration evaluation engine (Amplitude's JS engine
+//!   semantics): parse flags once, evaluate a context per request, v1/v2 result shapes.
+//!
 //! Around them: [`config`] (the `config.toml` schema and validation), [`logging`],
-//! [`shutdown`] (signals) and [`mask`] (deployment keys in logs).
+//! [`shutdown`] (signals), [`mask`] (deployment keys in logs) and [`b64`] (the SDKs'
+//! base64 flavours).
 
 #![forbid(unsafe_code)]
 
+pub mod b64;
 pub mod cache;
 pub mod coalesce;
 pub mod config;
+pub mod embedded;
 pub mod error;
+pub mod eval;
 pub mod gateway;
 pub mod key;
 pub mod logging;

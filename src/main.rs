@@ -4,12 +4,12 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use evalgate::Config;
 use evalgate::logging::{self, LogFormat};
+use evalgate::{Config, Gateway};
 use futures_util::FutureExt;
 
 /// Exit status for a bad configuration (`EX_USAGE`).
@@ -49,6 +49,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    // Building the gateway loads what the config names (the embedded flags file), still
+    // before any socket is opened.
+    let gateway = match Gateway::new(config) {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            eprintln!("evalgate: config error: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let config = gateway.config().clone();
     if cli.check {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
@@ -92,13 +102,8 @@ fn main() -> ExitCode {
             "evalgate {} started",
             env!("CARGO_PKG_VERSION")
         );
-        match evalgate::run(listener, config, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start");
-                ExitCode::from(EX_CONFIG)
-            }
-        }
+        evalgate::serve(listener, gateway, shutdown).await;
+        ExitCode::SUCCESS
     })
 }
 
@@ -122,5 +127,10 @@ fn load(cli: &Cli) -> Result<Config, String> {
     if let Some(upstream) = &cli.upstream {
         config.upstream.url = upstream.clone();
     }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    config.resolve_paths(dir);
     config.validate().map_err(|e| e.to_string())
 }

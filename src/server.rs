@@ -69,6 +69,16 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Futur
     let tracker = TaskTracker::new();
     tokio::pin!(shutdown);
 
+    if let Some(engine) = gateway.upstream().as_embedded() {
+        let interval = Duration::from_millis(gateway.config().embedded.reload_interval_ms);
+        let g = gateway.clone();
+        let watcher =
+            crate::embedded::watch_flags(engine.clone(), interval, stop_rx.clone(), move || {
+                g.invalidate_all()
+            });
+        tracker.spawn(watcher);
+    }
+
     loop {
         // Wait for a connection slot first: past `max_connections`, clients queue in the
         // kernel's backlog instead of being accepted and starved.

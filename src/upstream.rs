@@ -1,5 +1,6 @@
-//! The upstream client: pooled keep-alive connections over HTTP or HTTPS, with connect
-//! and whole-exchange timeouts and a cap on response size.
+//! The upstream: an HTTP(S) evaluation server reached through pooled keep-alive
+//! connections (connect and whole-exchange timeouts, a cap on response size), or the
+//! embedded engine answering in-process.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{ConfigError, UpstreamConfig, upstream_base};
+use crate::embedded::Embedded;
 use crate::error::UpstreamError;
 
 /// A fully read upstream response.
@@ -22,17 +24,33 @@ pub struct UpstreamResponse {
     pub body: Bytes,
 }
 
-/// The upstream: its base URL and a connection pool. Cheap to clone.
+/// Where misses and bypasses are answered: an HTTP(S) server, or the embedded engine.
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct Upstream {
     base: String,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    origin: Origin,
     timeout: Duration,
     max_response_bytes: usize,
 }
 
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+#[derive(Clone)]
+enum Origin {
+    Http(Box<HttpClient>),
+    Embedded(Embedded),
+}
+
+/// The `upstream.url` that selects the embedded engine.
+pub const EMBEDDED: &str = "embedded";
+
+/// The base URL requests to the embedded engine carry; never resolved.
+const EMBEDDED_BASE: &str = "http://embedded.evalgate.invalid";
+
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Result<Upstream, ConfigError> {
+    /// An HTTP(S) upstream at `config.url`.
+    pub fn http(config: &UpstreamConfig) -> Result<Upstream, ConfigError> {
         let base = upstream_base(&config.url)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -50,10 +68,28 @@ impl Upstream {
             .build(https);
         Ok(Upstream {
             base,
-            client,
+            origin: Origin::Http(Box::new(client)),
             timeout: config.timeout(),
             max_response_bytes: config.max_response_bytes,
         })
+    }
+
+    /// The embedded engine, answering in-process.
+    pub fn embedded(config: &UpstreamConfig, engine: Embedded) -> Upstream {
+        Upstream {
+            base: EMBEDDED_BASE.into(),
+            origin: Origin::Embedded(engine),
+            timeout: config.timeout(),
+            max_response_bytes: config.max_response_bytes,
+        }
+    }
+
+    /// The embedded engine, when that is the upstream.
+    pub fn as_embedded(&self) -> Option<&Embedded> {
+        match &self.origin {
+            Origin::Embedded(e) => Some(e),
+            Origin::Http(_) => None,
+        }
     }
 
     /// The base URL requests are sent to, without a trailing slash.
@@ -62,20 +98,24 @@ impl Upstream {
     }
 
     /// Sends a request and reads the whole response, all within `upstream.timeout_ms`.
-    pub async fn send(
-        &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<UpstreamResponse, UpstreamError> {
-        tokio::time::timeout(self.timeout, self.exchange(request))
-            .await
-            .map_err(|_| UpstreamError::Timeout)?
+    pub async fn send(&self, request: Request<Bytes>) -> Result<UpstreamResponse, UpstreamError> {
+        match &self.origin {
+            Origin::Embedded(engine) => Ok(engine.answer(&request)),
+            Origin::Http(client) => {
+                let exchange = self.exchange(client, request.map(Full::new));
+                tokio::time::timeout(self.timeout, exchange)
+                    .await
+                    .map_err(|_| UpstreamError::Timeout)?
+            }
+        }
     }
 
     async fn exchange(
         &self,
+        client: &HttpClient,
         request: Request<Full<Bytes>>,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let response: Response<_> = self.client.request(request).await.map_err(|e| {
+        let response: Response<_> = client.request(request).await.map_err(|e| {
             if e.is_connect() {
                 UpstreamError::Connect(e.to_string())
             } else {

@@ -384,3 +384,22 @@ async fn head_is_answered_from_the_same_entry_without_a_body() {
     );
     assert_eq!(upstream.count(), 1);
 }
+
+#[tokio::test]
+async fn a_full_cache_still_stores_a_fresh_answer() {
+    let upstream = FakeUpstream::start().await;
+    let mut config = config_for(&upstream.url());
+    config.cache.max_bytes = 64 * 1024;
+    let gw = TestGateway::start(config).await;
+    let c = client();
+    // Fill the cache well past its bound (each entry weighs several hundred bytes).
+    for i in 0..400 {
+        let got = get_with_key(&c, &gw.url(&format!("/v1/vardata?user_id=filler-{i}")), KEY).await;
+        assert_eq!(got.status, 200);
+    }
+    // LRU eviction: the newest answer is kept, so asking again is a hit.
+    let url = gw.url("/v1/vardata?user_id=newcomer");
+    assert_eq!(get_with_key(&c, &url, KEY).await.x_cache(), "MISS");
+    assert_eq!(get_with_key(&c, &url, KEY).await.x_cache(), "HIT");
+    assert_eq!(upstream.count(), 401);
+}

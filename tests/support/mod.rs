@@ -319,6 +319,24 @@ impl TestGateway {
         }
     }
 
+    /// Serves a gateway built by the caller (to keep a handle on its parts).
+    pub async fn start_gateway(gateway: evalgate::Gateway) -> TestGateway {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            evalgate::serve(listener, gateway, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        TestGateway {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
     pub fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{}", self.addr, path_and_query)
     }

@@ -1,0 +1,188 @@
+//! In-process evaluation of Amplitude Experiment flag configurations (`/sdk/v2/flags`),
+//! with the semantics of Amplitude's JavaScript engine (`@amplitude/experiment-core`
+//! 0.13.6) wherever Amplitude's ports disagree.
+//!
+//! Pure: no I/O, no clocks, no shared state. Parse once with [`Flags::from_json`] (which
+//! prepares everything that does not depend on the user: variant results with merged
+//! metadata, numbers, versions, regexes, the all-flags evaluation order), then call
+//! [`evaluate`] per request.
+//!
+//! - [`model`]: the flag format, parsed into what the engine runs on.
+//! - [`topo`]: evaluation order (dependencies first).
+//! - [`engine`]: segments, conditions, buckets, results.
+//! - [`condition`]: the 20 operators and the `(none)` rule; [`number`], [`semver`] and
+//!   [`regex`] give JS's `Number()`, version order and `RegExp`.
+//! - [`bucket`] and [`murmur`]: hashing users into variants.
+//! - [`select`] and [`coerce`]: reading properties and turning them into JS strings.
+//! - [`convert`]: SDK user → context, v2 results → v1 body.
+
+mod bucket;
+mod coerce;
+mod condition;
+mod convert;
+mod engine;
+mod model;
+mod murmur;
+mod number;
+mod regex;
+mod select;
+mod semver;
+mod topo;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+pub use convert::{to_v1, user_to_context};
+
+use model::Flag;
+
+/// Why flags cannot be parsed or evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The flags JSON is not an array of well-formed flags.
+    #[error("invalid flags: {0}")]
+    InvalidFlags(String),
+    /// Flags depend on each other in a circle (the JS engine's message).
+    #[error("{0}")]
+    Cycle(String),
+    /// A `regex match` filter value that is not a valid JS regex, reached while
+    /// evaluating (JS would throw there too; unreached ones are harmless).
+    #[error("{0}")]
+    InvalidRegex(String),
+}
+
+/// A parsed flag configuration: flags in file order, one per key, plus an index by key.
+#[derive(Debug)]
+pub struct Flags {
+    /// One per key, at the position of the key's first appearance, holding its last
+    /// definition (as the SDKs' `map[flag.key] = flag` does).
+    flags: Vec<Flag>,
+    index: HashMap<String, usize>,
+    /// Each flag's parents as indices; `None` for a parent that does not exist.
+    parents: Vec<Vec<Option<usize>>>,
+    /// The order in which evaluating every flag visits them, or the cycle it hits.
+    all: Result<Vec<usize>, String>,
+}
+
+impl Flags {
+    /// Parses a JSON array of flags as served by /sdk/v2/flags.
+    pub fn from_json(json: &[u8]) -> Result<Flags, EvalError> {
+        let invalid = |e: &dyn std::fmt::Display| EvalError::InvalidFlags(e.to_string());
+        let raw: Vec<&RawValue> = serde_json::from_slice(json).map_err(|e| invalid(&e))?;
+        let mut flags: Vec<Flag> = Vec::with_capacity(raw.len());
+        let mut index = HashMap::with_capacity(raw.len());
+        for (i, raw) in raw.into_iter().enumerate() {
+            let flag = Flag::parse(raw).map_err(|e| invalid(&format!("flag #{i}: {e}")))?;
+            match index.get(&flag.key) {
+                Some(&at) => flags[at] = flag,
+                None => {
+                    index.insert(flag.key.clone(), flags.len());
+                    flags.push(flag);
+                }
+            }
+        }
+        let parents: Vec<Vec<Option<usize>>> = flags
+            .iter()
+            .map(|f| {
+                f.dependencies
+                    .iter()
+                    .map(|p| index.get(p).copied())
+                    .collect()
+            })
+            .collect();
+        // JS walks `Object.keys(flags)`: array-index keys first (ascending), then file order.
+        let mut start: Vec<usize> = (0..flags.len()).collect();
+        start.sort_by_key(|&i| {
+            let key = &flags[i].key;
+            if coerce::is_array_index(key) {
+                key.parse::<u64>().unwrap_or(u64::MAX)
+            } else {
+                u64::MAX
+            }
+        });
+        let all = topo::order(&parents, |i| flags[i].key.as_str(), start);
+        Ok(Flags {
+            flags,
+            index,
+            parents,
+            all,
+        })
+    }
+
+    /// The number of distinct flags.
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    /// Flags as a JSON array (for serving /sdk/v2/flags), optionally only the given keys
+    /// (in the order of the file). Each flag is as received, minus insignificant whitespace.
+    pub fn to_json(&self, keys: Option<&[String]>) -> Vec<u8> {
+        let picked: Vec<usize> = match keys {
+            None => (0..self.flags.len()).collect(),
+            Some(keys) => {
+                let mut picked: Vec<usize> = keys
+                    .iter()
+                    .filter_map(|k| self.index.get(k).copied())
+                    .collect();
+                picked.sort_unstable();
+                picked.dedup();
+                picked
+            }
+        };
+        let mut out = Vec::with_capacity(
+            2 + picked
+                .iter()
+                .map(|&i| self.flags[i].json.len() + 1)
+                .sum::<usize>(),
+        );
+        out.push(b'[');
+        for (n, &i) in picked.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(self.flags[i].json.as_bytes());
+        }
+        out.push(b']');
+        out
+    }
+
+    /// The evaluation order for a request: `flag_keys` (unknown ones skipped) with their
+    /// dependencies, or every flag when `flag_keys` is empty.
+    fn order(&self, flag_keys: &[String]) -> Result<Cow<'_, [usize]>, EvalError> {
+        if flag_keys.is_empty() {
+            return match &self.all {
+                Ok(order) => Ok(Cow::Borrowed(order)),
+                Err(cycle) => Err(EvalError::Cycle(cycle.clone())),
+            };
+        }
+        let start = flag_keys.iter().filter_map(|k| self.index.get(k).copied());
+        topo::order(&self.parents, |i| self.flags[i].key.as_str(), start)
+            .map(Cow::Owned)
+            .map_err(EvalError::Cycle)
+    }
+}
+
+/// Evaluates `flags` for `context` ({"user": {...}, "groups": {...}} shape). `flag_keys`
+/// empty = all flags.
+///
+/// Returns flag key -> variant object exactly as the JS engine does:
+/// `{"key":..,"value":..,"payload":..,"metadata":{merged}}` with absent fields absent.
+/// Flags pulled in as dependencies are included; flags no segment decides are absent.
+pub fn evaluate(
+    flags: &Flags,
+    context: &Value,
+    flag_keys: &[String],
+) -> Result<Map<String, Value>, EvalError> {
+    let order = flags.order(flag_keys)?;
+    engine::run(order.iter().map(|&i| &flags.flags[i]), context)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,302 @@
+//! The flag-configuration format (`/sdk/v2/flags`), parsed once into the form the engine
+//! runs on.
+//!
+//! ```text
+//! Flag         {key, variants: {key: Variant}, segments: [Segment], dependencies?, metadata?}
+//! Variant      {key, value?, payload?, metadata?, ...}        (returned as received)
+//! Segment      {bucket?, conditions?: [[Condition]], variant?, metadata?}
+//! Bucket       {selector, salt, allocations: [{range: [a, b], distributions: [{variant, range}]}]}
+//! ```
+//!
+//! Parsing resolves every variant reference to its finished result object, so evaluating
+//! a flag never merges metadata or looks variants up: the JS engine's result for a variant
+//! picked by a segment is always `{...variant, metadata: {...flag, ...segment, ...variant}}`.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::bucket::{Allocation, Bucket, Distribution, Outcome};
+use super::coerce;
+use super::condition::Condition;
+use super::select::Selector;
+
+/// A flag, ready to evaluate.
+#[derive(Debug)]
+pub struct Flag {
+    pub key: String,
+    pub segments: Vec<Segment>,
+    /// Parent flag keys, as listed.
+    pub dependencies: Vec<String>,
+    /// The flag as received, minus insignificant whitespace, for serving it again.
+    pub json: String,
+}
+
+/// A segment: who it targets (`conditions`) and what they get (`bucket`, `variant`).
+#[derive(Debug)]
+pub struct Segment {
+    /// `None` matches everyone; otherwise an OR of ANDs (`[]` matches no one, `[[]]` everyone).
+    pub conditions: Option<Vec<Vec<Condition>>>,
+    pub bucket: Option<Bucket>,
+    /// The segment's own variant: used without a bucket, or when bucketing finds no
+    /// distribution.
+    pub variant: Outcome,
+}
+
+#[derive(Deserialize)]
+struct WireFlag {
+    key: String,
+    /// Absent variants are treated as none (JS would throw once a segment picked one).
+    #[serde(default)]
+    variants: Map<String, Value>,
+    segments: Vec<WireSegment>,
+    #[serde(default)]
+    dependencies: Option<Vec<String>>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireSegment {
+    #[serde(default)]
+    bucket: Option<WireBucket>,
+    #[serde(default)]
+    conditions: Option<Vec<Vec<Condition>>>,
+    #[serde(default, deserialize_with = "present")]
+    variant: Option<Value>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireBucket {
+    #[serde(default)]
+    selector: Selector,
+    #[serde(default, deserialize_with = "present")]
+    salt: Option<Value>,
+    allocations: Vec<WireAllocation>,
+}
+
+#[derive(Deserialize)]
+struct WireAllocation {
+    range: Vec<f64>,
+    distributions: Vec<WireDistribution>,
+}
+
+#[derive(Deserialize)]
+struct WireDistribution {
+    #[serde(default, deserialize_with = "present")]
+    variant: Option<Value>,
+    range: Vec<f64>,
+}
+
+/// Keeps an explicit `null` as `Some(Value::Null)`; only a missing field is `None`. JS
+/// tells them apart: a `null` variant key looks up the variant named `"null"`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+impl Flag {
+    /// Parses one flag of the array.
+    pub fn parse(raw: &RawValue) -> Result<Flag, String> {
+        let wire: WireFlag = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+        let key = wire.key;
+        for (name, variant) in &wire.variants {
+            if !matches!(variant, Value::Object(_) | Value::Null) {
+                return Err(format!("flag {key:?}: variant {name:?} is not an object"));
+            }
+        }
+        let flag_metadata = wire.metadata.as_ref();
+        let segments = wire
+            .segments
+            .into_iter()
+            .map(|s| {
+                let resolve = |variant: Option<&Value>| {
+                    outcome(&wire.variants, flag_metadata, s.metadata.as_ref(), variant)
+                };
+                let bucket = s.bucket.map(|b| Bucket {
+                    selector: b.selector,
+                    salt: b
+                        .salt
+                        .as_ref()
+                        .map_or_else(|| "undefined".to_string(), coerce::js_to_string),
+                    allocations: b
+                        .allocations
+                        .into_iter()
+                        .map(|a| Allocation {
+                            start: bound(&a.range, 0),
+                            end: bound(&a.range, 1),
+                            distributions: a
+                                .distributions
+                                .into_iter()
+                                .map(|d| Distribution {
+                                    start: bound(&d.range, 0),
+                                    end: bound(&d.range, 1),
+                                    outcome: resolve(d.variant.as_ref()),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                });
+                Segment {
+                    conditions: s.conditions,
+                    bucket,
+                    variant: resolve(s.variant.as_ref()),
+                }
+            })
+            .collect();
+        Ok(Flag {
+            key,
+            segments,
+            dependencies: wire.dependencies.unwrap_or_default(),
+            json: minify(raw.get()),
+        })
+    }
+}
+
+/// `range[i]`, or NaN (never in range) when absent, as JS `undefined` compares.
+fn bound(range: &[f64], i: usize) -> f64 {
+    range.get(i).copied().unwrap_or(f64::NAN)
+}
+
+/// The finished result for a variant reference: the variant object with the merged
+/// metadata, in JS property order. `None` when the reference is absent or names no variant
+/// (the segment then falls through).
+fn outcome(
+    variants: &Map<String, Value>,
+    flag_metadata: Option<&Value>,
+    segment_metadata: Option<&Value>,
+    reference: Option<&Value>,
+) -> Outcome {
+    // A key is any JS value used as a property name, i.e. `String(value)`.
+    let key = coerce::js_to_string(reference?);
+    let Some(Value::Object(variant)) = variants.get(&key) else {
+        return None;
+    };
+    let mut metadata = Map::new();
+    // `Object.assign`: later sources override, an existing key keeps its place; null and
+    // non-object sources add nothing.
+    for source in [flag_metadata, segment_metadata, variant.get("metadata")] {
+        if let Some(Value::Object(source)) = source {
+            for (k, v) in source {
+                metadata.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut result = variant.clone();
+    result.insert("metadata".to_string(), Value::Object(metadata));
+    let mut result = Value::Object(result);
+    coerce::to_js_value(&mut result);
+    Some(Box::new(result))
+}
+
+/// Drops the whitespace between JSON tokens, keeping every token byte for byte.
+pub fn minify(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Flag {
+        let raw = serde_json::value::to_raw_value(&v).unwrap();
+        Flag::parse(&raw).unwrap()
+    }
+
+    #[test]
+    fn metadata_merges_flag_segment_variant_with_nulls_kept() {
+        let flag = parse(json!({
+            "key": "f",
+            "metadata": {"a": "flag", "b": "flag", "c": "flag", "0": "index"},
+            "segments": [{"metadata": {"b": "segment", "d": null}, "variant": "on"}],
+            "variants": {"on": {"metadata": {"c": "variant", "e": 1}, "key": "on", "value": "v", "extra": true}}
+        }));
+        let got = flag.segments[0].variant.as_deref().unwrap();
+        assert_eq!(
+            serde_json::to_string(got).unwrap(),
+            r#"{"metadata":{"0":"index","a":"flag","b":"segment","c":"variant","d":null,"e":1},"key":"on","value":"v","extra":true}"#
+        );
+    }
+
+    #[test]
+    fn variant_without_metadata_gets_it_last() {
+        let flag = parse(
+            json!({"key": "f", "segments": [{"variant": "on"}], "variants": {"on": {"key": "on"}}}),
+        );
+        assert_eq!(
+            serde_json::to_string(flag.segments[0].variant.as_deref().unwrap()).unwrap(),
+            r#"{"key":"on","metadata":{}}"#
+        );
+    }
+
+    #[test]
+    fn unknown_null_and_missing_variant_references() {
+        let flag = parse(json!({
+            "key": "f",
+            "segments": [{"variant": "nope"}, {}, {"variant": null}, {"variant": 1}],
+            "variants": {"null": {"key": "null"}, "1": {"key": "one"}, "off": null}
+        }));
+        assert!(flag.segments[0].variant.is_none());
+        assert!(flag.segments[1].variant.is_none());
+        assert_eq!(flag.segments[2].variant.as_ref().unwrap()["key"], "null");
+        assert_eq!(flag.segments[3].variant.as_ref().unwrap()["key"], "one");
+    }
+
+    #[test]
+    fn salts_are_js_strings() {
+        let salts: Vec<String> = [json!("abc"), json!(12.0), json!(null)]
+            .into_iter()
+            .map(|salt| {
+                let flag = parse(json!({"key": "f", "variants": {}, "segments": [{"bucket": {"selector": [], "salt": salt, "allocations": []}}]}));
+                flag.segments[0].bucket.as_ref().unwrap().salt.clone()
+            })
+            .collect();
+        assert_eq!(salts, ["abc", "12", "null"]);
+        let flag = parse(
+            json!({"key": "f", "variants": {}, "segments": [{"bucket": {"selector": [], "allocations": []}}]}),
+        );
+        assert_eq!(flag.segments[0].bucket.as_ref().unwrap().salt, "undefined");
+    }
+
+    #[test]
+    fn rejects_malformed_flags() {
+        for bad in [
+            json!({"segments": []}),
+            json!({"key": "f"}),
+            json!({"key": "f", "segments": [{"conditions": [{"op": "is"}]}]}),
+            json!({"key": "f", "segments": [{"conditions": [[{"op": "is", "selector": [], "values": [1]}]]}]}),
+            json!({"key": "f", "segments": [], "variants": {"on": "x"}}),
+        ] {
+            let raw = serde_json::value::to_raw_value(&bad).unwrap();
+            assert!(Flag::parse(&raw).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn minify_keeps_tokens() {
+        assert_eq!(
+            minify("{ \"a b\" : [ 1.0 , \"x\\\" y\" ],\n\t\"c\":1e2 }"),
+            "{\"a b\":[1.0,\"x\\\" y\"],\"c\":1e2}"
+        );
+    }
+}
