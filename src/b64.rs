@@ -10,6 +10,11 @@ const INDIFFERENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
 const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, INDIFFERENT);
 const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, INDIFFERENT);
 
+/// Encodes as the JS SDK does: URL-safe alphabet, no padding.
+pub fn encode_url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// Decodes any of the four flavours seen in the wild (Go: standard padded; JS: URL-safe
 /// unpadded; Android: URL-safe padded, standard for flag keys). `None` if it is none.
 pub fn decode(text: &str) -> Option<Vec<u8>> {

@@ -1,11 +1,12 @@
 //! The response cache: a byte-bounded `moka::future::Cache` of upstream 200 responses.
 
-use std::time::Duration;
+use std::time::{Duration, Instant as StdInstant};
 
 use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::HeaderValue;
+use moka::Expiry;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 
@@ -21,6 +22,8 @@ pub struct CachedResponse {
     pub body: Bytes,
     /// When the upstream answered; `Age` counts from here.
     pub fetched_at: Instant,
+    /// How long the entry stays fresh (`cache.ttl_s`, or `cache.flags_ttl_s` for flags).
+    pub ttl: Duration,
 }
 
 /// Fixed per-entry bookkeeping counted against `cache.max_bytes` (moka's own node, the
@@ -63,6 +66,21 @@ fn initial_capacity(max_bytes: u64) -> usize {
         .min(1 << 20)
 }
 
+/// Each entry expires `ttl` after it was stored; reads do not extend it (like Amplitude's
+/// CDN, the lifetime counts from the fetch).
+struct PerEntryTtl;
+
+impl Expiry<CacheKey, CachedResponse> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _: &CacheKey,
+        value: &CachedResponse,
+        _: StdInstant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
 /// The cache handle; clones share the same store.
 #[derive(Clone)]
 pub struct ResponseCache {
@@ -77,7 +95,7 @@ impl ResponseCache {
             // Sized up front for a full cache of typical entries, so the map does not
             // rehash again and again while it fills (measured: ~5% of a miss).
             .initial_capacity(initial_capacity(config.max_bytes))
-            .time_to_live(Duration::from_secs(config.ttl_s))
+            .expire_after(PerEntryTtl)
             .eviction_policy(match config.eviction {
                 Eviction::Lru => EvictionPolicy::lru(),
                 Eviction::TinyLfu => EvictionPolicy::tiny_lfu(),

@@ -89,6 +89,8 @@ pub struct CacheConfig {
     pub max_bytes: u64,
     /// How long a 200 response stays fresh, in seconds.
     pub ttl_s: u64,
+    /// How long flag configurations (`/sdk/v2/flags`, `/v1/flags`) stay fresh, in seconds.
+    pub flags_ttl_s: u64,
     /// Which entry goes when the cache is full.
     pub eviction: Eviction,
 }
@@ -165,6 +167,7 @@ impl Default for CacheConfig {
         CacheConfig {
             max_bytes: 256 * 1024 * 1024,
             ttl_s: 60,
+            flags_ttl_s: 30,
             eviction: Eviction::Lru,
         }
     }
@@ -342,6 +345,7 @@ impl Config {
         )?;
         // moka panics on a TTL beyond 1,000 years; one year is already absurd for flags.
         range("cache.ttl_s", self.cache.ttl_s, 1, YEAR_S)?;
+        range("cache.flags_ttl_s", self.cache.flags_ttl_s, 1, YEAR_S)?;
         Ok(self)
     }
 

@@ -18,8 +18,8 @@ pub enum UpstreamError {
     /// The upstream's body exceeded `upstream.max_response_bytes`.
     #[error("upstream response too large")]
     TooLarge,
-    /// A 200 whose body is not a JSON object (never cached).
-    #[error("upstream answered 200 with a body that is not a JSON object")]
+    /// A 200 whose body is not the JSON document the route returns (never cached).
+    #[error("upstream answered 200 with a body that is not the expected JSON")]
     NotJson,
 }
 
@@ -77,7 +77,7 @@ impl GatewayError {
             GatewayError::Upstream(UpstreamError::Protocol(_)) => "upstream answered garbage",
             GatewayError::Upstream(UpstreamError::TooLarge) => "upstream response too large",
             GatewayError::Upstream(UpstreamError::NotJson) => {
-                "upstream answered 200 without a JSON object"
+                "upstream answered 200 without the expected JSON"
             }
             GatewayError::Overloaded => "too many upstream requests in flight, retry later",
             GatewayError::UriTooLong => "request target exceeds server.max_query_bytes",

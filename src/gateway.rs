@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -139,29 +140,67 @@ impl Gateway {
         if target_len > server.max_query_bytes {
             return (response::error(&GatewayError::UriTooLong, None), None);
         }
-        if request.uri().path() != normalize::V1_VARDATA {
-            return (self.passthrough(request).await, Some(CacheStatus::Bypass));
-        }
-        let decision = normalize::v1_vardata(
-            request.method(),
-            request.uri().query(),
-            request.headers(),
+        let (parts, body) = request.into_parts();
+        let body = match self.read_body(body).await {
+            Ok(body) => body,
+            Err(err) => {
+                return (
+                    response::error(&err, Some(CacheStatus::Bypass)),
+                    Some(CacheStatus::Bypass),
+                );
+            }
+        };
+        let decision = normalize::normalize(
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+            &parts.headers,
+            &body,
             &self.inner.limits,
         );
         match decision {
-            Decision::Cache(key) => {
-                let head = request.method() == Method::HEAD;
+            Some(Decision::Cache(key)) => {
+                let head = parts.method == Method::HEAD;
                 self.cached(key, head).await
             }
-            Decision::Bypass(reason) => {
+            Some(Decision::Bypass(reason)) => {
                 tracing::trace!(reason = reason.as_str(), "bypass");
-                (self.passthrough(request).await, Some(CacheStatus::Bypass))
+                (
+                    self.passthrough(parts, body).await,
+                    Some(CacheStatus::Bypass),
+                )
             }
-            Decision::Reject(Rejection::ContextTooLong) => (
+            None => (
+                self.passthrough(parts, body).await,
+                Some(CacheStatus::Bypass),
+            ),
+            Some(Decision::Reject(Rejection::ContextTooLong)) => (
                 response::error(&GatewayError::ContextTooLong, Some(CacheStatus::Bypass)),
                 Some(CacheStatus::Bypass),
             ),
         }
+    }
+
+    /// Reads a request body within `server.max_body_bytes`; an empty body costs nothing.
+    async fn read_body<B>(&self, body: B) -> Result<Bytes, GatewayError>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        if body.is_end_stream() {
+            return Ok(Bytes::new());
+        }
+        Limited::new(body, self.inner.config.server.max_body_bytes)
+            .collect()
+            .await
+            .map(|collected| collected.to_bytes())
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    GatewayError::BodyTooLarge
+                } else {
+                    GatewayError::BodyRead
+                }
+            })
     }
 
     /// A cacheable request: answer from the cache, or from the one coalesced fetch.
@@ -222,21 +261,29 @@ impl Gateway {
             .map_err(|_| GatewayError::Overloaded)?;
         let request = key
             .upstream_request(self.inner.upstream.base())
-            .map_err(|_| GatewayError::Unforwardable)?
-            .map(|()| Bytes::new());
+            .map_err(|_| GatewayError::Unforwardable)?;
         let generation = self.inner.generation.load(Ordering::SeqCst);
         let fetched_at = Instant::now();
         let upstream = self.inner.upstream.send(request).await.inspect_err(|e| {
             tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
         })?;
         if upstream.status == StatusCode::OK {
-            if !is_json_object(&upstream.body) {
+            // Evaluations are JSON objects, flag configurations JSON arrays.
+            let opener = if key.route().is_flags() { b'[' } else { b'{' };
+            if !is_json_document(&upstream.body, opener) {
                 return Err(UpstreamError::NotJson.into());
             }
+            let cache = &self.inner.config.cache;
+            let ttl = if key.route().is_flags() {
+                cache.flags_ttl_s
+            } else {
+                cache.ttl_s
+            };
             let entry = CachedResponse {
                 content_type: upstream.headers.get(header::CONTENT_TYPE).cloned(),
                 body: upstream.body.clone(),
                 fetched_at,
+                ttl: Duration::from_secs(ttl),
             };
             if self.inner.generation.load(Ordering::SeqCst) == generation {
                 self.inner.cache.insert(key, entry).await;
@@ -247,12 +294,12 @@ impl Gateway {
 
     /// Forwards a request as is (method, path, query, body, end-to-end headers) and
     /// relays the answer, storing nothing.
-    async fn passthrough<B>(&self, request: Request<B>) -> Response<response::Body>
-    where
-        B: Body<Data = Bytes> + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
-        match self.forward(request).await {
+    async fn passthrough(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+    ) -> Response<response::Body> {
+        match self.forward(parts, body).await {
             Ok(upstream) => response::relayed(
                 upstream.status,
                 &upstream.headers,
@@ -263,23 +310,11 @@ impl Gateway {
         }
     }
 
-    async fn forward<B>(&self, request: Request<B>) -> Result<UpstreamResponse, GatewayError>
-    where
-        B: Body<Data = Bytes> + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
-        let (parts, body) = request.into_parts();
-        let body = Limited::new(body, self.inner.config.server.max_body_bytes)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    GatewayError::BodyTooLarge
-                } else {
-                    GatewayError::BodyRead
-                }
-            })?
-            .to_bytes();
+    async fn forward(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+    ) -> Result<UpstreamResponse, GatewayError> {
         let _permit = self
             .inner
             .inflight
@@ -327,10 +362,11 @@ fn without_body(response: Response<response::Body>) -> Response<response::Body> 
     Response::from_parts(parts, response::Body::default())
 }
 
-/// Whether `body` is one JSON object (validated without building it).
-fn is_json_object(body: &[u8]) -> bool {
-    let starts_as_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    starts_as_object && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+/// Whether `body` is one JSON document starting with `opener` (`{` or `[`), validated
+/// without building it.
+fn is_json_document(body: &[u8], opener: u8) -> bool {
+    let starts_right = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&opener);
+    starts_right && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
 /// Total bytes of header names and values.

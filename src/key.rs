@@ -8,6 +8,7 @@ use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use http::{HeaderValue, Method, Request, header};
 
 /// Which endpoint family a key belongs to; families never share entries.
@@ -15,6 +16,14 @@ use http::{HeaderValue, Method, Request, header};
 pub enum RouteFamily {
     /// `GET /v1/vardata`.
     V1Vardata,
+    /// `GET|POST /sdk/v2/vardata` (v2 response shape).
+    SdkV2Vardata,
+    /// `GET|POST /sdk/vardata` (legacy SDK endpoint, v1 response shape).
+    SdkVardata,
+    /// `GET /sdk/v2/flags`.
+    SdkV2Flags,
+    /// `GET /v1/flags`.
+    V1Flags,
 }
 
 impl RouteFamily {
@@ -22,8 +31,33 @@ impl RouteFamily {
     pub fn as_str(self) -> &'static str {
         match self {
             RouteFamily::V1Vardata => "v1_vardata",
+            RouteFamily::SdkV2Vardata => "sdk_v2_vardata",
+            RouteFamily::SdkVardata => "sdk_vardata",
+            RouteFamily::SdkV2Flags => "sdk_v2_flags",
+            RouteFamily::V1Flags => "v1_flags",
         }
     }
+
+    /// Whether answers of this family are flag configurations (`cache.flags_ttl_s`).
+    pub fn is_flags(self) -> bool {
+        matches!(self, RouteFamily::SdkV2Flags | RouteFamily::V1Flags)
+    }
+}
+
+/// Everything an upstream request is built from; becomes a [`CacheKey`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CanonicalRequest {
+    pub route: RouteFamily,
+    /// The deployment key, in full: it is forwarded, and two deployments never share.
+    pub deployment: String,
+    /// `X-Amp-Exp-Track`, forwarded as is.
+    pub track: Option<String>,
+    /// Canonical path and query, forwarded as is.
+    pub path_and_query: String,
+    /// `X-Amp-Exp-Flag-Keys`, forwarded as is (base64url of a sorted JSON array).
+    pub flag_keys_header: Option<String>,
+    /// Canonical user JSON; when present the request is a POST with this body.
+    pub body: Option<String>,
 }
 
 /// A canonical request: cheap to clone (one `Arc`), compared by value.
@@ -36,19 +70,8 @@ impl RouteFamily {
 pub struct CacheKey(Arc<Inner>);
 
 struct Inner {
-    parts: KeyParts,
+    parts: CanonicalRequest,
     hash: u64,
-}
-
-#[derive(PartialEq, Eq, Hash)]
-struct KeyParts {
-    route: RouteFamily,
-    /// The deployment key, in full: it is forwarded, and two deployments never share.
-    deployment: Box<str>,
-    /// `X-Amp-Exp-Track`, forwarded as is.
-    track: Option<Box<str>>,
-    /// Canonical path and query, forwarded as is.
-    path_and_query: Box<str>,
 }
 
 /// The `User-Agent` evalgate sends upstream.
@@ -60,20 +83,21 @@ fn process_hasher() -> &'static RandomState {
 }
 
 impl CacheKey {
+    /// A GET key with no flag-keys header and no body (the `/v1/vardata` shape).
     pub fn new(
         route: RouteFamily,
         deployment: &str,
         track: Option<&str>,
         path_and_query: String,
     ) -> CacheKey {
-        let parts = KeyParts {
+        CacheKey::from(CanonicalRequest {
             route,
             deployment: deployment.into(),
             track: track.map(Into::into),
-            path_and_query: path_and_query.into_boxed_str(),
-        };
-        let hash = process_hasher().hash_one(&parts);
-        CacheKey(Arc::new(Inner { parts, hash }))
+            path_and_query,
+            flag_keys_header: None,
+            body: None,
+        })
     }
 
     pub fn route(&self) -> RouteFamily {
@@ -92,16 +116,35 @@ impl CacheKey {
         &self.0.parts.path_and_query
     }
 
+    pub fn flag_keys_header(&self) -> Option<&str> {
+        self.0.parts.flag_keys_header.as_deref()
+    }
+
+    /// The canonical user sent as a POST body, if this key is a POST.
+    pub fn body(&self) -> Option<&str> {
+        self.0.parts.body.as_deref()
+    }
+
     /// Bytes this key holds, for the cache's weigher.
     pub fn weight(&self) -> usize {
         let p = &self.0.parts;
-        p.deployment.len() + p.track.as_ref().map_or(0, |t| t.len()) + p.path_and_query.len()
+        let len = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        p.deployment.len()
+            + p.path_and_query.len()
+            + len(&p.track)
+            + len(&p.flag_keys_header)
+            + len(&p.body)
     }
 
     /// The request sent upstream on a miss, built from the key alone.
-    pub fn upstream_request(&self, base: &str) -> Result<Request<()>, http::Error> {
+    pub fn upstream_request(&self, base: &str) -> Result<Request<Bytes>, http::Error> {
+        let method = if self.body().is_some() {
+            Method::POST
+        } else {
+            Method::GET
+        };
         let mut builder = Request::builder()
-            .method(Method::GET)
+            .method(method)
             .uri(format!("{base}{}", self.path_and_query()))
             .header(header::ACCEPT, HeaderValue::from_static("application/json"))
             .header(header::USER_AGENT, HeaderValue::from_static(USER_AGENT))
@@ -112,7 +155,25 @@ impl CacheKey {
         if let Some(track) = self.track() {
             builder = builder.header("x-amp-exp-track", HeaderValue::try_from(track)?);
         }
-        builder.body(())
+        if let Some(keys) = self.flag_keys_header() {
+            builder = builder.header("x-amp-exp-flag-keys", HeaderValue::try_from(keys)?);
+        }
+        match self.body() {
+            Some(body) => builder
+                .header(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )
+                .body(Bytes::copy_from_slice(body.as_bytes())),
+            None => builder.body(Bytes::new()),
+        }
+    }
+}
+
+impl From<CanonicalRequest> for CacheKey {
+    fn from(parts: CanonicalRequest) -> CacheKey {
+        let hash = process_hasher().hash_one(&parts);
+        CacheKey(Arc::new(Inner { parts, hash }))
     }
 }
 
@@ -163,6 +224,8 @@ impl fmt::Debug for CacheKey {
             .field("deployment", &crate::mask::Masked(self.deployment()))
             .field("track", &self.track())
             .field("path_and_query", &self.path_and_query())
+            .field("flag_keys_header", &self.flag_keys_header())
+            .field("body", &self.body())
             .finish()
     }
 }

@@ -1,17 +1,23 @@
-//! Normalization: a request head in, a cache key (the canonical upstream request) or a
-//! reason not to cache out. Pure: no I/O, no clocks, no shared state.
+//! Normalization: a request in, a cache key (the canonical upstream request) or a reason
+//! not to cache out. Pure: no I/O, no clocks, no shared state.
 //!
-//! The rules for `GET /v1/vardata` (README, "Cache key"):
-//! - the query is form-urlencoded-decoded; parameter order never matters;
-//! - `user_id`, `device_id`: missing and empty are the same;
-//! - `flag_key` and `flag_keys`: comma lists, trimmed, de-duplicated, sorted and merged;
-//! - `context`: canonical user JSON ([`user`]); `{}` is no context;
+//! [`normalize`] dispatches on the path to one module per endpoint family:
+//! [`v1`] (`/v1/vardata`), [`sdk`] (`/sdk/v2/vardata`, `/sdk/vardata`) and [`flags`]
+//! (`/sdk/v2/flags`, `/v1/flags`). Shared by all of them (README, "Cache key"):
+//! - the query is form-urlencoded-decoded; parameter order never matters; only known
+//!   parameters are read, every other one is dropped unread;
 //! - `Authorization: Api-Key <key>` and `X-Amp-Exp-Track` are part of the key;
 //! - `d` (cache-buster) and `X-Amp-Exp-Exposure-Track: track` bypass the cache;
-//! - every other parameter and header is dropped.
+//! - a known parameter repeated with different values, or not UTF-8, bypasses;
+//! - users are canonical JSON ([`user`]); flag keys are trimmed, de-duplicated, sorted.
 
+pub mod flags;
 pub mod form;
+pub mod sdk;
 pub mod user;
+pub mod v1;
+
+pub use v1::{V1_VARDATA, v1_vardata};
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -51,6 +57,13 @@ pub enum BypassReason {
     ConflictingParameter,
     /// `context` that is not JSON, not an object, or has a duplicate member name.
     InvalidContext,
+    /// An SDK user (base64 header or body) that does not decode to a canonical JSON object.
+    InvalidUser,
+    /// An `X-Amp-Exp-Flag-Keys` that is not base64 of a JSON array of strings.
+    InvalidFlagKeys,
+    /// A header evalgate does not key on but that may change the answer
+    /// (`X-Amp-Exp-User` on a flags request).
+    UnkeyedHeader,
 }
 
 impl BypassReason {
@@ -64,6 +77,9 @@ impl BypassReason {
             BypassReason::InvalidUtf8 => "invalid_utf8",
             BypassReason::ConflictingParameter => "conflicting_parameter",
             BypassReason::InvalidContext => "invalid_context",
+            BypassReason::InvalidUser => "invalid_user",
+            BypassReason::InvalidFlagKeys => "invalid_flag_keys",
+            BypassReason::UnkeyedHeader => "unkeyed_header",
         }
     }
 }
@@ -80,96 +96,6 @@ pub enum Rejection {
 pub struct Limits {
     pub max_context_bytes: usize,
     pub flag_keys_param: FlagKeysParam,
-}
-
-/// The path evalgate caches in this family.
-pub const V1_VARDATA: &str = "/v1/vardata";
-
-/// Normalizes a `/v1/vardata` request.
-pub fn v1_vardata(
-    method: &Method,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    limits: &Limits,
-) -> Decision {
-    use BypassReason as B;
-    if method != Method::GET && method != Method::HEAD {
-        return Decision::Bypass(B::Method);
-    }
-    let deployment = match deployment_key(headers) {
-        Some(k) => k,
-        None => return Decision::Bypass(B::Authorization),
-    };
-    let track = match single_header(headers, "x-amp-exp-track") {
-        Ok(t) => t,
-        Err(()) => return Decision::Bypass(B::TrackHeader),
-    };
-    match single_header(headers, "x-amp-exp-exposure-track") {
-        Ok(None) => {}
-        Ok(Some(v)) if v.eq_ignore_ascii_case("no-track") => {}
-        _ => return Decision::Bypass(B::ExposureTracking),
-    }
-
-    let mut p = Params::default();
-    // Only the parameters evalgate knows are decoded: anything else is dropped unread,
-    // so junk in an unknown parameter can neither bust nor bypass the cache.
-    for (raw_name, raw_value) in form::raw_pairs(query.unwrap_or("")) {
-        let Ok(name) = form::decode(raw_name) else {
-            continue;
-        };
-        let slot = match name.as_ref() {
-            "user_id" => &mut p.user_id,
-            "device_id" => &mut p.device_id,
-            "context" => &mut p.context,
-            "flag_key" => &mut p.flag_key,
-            "flag_keys" => &mut p.flag_keys,
-            "d" => return Decision::Bypass(B::CacheBuster),
-            _ => continue,
-        };
-        let Ok(value) = form::decode(raw_value) else {
-            return Decision::Bypass(B::InvalidUtf8);
-        };
-        match slot {
-            Some(prev) if *prev != value => return Decision::Bypass(B::ConflictingParameter),
-            Some(_) => {}
-            None => *slot = Some(value),
-        }
-    }
-
-    // An empty `context` is not `{}`: it is invalid JSON, for the upstream to judge.
-    let context = match p.context.as_deref() {
-        None => None,
-        Some(c) if c.len() > limits.max_context_bytes => {
-            return Decision::Reject(Rejection::ContextTooLong);
-        }
-        Some(c) => match user::canonical_user(c) {
-            Ok(canonical) => canonical,
-            Err(_) => return Decision::Bypass(B::InvalidContext),
-        },
-    };
-    let flags = flag_set([p.flag_key.as_deref(), p.flag_keys.as_deref()]);
-
-    let mut pq = String::with_capacity(64 + context.as_ref().map_or(0, |c| c.len() * 2));
-    pq.push_str(V1_VARDATA);
-    let mut q = QueryWriter(&mut pq, '?');
-    if let Some(c) = &context {
-        q.param("context", [c.as_str()]);
-    }
-    if let Some(d) = nonempty(&p.device_id) {
-        q.param("device_id", [d]);
-    }
-    if !flags.is_empty() {
-        if limits.flag_keys_param != FlagKeysParam::FlagKeys {
-            q.param("flag_key", flags.iter().copied());
-        }
-        if limits.flag_keys_param != FlagKeysParam::FlagKey {
-            q.param("flag_keys", flags.iter().copied());
-        }
-    }
-    if let Some(u) = nonempty(&p.user_id) {
-        q.param("user_id", [u]);
-    }
-    Decision::Cache(CacheKey::new(RouteFamily::V1Vardata, deployment, track, pq))
 }
 
 /// Appends `name=v1,v2,…` parameters to a canonical query: each value percent-encoded
@@ -191,13 +117,69 @@ impl QueryWriter<'_> {
     }
 }
 
-#[derive(Default)]
-struct Params<'a> {
-    user_id: Option<Cow<'a, str>>,
-    device_id: Option<Cow<'a, str>>,
-    context: Option<Cow<'a, str>>,
-    flag_key: Option<Cow<'a, str>>,
-    flag_keys: Option<Cow<'a, str>>,
+/// Normalizes a request on a cacheable route; `None` for any other path (forwarded as
+/// is). `body` is the request body, already read within `server.max_body_bytes`.
+pub fn normalize(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    limits: &Limits,
+) -> Option<Decision> {
+    Some(match path {
+        V1_VARDATA => v1_vardata(method, query, headers, limits),
+        sdk::SDK_V2_VARDATA => {
+            sdk::vardata(RouteFamily::SdkV2Vardata, method, query, headers, body)
+        }
+        sdk::SDK_VARDATA => sdk::vardata(RouteFamily::SdkVardata, method, query, headers, body),
+        flags::SDK_V2_FLAGS => flags::flags(RouteFamily::SdkV2Flags, method, query, headers),
+        flags::V1_FLAGS => flags::flags(RouteFamily::V1Flags, method, query, headers),
+        _ => return None,
+    })
+}
+
+/// The checks every cacheable route makes on its headers: the deployment key, the track
+/// header, exposure tracking. Returns `(deployment, X-Amp-Exp-Track)`.
+fn keyed_headers(headers: &HeaderMap) -> Result<(&str, Option<&str>), BypassReason> {
+    let deployment = deployment_key(headers).ok_or(BypassReason::Authorization)?;
+    let track =
+        single_header(headers, "x-amp-exp-track").map_err(|()| BypassReason::TrackHeader)?;
+    match single_header(headers, "x-amp-exp-exposure-track") {
+        Ok(None) => {}
+        Ok(Some(v)) if v.eq_ignore_ascii_case("no-track") => {}
+        _ => return Err(BypassReason::ExposureTracking),
+    }
+    Ok((deployment, track))
+}
+
+/// Reads the parameters named in `names` from a raw query, decoded; everything else is
+/// dropped unread, so junk in an unknown parameter can neither bust nor bypass the cache.
+/// `d` bypasses; a named parameter that is not UTF-8 or repeated with a different value
+/// bypasses.
+fn known_params<'q, const N: usize>(
+    query: Option<&'q str>,
+    names: [&str; N],
+) -> Result<[Option<Cow<'q, str>>; N], BypassReason> {
+    let mut values: [Option<Cow<'q, str>>; N] = std::array::from_fn(|_| None);
+    for (raw_name, raw_value) in form::raw_pairs(query.unwrap_or("")) {
+        let Ok(name) = form::decode(raw_name) else {
+            continue;
+        };
+        if name == "d" {
+            return Err(BypassReason::CacheBuster);
+        }
+        let Some(i) = names.iter().position(|n| *n == name) else {
+            continue;
+        };
+        let value = form::decode(raw_value).map_err(|_| BypassReason::InvalidUtf8)?;
+        match &values[i] {
+            Some(prev) if *prev != value => return Err(BypassReason::ConflictingParameter),
+            Some(_) => {}
+            None => values[i] = Some(value),
+        }
+    }
+    Ok(values)
 }
 
 fn nonempty<'a>(v: &'a Option<Cow<'_, str>>) -> Option<&'a str> {
@@ -205,7 +187,7 @@ fn nonempty<'a>(v: &'a Option<Cow<'_, str>>) -> Option<&'a str> {
 }
 
 /// Merges comma-separated flag-key lists: trimmed, empties dropped, de-duplicated, sorted.
-fn flag_set(lists: [Option<&str>; 2]) -> BTreeSet<&str> {
+fn flag_set<'a>(lists: impl IntoIterator<Item = Option<&'a str>>) -> BTreeSet<&'a str> {
     lists
         .into_iter()
         .flatten()

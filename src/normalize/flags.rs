@@ -1,0 +1,61 @@
+//! `GET /sdk/v2/flags` and `GET /v1/flags`: flag configurations for local-evaluation SDKs,
+//! per deployment.
+//!
+//! The key is the deployment, `flag_keys` (comma list, trimmed, de-duplicated, sorted),
+//! `delivery_method`, `eval_mode` and `v`; the canonical request is
+//! `GET <path>?delivery_method=…&eval_mode=…&flag_keys=…&v=…`. Answers live for
+//! `cache.flags_ttl_s`. A request carrying `X-Amp-Exp-User` (web experiments send the user
+//! along) bypasses: evalgate does not key on it.
+
+use http::{HeaderMap, Method};
+
+use super::{BypassReason, Decision, QueryWriter, flag_set, keyed_headers, known_params};
+use crate::key::{CacheKey, RouteFamily};
+
+pub const SDK_V2_FLAGS: &str = "/sdk/v2/flags";
+pub const V1_FLAGS: &str = "/v1/flags";
+
+/// Normalizes a flags request for `route` (`SdkV2Flags` or `V1Flags`).
+pub fn flags(
+    route: RouteFamily,
+    method: &Method,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Decision {
+    if method != Method::GET && method != Method::HEAD {
+        return Decision::Bypass(BypassReason::Method);
+    }
+    let (deployment, track) = match keyed_headers(headers) {
+        Ok(h) => h,
+        Err(reason) => return Decision::Bypass(reason),
+    };
+    if headers.contains_key("x-amp-exp-user") {
+        return Decision::Bypass(BypassReason::UnkeyedHeader);
+    }
+    let [delivery_method, eval_mode, flag_keys, v] =
+        match known_params(query, ["delivery_method", "eval_mode", "flag_keys", "v"]) {
+            Ok(p) => p,
+            Err(reason) => return Decision::Bypass(reason),
+        };
+    let keys = flag_set([flag_keys.as_deref()]);
+    let path = if route == RouteFamily::V1Flags {
+        V1_FLAGS
+    } else {
+        SDK_V2_FLAGS
+    };
+    let mut path_and_query = String::from(path);
+    let mut q = QueryWriter(&mut path_and_query, '?');
+    if let Some(d) = &delivery_method {
+        q.param("delivery_method", [d.as_ref()]);
+    }
+    if let Some(e) = &eval_mode {
+        q.param("eval_mode", [e.as_ref()]);
+    }
+    if !keys.is_empty() {
+        q.param("flag_keys", keys.iter().copied());
+    }
+    if let Some(v) = &v {
+        q.param("v", [v.as_ref()]);
+    }
+    Decision::Cache(CacheKey::new(route, deployment, track, path_and_query))
+}
