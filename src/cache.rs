@@ -1,11 +1,13 @@
-//! The response cache: a byte-bounded `moka::future::Cache` of upstream 200 responses.
+//! The response cache: a byte-bounded `moka::future::Cache` of upstream 200 responses,
+//! kept past their freshness for stale serving, plus a small negative cache of 401s per
+//! deployment key.
 
 use std::time::{Duration, Instant as StdInstant};
 
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderValue, StatusCode};
 use moka::Expiry;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
@@ -14,16 +16,19 @@ use crate::config::{CacheConfig, Eviction};
 use crate::key::{CacheKey, KeyHasher};
 use crate::upstream::UpstreamResponse;
 
-/// What is stored for a key: the status is always 200, so only the content type, the
-/// body and the fetch time are kept.
+/// What is stored: status (200, or 401 in the negative cache), content type, body, and
+/// the fetch time with the entry's lifetimes.
 #[derive(Debug, Clone)]
 pub struct CachedResponse {
+    pub status: StatusCode,
     pub content_type: Option<HeaderValue>,
     pub body: Bytes,
     /// When the upstream answered; `Age` counts from here.
     pub fetched_at: Instant,
-    /// How long the entry stays fresh (`cache.ttl_s`, or `cache.flags_ttl_s` for flags).
-    pub ttl: Duration,
+    /// How long the entry is fresh, from `fetched_at`.
+    pub fresh_for: Duration,
+    /// How long past freshness the entry is kept for stale serving.
+    pub grace: Duration,
 }
 
 /// Fixed per-entry bookkeeping counted against `cache.max_bytes` (moka's own node, the
@@ -31,6 +36,12 @@ pub struct CachedResponse {
 const ENTRY_OVERHEAD: usize = 128;
 
 impl CachedResponse {
+    /// How long past its freshness the entry is at `now`; `None` while fresh.
+    pub fn stale_by(&self, now: Instant) -> Option<Duration> {
+        let age = now.saturating_duration_since(self.fetched_at);
+        age.checked_sub(self.fresh_for)
+    }
+
     /// Whole seconds since the fetch, for the `Age` header.
     pub fn age_secs(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.fetched_at).as_secs()
@@ -43,7 +54,7 @@ impl CachedResponse {
             headers.insert(http::header::CONTENT_TYPE, ct);
         }
         UpstreamResponse {
-            status: http::StatusCode::OK,
+            status: self.status,
             headers,
             body: self.body,
         }
@@ -66,18 +77,18 @@ fn initial_capacity(max_bytes: u64) -> usize {
         .min(1 << 20)
 }
 
-/// Each entry expires `ttl` after it was stored; reads do not extend it (like Amplitude's
-/// CDN, the lifetime counts from the fetch).
+/// Each entry leaves the cache its freshness plus its grace after it was stored; reads do
+/// not extend it (like Amplitude's CDN, the lifetime counts from the fetch).
 struct PerEntryTtl;
 
-impl Expiry<CacheKey, CachedResponse> for PerEntryTtl {
+impl<K> Expiry<K, CachedResponse> for PerEntryTtl {
     fn expire_after_create(
         &self,
-        _: &CacheKey,
+        _: &K,
         value: &CachedResponse,
         _: StdInstant,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.fresh_for + value.grace)
     }
 }
 
@@ -85,7 +96,13 @@ impl Expiry<CacheKey, CachedResponse> for PerEntryTtl {
 #[derive(Clone)]
 pub struct ResponseCache {
     inner: Cache<CacheKey, CachedResponse, KeyHasher>,
+    /// Deployment key → the upstream's 401 for it, for `cache.negative_ttl_s`.
+    negative: Cache<Box<str>, CachedResponse>,
 }
+
+/// Deployment keys remembered as unauthorized at once; a flood of distinct bad keys
+/// cannot grow this past it.
+const NEGATIVE_ENTRIES: u64 = 10_000;
 
 impl ResponseCache {
     pub fn new(config: &CacheConfig) -> ResponseCache {
@@ -100,8 +117,37 @@ impl ResponseCache {
                 Eviction::Lru => EvictionPolicy::lru(),
                 Eviction::TinyLfu => EvictionPolicy::tiny_lfu(),
             })
+            // Purging one deployment marks its entries with a predicate moka applies
+            // lazily, instead of a scan on the request path.
+            .support_invalidation_closures()
             .build_with_hasher(KeyHasher::default());
-        ResponseCache { inner }
+        let negative = Cache::builder()
+            .max_capacity(NEGATIVE_ENTRIES)
+            .expire_after(PerEntryTtl)
+            .build();
+        ResponseCache { inner, negative }
+    }
+
+    /// The remembered 401 for a deployment key, if any.
+    pub async fn unauthorized(&self, deployment: &str) -> Option<CachedResponse> {
+        self.negative.get(deployment).await
+    }
+
+    /// Remembers a 401 for a deployment key.
+    pub async fn remember_unauthorized(&self, deployment: &str, response: CachedResponse) {
+        self.negative.insert(deployment.into(), response).await;
+    }
+
+    /// Drops one deployment's entries: they stop being served at once, and are removed
+    /// by moka's maintenance in the background.
+    pub async fn invalidate_deployment(&self, deployment: &str) {
+        let owned: Box<str> = deployment.into();
+        let predicate = move |key: &CacheKey, _: &CachedResponse| key.deployment() == &*owned;
+        if self.inner.invalidate_entries_if(predicate).is_err() {
+            // Only fails without support_invalidation_closures(), which is always set.
+            self.inner.invalidate_all();
+        }
+        self.negative.invalidate(deployment).await;
     }
 
     pub async fn get(&self, key: &CacheKey) -> Option<CachedResponse> {
@@ -115,6 +161,7 @@ impl ResponseCache {
     /// Drops every entry.
     pub fn invalidate_all(&self) {
         self.inner.invalidate_all();
+        self.negative.invalidate_all();
     }
 
     /// Entries currently held (approximate until pending maintenance runs).

@@ -36,34 +36,54 @@ impl Flights {
     /// `fetch` should store a cacheable result before it returns: the flight is removed
     /// from the map only after it completes, so a later request finds either the flight or
     /// the stored entry, never neither.
-    pub async fn join_or_start<F>(&self, key: &CacheKey, fetch: F) -> Outcome
+    /// Returns the outcome and whether this call joined a flight already in progress.
+    pub async fn join_or_start<F>(&self, key: &CacheKey, fetch: F) -> (Outcome, bool)
     where
         F: Future<Output = Outcome> + Send + 'static,
     {
-        let flight = {
+        let (flight, joined) = {
             let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
             match map.get(key) {
-                Some(flight) => flight.clone(),
+                Some(flight) => (flight.clone(), true),
                 None => {
-                    let guard = Landing {
-                        flights: self.clone(),
-                        key: key.clone(),
-                    };
-                    let task = tokio::spawn(async move {
-                        let outcome = fetch.await;
-                        drop(guard);
-                        outcome
-                    });
-                    let flight =
-                        async move { task.await.unwrap_or_else(|_| Err(GatewayError::Internal)) }
-                            .boxed()
-                            .shared();
+                    let flight = self.launch(key, fetch);
                     map.insert(key.clone(), flight.clone());
-                    flight
+                    (flight, false)
                 }
             }
         };
-        flight.await
+        (flight.await, joined)
+    }
+
+    /// Starts a flight for `key` running `fetch` unless one is in progress; does not wait.
+    pub fn start_if_idle<F>(&self, key: &CacheKey, fetch: F)
+    where
+        F: Future<Output = Outcome> + Send + 'static,
+    {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if !map.contains_key(key) {
+            let flight = self.launch(key, fetch);
+            map.insert(key.clone(), flight);
+        }
+    }
+
+    /// Spawns the task of a new flight; the caller inserts it into the map (under the lock).
+    fn launch<F>(&self, key: &CacheKey, fetch: F) -> Flight
+    where
+        F: Future<Output = Outcome> + Send + 'static,
+    {
+        let guard = Landing {
+            flights: self.clone(),
+            key: key.clone(),
+        };
+        let task = tokio::spawn(async move {
+            let outcome = fetch.await;
+            drop(guard);
+            outcome
+        });
+        async move { task.await.unwrap_or_else(|_| Err(GatewayError::Internal)) }
+            .boxed()
+            .shared()
     }
 
     /// Fetches in progress.

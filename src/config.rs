@@ -19,6 +19,46 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub cache: CacheConfig,
     pub embedded: EmbeddedConfig,
+    pub admin: AdminConfig,
+    pub access_log: AccessLogConfig,
+}
+
+/// `[admin]`: the operator listener (metrics, health, stats, purge, the status page).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener; never the public port. Empty disables it.
+    pub listen: String,
+    /// When set, every admin endpoint but `/healthz` and `/readyz` requires
+    /// `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9090".into(),
+            token: String::new(),
+        }
+    }
+}
+
+/// `[access_log]`: one structured line per request (target `evalgate::access`, level info).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    /// Fraction of requests logged, 0.0-1.0.
+    pub sample_rate: f64,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            enabled: false,
+            sample_rate: 1.0,
+        }
+    }
 }
 
 /// `[server]`: the public listener and the limits on what clients may send.
@@ -91,6 +131,18 @@ pub struct CacheConfig {
     pub ttl_s: u64,
     /// How long flag configurations (`/sdk/v2/flags`, `/v1/flags`) stay fresh, in seconds.
     pub flags_ttl_s: u64,
+    /// Upper bound on a lifetime taken from the upstream's `Cache-Control`.
+    pub max_ttl_s: u64,
+    /// Ignore the upstream's `Cache-Control` and always use `ttl_s` / `flags_ttl_s`.
+    pub ignore_upstream_cache_control: bool,
+    /// After an entry goes stale, answer from it at once for this long while one background
+    /// request refreshes it (`X-Cache: STALE`).
+    pub stale_while_revalidate_s: u64,
+    /// When the upstream fails (unreachable, timeout, 5xx, 429), answer from an entry up to
+    /// this long past its freshness (`X-Cache: STALE`).
+    pub stale_if_error_s: u64,
+    /// A 401 for a deployment key is answered from memory for this long; 0 disables.
+    pub negative_ttl_s: u64,
     /// Which entry goes when the cache is full.
     pub eviction: Eviction,
 }
@@ -168,6 +220,11 @@ impl Default for CacheConfig {
             max_bytes: 256 * 1024 * 1024,
             ttl_s: 60,
             flags_ttl_s: 30,
+            max_ttl_s: 3600,
+            ignore_upstream_cache_control: false,
+            stale_while_revalidate_s: 10,
+            stale_if_error_s: 3600,
+            negative_ttl_s: 5,
             eviction: Eviction::Lru,
         }
     }
@@ -346,6 +403,41 @@ impl Config {
         // moka panics on a TTL beyond 1,000 years; one year is already absurd for flags.
         range("cache.ttl_s", self.cache.ttl_s, 1, YEAR_S)?;
         range("cache.flags_ttl_s", self.cache.flags_ttl_s, 1, YEAR_S)?;
+        range("cache.max_ttl_s", self.cache.max_ttl_s, 1, YEAR_S)?;
+        range(
+            "cache.stale_while_revalidate_s",
+            self.cache.stale_while_revalidate_s,
+            0,
+            YEAR_S,
+        )?;
+        range(
+            "cache.stale_if_error_s",
+            self.cache.stale_if_error_s,
+            0,
+            YEAR_S,
+        )?;
+        range("cache.negative_ttl_s", self.cache.negative_ttl_s, 0, 3600)?;
+        if !self.admin.listen.is_empty() {
+            let admin: SocketAddr =
+                self.admin.listen.parse().map_err(|e| {
+                    invalid("admin.listen", format!("not an IP:port address ({e})"))
+                })?;
+            if admin == self.listen_addr() && admin.port() != 0 {
+                return Err(invalid(
+                    "admin.listen",
+                    "must differ from server.listen".into(),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.access_log.sample_rate) {
+            return Err(invalid(
+                "access_log.sample_rate",
+                format!(
+                    "must be between 0.0 and 1.0 (got {})",
+                    self.access_log.sample_rate
+                ),
+            ));
+        }
         Ok(self)
     }
 

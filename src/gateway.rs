@@ -21,10 +21,20 @@ use crate::coalesce::{Flights, Outcome};
 use crate::config::{Config, ConfigError};
 use crate::embedded::Embedded;
 use crate::error::{GatewayError, UpstreamError};
-use crate::key::CacheKey;
+use crate::freshness::{self, Storage};
+use crate::key::{CacheKey, RouteFamily};
+use crate::metrics::{Metrics, UpstreamOutcome};
 use crate::normalize::{self, Decision, Limits, Rejection};
 use crate::response::{self, CacheStatus};
 use crate::upstream::{self, Upstream, UpstreamResponse};
+
+/// What [`Gateway::route`] hands back: the response, how the cache answered (`None` for
+/// errors before routing), and the key when the request was cacheable.
+type Routed = (
+    Response<response::Body>,
+    Option<CacheStatus>,
+    Option<CacheKey>,
+);
 
 /// The gateway's shared state. Cloning is cheap (one `Arc`).
 #[derive(Clone)]
@@ -38,6 +48,7 @@ struct Inner {
     cache: ResponseCache,
     upstream: Upstream,
     flights: Flights,
+    metrics: Metrics,
     /// Permits for upstream requests in flight (`upstream.max_inflight`).
     inflight: Arc<Semaphore>,
     /// Bumped whenever what the upstream answers may have changed wholesale (embedded
@@ -70,6 +81,7 @@ impl Gateway {
                 cache: ResponseCache::new(&config.cache),
                 inflight: Arc::new(Semaphore::new(config.upstream.max_inflight)),
                 flights: Flights::default(),
+                metrics: Metrics::new(),
                 generation: AtomicU64::new(0),
                 upstream,
                 limits,
@@ -98,6 +110,11 @@ impl Gateway {
         self.inner.cache.invalidate_all();
     }
 
+    /// The metrics this gateway records.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// Upstream fetches in progress (coalesced misses count once).
     pub fn flights_in_progress(&self) -> usize {
         self.inner.flights.len()
@@ -109,36 +126,44 @@ impl Gateway {
         B: Body<Data = Bytes> + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let started =
-            tracing::enabled!(target: "evalgate::access", tracing::Level::DEBUG).then(Instant::now);
-        let (response, cache) = self.route(request).await;
-        if let Some(started) = started {
-            tracing::debug!(
-                target: "evalgate::access",
-                status = response.status().as_u16(),
-                cache = cache.map(CacheStatus::as_str),
-                micros = started.elapsed().as_micros() as u64,
-                "request"
-            );
-        }
+        let started = Instant::now();
+        let family = normalize::family(request.uri().path());
+        let (response, cache, key) = self.route(request).await;
+        let elapsed = started.elapsed();
+        let deployment = key.as_ref().map(CacheKey::deployment);
+        self.inner
+            .metrics
+            .request(family, cache, response.status(), elapsed, deployment);
+        tracing::debug!(
+            target: "evalgate::access",
+            route = family.map_or("other", RouteFamily::as_str),
+            status = response.status().as_u16(),
+            cache = cache.map(CacheStatus::as_str),
+            micros = elapsed.as_micros() as u64,
+            "request"
+        );
         response
     }
 
-    async fn route<B>(&self, request: Request<B>) -> (Response<response::Body>, Option<CacheStatus>)
+    async fn route<B>(&self, request: Request<B>) -> Routed
     where
         B: Body<Data = Bytes> + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let server = &self.inner.config.server;
         if header_bytes(request.headers()) > server.max_header_bytes {
-            return (response::error(&GatewayError::HeadersTooLarge, None), None);
+            return (
+                response::error(&GatewayError::HeadersTooLarge, None),
+                None,
+                None,
+            );
         }
         let target_len = request
             .uri()
             .path_and_query()
             .map_or(0, |pq| pq.as_str().len());
         if target_len > server.max_query_bytes {
-            return (response::error(&GatewayError::UriTooLong, None), None);
+            return (response::error(&GatewayError::UriTooLong, None), None, None);
         }
         let (parts, body) = request.into_parts();
         let body = match self.read_body(body).await {
@@ -147,6 +172,7 @@ impl Gateway {
                 return (
                     response::error(&err, Some(CacheStatus::Bypass)),
                     Some(CacheStatus::Bypass),
+                    None,
                 );
             }
         };
@@ -161,23 +187,23 @@ impl Gateway {
         match decision {
             Some(Decision::Cache(key)) => {
                 let head = parts.method == Method::HEAD;
-                self.cached(key, head).await
+                let (response, cache) = self.cached(key.clone(), head).await;
+                (response, Some(cache), Some(key))
             }
             Some(Decision::Bypass(reason)) => {
                 tracing::trace!(reason = reason.as_str(), "bypass");
-                (
-                    self.passthrough(parts, body).await,
-                    Some(CacheStatus::Bypass),
-                )
+                let response = self.passthrough(parts, body).await;
+                (response, Some(CacheStatus::Bypass), None)
             }
-            None => (
-                self.passthrough(parts, body).await,
-                Some(CacheStatus::Bypass),
-            ),
-            Some(Decision::Reject(Rejection::ContextTooLong)) => (
-                response::error(&GatewayError::ContextTooLong, Some(CacheStatus::Bypass)),
-                Some(CacheStatus::Bypass),
-            ),
+            None => {
+                let response = self.passthrough(parts, body).await;
+                (response, Some(CacheStatus::Bypass), None)
+            }
+            Some(Decision::Reject(Rejection::ContextTooLong)) => {
+                let response =
+                    response::error(&GatewayError::ContextTooLong, Some(CacheStatus::Bypass));
+                (response, Some(CacheStatus::Bypass), None)
+            }
         }
     }
 
@@ -203,24 +229,58 @@ impl Gateway {
             })
     }
 
-    /// A cacheable request: answer from the cache, or from the one coalesced fetch.
-    async fn cached(
-        &self,
-        key: CacheKey,
-        head: bool,
-    ) -> (Response<response::Body>, Option<CacheStatus>) {
+    /// A cacheable request: answer from a fresh entry; from a stale one while it is
+    /// refreshed in the background (within `cache.stale_while_revalidate_s`); else from the
+    /// one coalesced fetch, falling back to a stale entry when the upstream fails (within
+    /// `cache.stale_if_error_s`).
+    async fn cached(&self, key: CacheKey, head: bool) -> (Response<response::Body>, CacheStatus) {
+        let now = Instant::now();
+        let cache = &self.inner.config.cache;
+        let mut fallback = None;
         if let Some(entry) = self.inner.cache.get(&key).await {
-            let age = entry.age_secs(Instant::now());
-            let response = from_entry(&entry, age, CacheStatus::Hit, head);
-            return (response, Some(CacheStatus::Hit));
+            match entry.stale_by(now) {
+                None => {
+                    return (
+                        from_entry(&entry, now, CacheStatus::Hit, head),
+                        CacheStatus::Hit,
+                    );
+                }
+                Some(late) if late < Duration::from_secs(cache.stale_while_revalidate_s) => {
+                    self.refresh_in_background(key);
+                    return (
+                        from_entry(&entry, now, CacheStatus::Stale, head),
+                        CacheStatus::Stale,
+                    );
+                }
+                Some(late) if late < Duration::from_secs(cache.stale_if_error_s) => {
+                    fallback = Some(entry);
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(denied) = self.inner.cache.unauthorized(key.deployment()).await {
+            return (
+                from_entry(&denied, now, CacheStatus::Hit, head),
+                CacheStatus::Hit,
+            );
         }
         let this = self.clone();
         let fetch_key = key.clone();
-        let outcome = self
+        let (outcome, joined) = self
             .inner
             .flights
             .join_or_start(&key, async move { this.fetch_and_store(fetch_key).await })
             .await;
+        if joined {
+            self.inner.metrics.coalesced();
+        }
+        if let Some(entry) = fallback.filter(|_| upstream_failed(&outcome)) {
+            let now = Instant::now();
+            return (
+                from_entry(&entry, now, CacheStatus::Stale, head),
+                CacheStatus::Stale,
+            );
+        }
         let response = match outcome {
             Ok(upstream) if upstream.status == StatusCode::OK => {
                 let ct = upstream.headers.get(header::CONTENT_TYPE);
@@ -242,52 +302,88 @@ impl Gateway {
         } else {
             response
         };
-        (response, Some(CacheStatus::Miss))
+        (response, CacheStatus::Miss)
     }
 
-    /// The body of a flight: one upstream request for `key`; a 200 is stored before the
-    /// flight ends. Any other status is returned to the waiters and not stored.
+    /// Starts one refresh of `key` unless one is already running; nobody waits for it.
+    fn refresh_in_background(&self, key: CacheKey) {
+        let this = self.clone();
+        let fetch_key = key.clone();
+        self.inner
+            .flights
+            .start_if_idle(&key, async move { this.fetch_and_store(fetch_key).await });
+    }
+
+    /// The body of a flight: one upstream request for `key`. A storable 200 is stored
+    /// before the flight ends, and a 401 remembered for its deployment key; anything else
+    /// is returned to the waiters and not stored, so an error never replaces an entry.
     async fn fetch_and_store(&self, key: CacheKey) -> Outcome {
         // A request may have missed just before the previous flight for this key landed:
         // answer it from that flight's entry rather than asking the upstream again.
         if let Some(entry) = self.inner.cache.get(&key).await {
-            return Ok(Arc::new(entry.into_upstream_response()));
+            if entry.stale_by(Instant::now()).is_none() {
+                return Ok(Arc::new(entry.into_upstream_response()));
+            }
         }
-        let _permit = self
-            .inner
-            .inflight
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| GatewayError::Overloaded)?;
         let request = key
             .upstream_request(self.inner.upstream.base())
             .map_err(|_| GatewayError::Unforwardable)?;
         let generation = self.inner.generation.load(Ordering::SeqCst);
         let fetched_at = Instant::now();
-        let upstream = self.inner.upstream.send(request).await.inspect_err(|e| {
-            tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
+        let upstream = self.exchange(request).await.inspect_err(|e| {
+            if let GatewayError::Upstream(e) = e {
+                tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
+            }
         })?;
-        if upstream.status == StatusCode::OK {
-            // Evaluations are JSON objects, flag configurations JSON arrays.
-            let opener = if key.route().is_flags() { b'[' } else { b'{' };
-            if !is_json_document(&upstream.body, opener) {
-                return Err(UpstreamError::NotJson.into());
+        let cache = &self.inner.config.cache;
+        match upstream.status {
+            StatusCode::OK => {
+                // Evaluations are JSON objects, flag configurations JSON arrays.
+                let opener = if key.route().is_flags() { b'[' } else { b'{' };
+                if !is_json_document(&upstream.body, opener) {
+                    self.inner.metrics.upstream_invalid();
+                    return Err(UpstreamError::NotJson.into());
+                }
+                let default_ttl = if key.route().is_flags() {
+                    cache.flags_ttl_s
+                } else {
+                    cache.ttl_s
+                };
+                let storage = freshness::storage(
+                    &upstream.headers,
+                    Duration::from_secs(default_ttl),
+                    Duration::from_secs(cache.max_ttl_s),
+                    cache.ignore_upstream_cache_control,
+                );
+                let current = self.inner.generation.load(Ordering::SeqCst) == generation;
+                if let (Storage::FreshFor(fresh_for), true) = (storage, current) {
+                    let grace = cache.stale_while_revalidate_s.max(cache.stale_if_error_s);
+                    let entry = CachedResponse {
+                        status: StatusCode::OK,
+                        content_type: upstream.headers.get(header::CONTENT_TYPE).cloned(),
+                        body: upstream.body.clone(),
+                        fetched_at,
+                        fresh_for,
+                        grace: Duration::from_secs(grace),
+                    };
+                    self.inner.cache.insert(key, entry).await;
+                }
             }
-            let cache = &self.inner.config.cache;
-            let ttl = if key.route().is_flags() {
-                cache.flags_ttl_s
-            } else {
-                cache.ttl_s
-            };
-            let entry = CachedResponse {
-                content_type: upstream.headers.get(header::CONTENT_TYPE).cloned(),
-                body: upstream.body.clone(),
-                fetched_at,
-                ttl: Duration::from_secs(ttl),
-            };
-            if self.inner.generation.load(Ordering::SeqCst) == generation {
-                self.inner.cache.insert(key, entry).await;
+            StatusCode::UNAUTHORIZED if cache.negative_ttl_s > 0 => {
+                let entry = CachedResponse {
+                    status: StatusCode::UNAUTHORIZED,
+                    content_type: upstream.headers.get(header::CONTENT_TYPE).cloned(),
+                    body: upstream.body.clone(),
+                    fetched_at,
+                    fresh_for: Duration::from_secs(cache.negative_ttl_s),
+                    grace: Duration::ZERO,
+                };
+                self.inner
+                    .cache
+                    .remember_unauthorized(key.deployment(), entry)
+                    .await;
             }
+            _ => {}
         }
         Ok(Arc::new(upstream))
     }
@@ -315,12 +411,6 @@ impl Gateway {
         parts: http::request::Parts,
         body: Bytes,
     ) -> Result<UpstreamResponse, GatewayError> {
-        let _permit = self
-            .inner
-            .inflight
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| GatewayError::Overloaded)?;
         let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut builder = Request::builder()
             .method(parts.method)
@@ -332,23 +422,58 @@ impl Gateway {
         let request = builder
             .body(body)
             .map_err(|_| GatewayError::Unforwardable)?;
-        Ok(self.inner.upstream.send(request).await?)
+        self.exchange(request).await
+    }
+
+    /// One upstream request within `upstream.max_inflight`, timed and counted.
+    async fn exchange(&self, request: Request<Bytes>) -> Result<UpstreamResponse, GatewayError> {
+        let permit = self
+            .inner
+            .inflight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::Overloaded)?;
+        let metrics = &self.inner.metrics;
+        metrics.inflight(1);
+        let started = Instant::now();
+        let result = self.inner.upstream.send(request).await;
+        let outcome = match &result {
+            Ok(r) => UpstreamOutcome::Status(r.status.as_u16()),
+            Err(UpstreamError::Connect(_)) => UpstreamOutcome::Connect,
+            Err(UpstreamError::Timeout) => UpstreamOutcome::Timeout,
+            Err(_) => UpstreamOutcome::Invalid,
+        };
+        metrics.upstream(outcome, started.elapsed());
+        metrics.inflight(-1);
+        drop(permit);
+        Ok(result?)
     }
 }
 
-/// A cached entry as a response.
+/// A cached entry as a response, with its `Age` at `now`.
 fn from_entry(
     entry: &CachedResponse,
-    age: u64,
+    now: Instant,
     cache: CacheStatus,
     head: bool,
 ) -> Response<response::Body> {
     let ct = entry.content_type.as_ref();
-    let response = response::with_cache_headers(StatusCode::OK, ct, entry.body.clone(), cache, age);
+    let age = entry.age_secs(now);
+    let response = response::with_cache_headers(entry.status, ct, entry.body.clone(), cache, age);
     if head {
         without_body(response)
     } else {
         response
+    }
+}
+
+/// Whether an outcome is one where a stale entry beats the answer: the upstream could not
+/// be reached, timed out, answered garbage, 5xx or 429, or evalgate's own in-flight limit.
+fn upstream_failed(outcome: &Outcome) -> bool {
+    match outcome {
+        Ok(r) => r.status.is_server_error() || r.status == StatusCode::TOO_MANY_REQUESTS,
+        Err(GatewayError::Upstream(_) | GatewayError::Overloaded) => true,
+        Err(_) => false,
     }
 }
 

@@ -11,11 +11,13 @@
 //! - [`normalize`]: pure; turns a request head into a [`CacheKey`] or a reason to bypass
 //!   ([`normalize::form`] decodes the query, [`normalize::user`] canonicalizes user JSON).
 //! - [`key`]: the cache key, which is also the canonical upstream request.
-//! - [`cache`]: the byte-bounded moka cache of 200 responses.
+//! - [`cache`]: the byte-bounded moka cache of 200 responses (kept past freshness for
+//!   stale serving) and the negative cache of 401s; [`freshness`] decides lifetimes.
 //! - [`coalesce`]: one upstream request for any number of concurrent identical misses.
 //! - [`upstream`]: the pooled HTTP(S) client with its timeouts.
 //! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors.
 //! - [`error`]: errors evalgate answers itself, mapped to statuses in one place.
+//! - [`metrics`]: what the request path records (exposed on the admin listener).
 //!
 //! - [`embedded`]: the in-process evaluation server (`upstream.url = "embedded"`), reached
 //!   through the same [`upstream::Upstream`] interface; evaluation itself is [`eval`].
@@ -35,10 +37,12 @@ pub mod config;
 pub mod embedded;
 pub mod error;
 pub mod eval;
+pub mod freshness;
 pub mod gateway;
 pub mod key;
 pub mod logging;
 pub mod mask;
+pub mod metrics;
 pub mod normalize;
 pub mod response;
 pub mod server;

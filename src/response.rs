@@ -14,6 +14,9 @@ pub enum CacheStatus {
     Hit,
     /// Looked up, not found: answered by the upstream (alone or coalesced).
     Miss,
+    /// Answered from an entry past its freshness: while it is refreshed in the background,
+    /// or because the upstream failed.
+    Stale,
     /// Not looked up: forwarded as is, nothing stored.
     Bypass,
 }
@@ -23,6 +26,7 @@ impl CacheStatus {
         match self {
             CacheStatus::Hit => "HIT",
             CacheStatus::Miss => "MISS",
+            CacheStatus::Stale => "STALE",
             CacheStatus::Bypass => "BYPASS",
         }
     }

@@ -52,6 +52,7 @@ fn shipped_config() -> Config {
     let mut config = Config::from_file(&root.join("config.toml")).unwrap();
     config.resolve_paths(root);
     config.server.listen = "127.0.0.1:0".into();
+    config.admin.listen = "127.0.0.1:0".into();
     config
 }
 

@@ -139,6 +139,18 @@ pub fn normalize(
     })
 }
 
+/// The cacheable family a path belongs to, `None` for any other path.
+pub fn family(path: &str) -> Option<RouteFamily> {
+    Some(match path {
+        V1_VARDATA => RouteFamily::V1Vardata,
+        sdk::SDK_V2_VARDATA => RouteFamily::SdkV2Vardata,
+        sdk::SDK_VARDATA => RouteFamily::SdkVardata,
+        flags::SDK_V2_FLAGS => RouteFamily::SdkV2Flags,
+        flags::V1_FLAGS => RouteFamily::V1Flags,
+        _ => return None,
+    })
+}
+
 /// The checks every cacheable route makes on its headers: the deployment key, the track
 /// header, exposure tracking. Returns `(deployment, X-Amp-Exp-Track)`.
 fn keyed_headers(headers: &HeaderMap) -> Result<(&str, Option<&str>), BypassReason> {

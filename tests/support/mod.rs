@@ -59,7 +59,9 @@ struct State {
 /// without a known `Api-Key`, 400 (`text/plain`) when `context` is not a JSON object,
 /// else 200 with a JSON body that echoes the canonical request it was asked, so any two
 /// different upstream requests get different bodies. Other paths echo method, path, query
-/// and body.
+/// and body as `{"method", "path_and_query", "body"}`; on the flag-configuration paths
+/// (`/sdk/v2/flags`, `/v1/flags`) that echo is wrapped in a JSON array, the shape flag
+/// configurations have.
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     state: Arc<State>,
@@ -213,6 +215,12 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             "path_and_query": recorded.path_and_query,
             "body": String::from_utf8_lossy(&body),
         });
+        // Flag configurations are JSON arrays: the echo comes wrapped in one there.
+        let echo = if matches!(parts.uri.path(), "/sdk/v2/flags" | "/v1/flags") {
+            serde_json::json!([echo])
+        } else {
+            echo
+        };
         let mut r = respond(StatusCode::OK, "application/json", echo.to_string());
         r.headers_mut()
             .insert("x-upstream-header", "kept".parse().unwrap());
@@ -296,6 +304,12 @@ pub fn config_for(upstream_url: &str) -> Config {
     let mut config = Config::default();
     config.upstream.url = upstream_url.to_string();
     config.server.listen = "127.0.0.1:0".into();
+    config.admin.listen = "127.0.0.1:0".into();
+    // The freshness extras (stale serving, negative caching of 401) are off unless a test
+    // turns them on, so every other test sees plain TTL caching: stored 200s only.
+    config.cache.stale_while_revalidate_s = 0;
+    config.cache.stale_if_error_s = 0;
+    config.cache.negative_ttl_s = 0;
     config
 }
 
