@@ -90,6 +90,17 @@ impl<K> Expiry<K, CachedResponse> for PerEntryTtl {
     ) -> Option<Duration> {
         Some(value.fresh_for + value.grace)
     }
+
+    /// A refreshed answer gets its own lifetime (moka's default keeps the old deadline).
+    fn expire_after_update(
+        &self,
+        _: &K,
+        value: &CachedResponse,
+        _: StdInstant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.fresh_for + value.grace)
+    }
 }
 
 /// The cache handle; clones share the same store.

@@ -21,6 +21,27 @@ pub struct Config {
     pub embedded: EmbeddedConfig,
     pub admin: AdminConfig,
     pub access_log: AccessLogConfig,
+    pub invalidation: InvalidationConfig,
+}
+
+/// `[invalidation]`: purge a deployment's answers when its flags change upstream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InvalidationConfig {
+    /// Base URL serving `/sdk/v2/flags` (e.g. `https://flag.lab.amplitude.com`); empty
+    /// disables polling.
+    pub flags_url: String,
+    /// How often each served deployment's flags are polled.
+    pub poll_interval_s: u64,
+}
+
+impl Default for InvalidationConfig {
+    fn default() -> Self {
+        InvalidationConfig {
+            flags_url: String::new(),
+            poll_interval_s: 30,
+        }
+    }
 }
 
 /// `[admin]`: the operator listener (metrics, health, stats, purge, the status page).
@@ -428,6 +449,18 @@ impl Config {
                     "must differ from server.listen".into(),
                 ));
             }
+        }
+        if !self.invalidation.flags_url.is_empty() {
+            upstream_base(&self.invalidation.flags_url).map_err(|e| match e {
+                ConfigError::Invalid { problem, .. } => invalid("invalidation.flags_url", problem),
+                other => other,
+            })?;
+            range(
+                "invalidation.poll_interval_s",
+                self.invalidation.poll_interval_s,
+                1,
+                24 * 3600,
+            )?;
         }
         if !(0.0..=1.0).contains(&self.access_log.sample_rate) {
             return Err(invalid(

@@ -49,6 +49,9 @@ struct Inner {
     upstream: Upstream,
     flights: Flights,
     metrics: Metrics,
+    /// Deployment keys with stored answers, oldest first (bounded); a short std lock taken
+    /// on the miss path only.
+    deployments: std::sync::Mutex<std::collections::VecDeque<String>>,
     /// Permits for upstream requests in flight (`upstream.max_inflight`).
     inflight: Arc<Semaphore>,
     /// Bumped whenever what the upstream answers may have changed wholesale (embedded
@@ -82,6 +85,7 @@ impl Gateway {
                 inflight: Arc::new(Semaphore::new(config.upstream.max_inflight)),
                 flights: Flights::default(),
                 metrics: Metrics::new(),
+                deployments: Default::default(),
                 generation: AtomicU64::new(0),
                 upstream,
                 limits,
@@ -108,6 +112,33 @@ impl Gateway {
     pub fn invalidate_all(&self) {
         self.inner.generation.fetch_add(1, Ordering::SeqCst);
         self.inner.cache.invalidate_all();
+        self.inner.metrics.purge(&PurgeScope::All);
+    }
+
+    /// Drops the stored answers in `scope` (and remembered 401s). Fetches already in flight
+    /// are not stored when they land (one generation number for all: a purge may cost a
+    /// concurrent fetch of another deployment its store, never a stale entry).
+    pub async fn purge(&self, scope: &PurgeScope) {
+        match scope {
+            PurgeScope::All => self.invalidate_all(),
+            PurgeScope::Deployment(key) => {
+                self.inner.generation.fetch_add(1, Ordering::SeqCst);
+                self.inner.cache.invalidate_deployment(key).await;
+                self.inner.metrics.purge(scope);
+            }
+        }
+        tracing::info!(scope = %scope, "cache purged");
+    }
+
+    /// Deployment keys whose answers were stored (bounded; oldest first out), for the
+    /// flag-change poller.
+    pub fn served_deployments(&self) -> Vec<String> {
+        let seen = self
+            .inner
+            .deployments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        seen.iter().cloned().collect()
     }
 
     /// The metrics this gateway records.
@@ -329,12 +360,13 @@ impl Gateway {
             .upstream_request(self.inner.upstream.base())
             .map_err(|_| GatewayError::Unforwardable)?;
         let generation = self.inner.generation.load(Ordering::SeqCst);
-        let fetched_at = Instant::now();
         let upstream = self.exchange(request).await.inspect_err(|e| {
             if let GatewayError::Upstream(e) = e {
                 tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
             }
         })?;
+        // Lifetimes and `Age` count from when the answer arrived.
+        let fetched_at = Instant::now();
         let cache = &self.inner.config.cache;
         match upstream.status {
             StatusCode::OK => {
@@ -366,6 +398,7 @@ impl Gateway {
                         fresh_for,
                         grace: Duration::from_secs(grace),
                     };
+                    self.note_deployment(key.deployment());
                     self.inner.cache.insert(key, entry).await;
                 }
             }
@@ -447,6 +480,44 @@ impl Gateway {
         metrics.inflight(-1);
         drop(permit);
         Ok(result?)
+    }
+}
+
+impl Gateway {
+    /// Remembers a deployment whose answer was stored (miss path only).
+    fn note_deployment(&self, deployment: &str) {
+        let mut seen = self
+            .inner
+            .deployments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if seen.iter().any(|d| d == deployment) {
+            return;
+        }
+        if seen.len() >= MAX_TRACKED_DEPLOYMENTS {
+            seen.pop_front();
+        }
+        seen.push_back(deployment.to_string());
+    }
+}
+
+/// Deployments the flag-change poller follows at most.
+const MAX_TRACKED_DEPLOYMENTS: usize = 1024;
+
+/// What a purge drops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeScope {
+    All,
+    /// One deployment key's entries.
+    Deployment(String),
+}
+
+impl std::fmt::Display for PurgeScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PurgeScope::All => f.write_str("all"),
+            PurgeScope::Deployment(key) => write!(f, "deployment {}", crate::mask::Masked(key)),
+        }
     }
 }
 

@@ -24,6 +24,8 @@
 //! - [`eval`]: pure; the flag-configuration evaluation engine (Amplitude's JS engine
 //!   semantics): parse flags once, evaluate a context per request, v1/v2 result shapes.
 //!
+//! - [`invalidation`]: polls each served deployment's flags and purges it on a change.
+//!
 //! Around them: [`config`] (the `config.toml` schema and validation), [`logging`],
 //! [`shutdown`] (signals), [`mask`] (deployment keys in logs) and [`b64`] (the SDKs'
 //! base64 flavours).
@@ -39,6 +41,7 @@ pub mod error;
 pub mod eval;
 pub mod freshness;
 pub mod gateway;
+pub mod invalidation;
 pub mod key;
 pub mod logging;
 pub mod mask;

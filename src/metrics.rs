@@ -54,6 +54,16 @@ impl Metrics {
     /// An upstream 200 was refused as not the expected JSON (counted besides its status).
     pub fn upstream_invalid(&self) {}
 
+    /// A purge ran (admin endpoint, flag-change poller, or flags reload).
+    pub fn purge(&self, scope: &crate::gateway::PurgeScope) {
+        let _ = scope;
+    }
+
+    /// One flag-change poll of one deployment finished.
+    pub fn invalidation_poll(&self, ok: bool) {
+        let _ = ok;
+    }
+
     /// A miss joined a fetch already in flight instead of starting one.
     pub fn coalesced(&self) {}
 

@@ -79,6 +79,24 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Futur
         tracker.spawn(watcher);
     }
 
+    let invalidation = &gateway.config().invalidation;
+    if !invalidation.flags_url.is_empty() {
+        let mut flags_config = gateway.config().upstream.clone();
+        flags_config.url = invalidation.flags_url.clone();
+        match crate::upstream::Upstream::http(&flags_config) {
+            Ok(flags) => {
+                let interval = Duration::from_secs(invalidation.poll_interval_s);
+                tracker.spawn(crate::invalidation::poll_flag_changes(
+                    gateway.clone(),
+                    flags,
+                    interval,
+                    stop_rx.clone(),
+                ));
+            }
+            Err(e) => tracing::error!(error = %e, "flag-change polling disabled"),
+        }
+    }
+
     loop {
         // Wait for a connection slot first: past `max_connections`, clients queue in the
         // kernel's backlog instead of being accepted and starved.

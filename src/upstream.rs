@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -102,8 +102,22 @@ impl Upstream {
         match &self.origin {
             Origin::Embedded(engine) => Ok(engine.answer(&request)),
             Origin::Http(client) => {
-                let exchange = self.exchange(client, request.map(Full::new));
-                tokio::time::timeout(self.timeout, exchange)
+                let attempts = async {
+                    // A pooled connection the upstream closed in the meantime fails the
+                    // request before any answer; a GET is retried once on another one.
+                    let retry = matches!(*request.method(), Method::GET | Method::HEAD)
+                        .then(|| copy_request(&request));
+                    match self.exchange(client, request.map(Full::new)).await {
+                        Err(Attempt::Closed(_)) if retry.is_some() => {
+                            let again = retry.expect("checked").map(Full::new);
+                            self.exchange(client, again)
+                                .await
+                                .map_err(Attempt::into_error)
+                        }
+                        other => other.map_err(Attempt::into_error),
+                    }
+                };
+                tokio::time::timeout(self.timeout, attempts)
                     .await
                     .map_err(|_| UpstreamError::Timeout)?
             }
@@ -114,12 +128,14 @@ impl Upstream {
         &self,
         client: &HttpClient,
         request: Request<Full<Bytes>>,
-    ) -> Result<UpstreamResponse, UpstreamError> {
+    ) -> Result<UpstreamResponse, Attempt> {
         let response: Response<_> = client.request(request).await.map_err(|e| {
             if e.is_connect() {
-                UpstreamError::Connect(e.to_string())
+                Attempt::Failed(UpstreamError::Connect(e.to_string()))
+            } else if closed_before_answer(&e) {
+                Attempt::Closed(UpstreamError::Protocol(e.to_string()))
             } else {
-                UpstreamError::Protocol(e.to_string())
+                Attempt::Failed(UpstreamError::Protocol(e.to_string()))
             }
         })?;
         let (parts, body) = response.into_parts();
@@ -127,11 +143,11 @@ impl Upstream {
             .collect()
             .await
             .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
+                Attempt::Failed(if e.is::<http_body_util::LengthLimitError>() {
                     UpstreamError::TooLarge
                 } else {
                     UpstreamError::Protocol(e.to_string())
-                }
+                })
             })?
             .to_bytes();
         Ok(UpstreamResponse {
@@ -140,4 +156,53 @@ impl Upstream {
             body,
         })
     }
+}
+
+/// How one attempt at an upstream exchange failed.
+enum Attempt {
+    /// The connection was closed or reset before any answer: safe to retry an idempotent
+    /// request on another connection.
+    Closed(UpstreamError),
+    Failed(UpstreamError),
+}
+
+impl Attempt {
+    fn into_error(self) -> UpstreamError {
+        match self {
+            Attempt::Closed(e) | Attempt::Failed(e) => e,
+        }
+    }
+}
+
+/// Whether a client error means the connection went away before the response began (a
+/// pooled keep-alive connection the upstream had closed), as opposed to a bad answer.
+fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return true;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// A copy of a request with a cheaply cloned body, for one retry.
+fn copy_request(request: &Request<Bytes>) -> Request<Bytes> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.headers_mut() = request.headers().clone();
+    copy
 }

@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,6 +11,7 @@ use bytes::Bytes;
 use evalgate::Config;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
@@ -43,6 +43,19 @@ pub struct Script {
     pub status: Option<StatusCode>,
     /// Answer this raw body with status 200 and `text/plain` instead of evaluating.
     pub raw_body: Option<&'static str>,
+    /// `Cache-Control` on `/v1/vardata` 200s.
+    pub cache_control: Option<&'static str>,
+    /// Written into every `/v1/vardata` 200 body: bump it to change the answers.
+    pub version: u64,
+    /// Close the connection instead of answering.
+    pub reset: bool,
+    /// Announce a longer body than is sent, so the connection dies mid-body.
+    pub cut_body: bool,
+    /// `/sdk/v2/flags` answers these flags (key, flagVersion) for [`KEY`] instead of the
+    /// echo; [`KEY2`] always gets one fixed flag.
+    pub flags: Option<Vec<(&'static str, u64)>>,
+    /// `/sdk/v2/flags` answers 500.
+    pub flags_fail: bool,
 }
 
 struct State {
@@ -51,6 +64,8 @@ struct State {
     script: Mutex<Script>,
     keys: HashSet<String>,
     arrived: Notify,
+    /// Upcoming requests to reset (drop the connection) before answering.
+    resets_left: AtomicUsize,
 }
 
 /// A real HTTP upstream on 127.0.0.1:0 that counts and records what it receives.
@@ -83,6 +98,7 @@ impl FakeUpstream {
             script: Mutex::new(Script::default()),
             keys: [KEY, KEY2].into_iter().map(String::from).collect(),
             arrived: Notify::new(),
+            resets_left: AtomicUsize::new(0),
         });
         let (stop, mut stopped) = oneshot::channel::<()>();
         let st = state.clone();
@@ -97,7 +113,7 @@ impl FakeUpstream {
                         conns.push(tokio::spawn(async move {
                             let svc = service_fn(move |req| {
                                 let st = st.clone();
-                                async move { Ok::<_, Infallible>(answer(&st, req).await) }
+                                async move { answer(&st, req).await }
                             });
                             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                                 .serve_connection(TokioIo::new(stream), svc)
@@ -142,6 +158,24 @@ impl FakeUpstream {
         *self.state.script.lock().unwrap() = script;
     }
 
+    /// Drops the connection of the next `n` requests instead of answering them.
+    pub fn reset_next(&self, n: usize) {
+        self.state.resets_left.store(n, Ordering::SeqCst);
+    }
+
+    /// Requests received for `path` (without query).
+    pub fn count_path(&self, path: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.path_and_query.split('?').next() == Some(path))
+            .count()
+    }
+
+    /// Changes the script in place.
+    pub fn update(&self, change: impl FnOnce(&mut Script)) {
+        change(&mut self.state.script.lock().unwrap());
+    }
+
     pub fn set_delay(&self, delay: Duration) {
         self.state.script.lock().unwrap().delay = delay;
     }
@@ -176,7 +210,33 @@ impl Drop for FakeUpstream {
     }
 }
 
-async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Answers one request as scripted; `Err` makes hyper drop the connection (a reset).
+async fn answer(
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let script = state.script.lock().unwrap().clone();
+    let mut response = evaluate(state, req, &script).await;
+    let reset_once = state
+        .resets_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if script.reset || reset_once {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "scripted reset",
+        ));
+    }
+    if script.cut_body {
+        let promised = response.body().size_hint().exact().unwrap_or(0) + 100;
+        response
+            .headers_mut()
+            .insert("content-length", promised.into());
+    }
+    Ok(response)
+}
+
+async fn evaluate(state: &State, req: Request<Incoming>, script: &Script) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -195,7 +255,6 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
     state.requests.lock().unwrap().push(recorded.clone());
     state.count.fetch_add(1, Ordering::SeqCst);
     state.arrived.notify_waiters();
-    let script = state.script.lock().unwrap().clone();
     if !script.delay.is_zero() {
         tokio::time::sleep(script.delay).await;
     }
@@ -208,6 +267,31 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
     }
     if let Some(raw) = script.raw_body {
         return respond(StatusCode::OK, "text/plain", raw.to_string());
+    }
+    if parts.uri.path() == "/sdk/v2/flags" && script.flags_fail {
+        return respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "application/json",
+            "{}".into(),
+        );
+    }
+    if let (Some(flags), "/sdk/v2/flags") = (&script.flags, parts.uri.path()) {
+        let for_key2 = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            == Some(&format!("Api-Key {KEY2}"));
+        let fixed = [("fixed", 1)];
+        let flags: &[(&str, u64)] = if for_key2 { &fixed } else { flags };
+        let flags: Vec<_> = flags
+            .iter()
+            .map(|(k, v)| serde_json::json!({"key": k, "metadata": {"flagVersion": v}, "segments": [], "variants": {}}))
+            .collect();
+        return respond(
+            StatusCode::OK,
+            "application/json",
+            serde_json::Value::Array(flags).to_string(),
+        );
     }
     if parts.uri.path() != "/v1/vardata" {
         let echo = serde_json::json!({
@@ -263,10 +347,15 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 "key": key,
                 "query": query,
                 "track": parts.headers.get("x-amp-exp-track").and_then(|v| v.to_str().ok()),
+                "version": script.version,
             }
         }
     });
-    respond(StatusCode::OK, "application/json", echo.to_string())
+    let mut r = respond(StatusCode::OK, "application/json", echo.to_string());
+    if let Some(cc) = script.cache_control {
+        r.headers_mut().insert("cache-control", cc.parse().unwrap());
+    }
+    r
 }
 
 fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
