@@ -1,6 +1,6 @@
 //! The gateway in front of its embedded evaluation engine (`upstream.url = "embedded"`):
 //! the same hit/miss, coalescing and 400/401 behaviour as in front of an HTTP upstream,
-//! the SDK routes answered through the bypass, and flag-file reloads.
+//! the SDK routes answered (and cached) through the gateway, and flag-file reloads.
 
 mod support;
 

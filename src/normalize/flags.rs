@@ -5,7 +5,7 @@
 //! `delivery_method`, `eval_mode` and `v`; the canonical request is
 //! `GET <path>?delivery_method=…&eval_mode=…&flag_keys=…&v=…`. Answers live for
 //! `cache.flags_ttl_s`. A request carrying `X-Amp-Exp-User` (web experiments send the user
-//! along) bypasses: evalgate does not key on it.
+//! along) or a `flag_key` parameter bypasses: evalgate does not key on them.
 
 use http::{HeaderMap, Method};
 
@@ -32,11 +32,19 @@ pub fn flags(
     if headers.contains_key("x-amp-exp-user") {
         return Decision::Bypass(BypassReason::UnkeyedHeader);
     }
-    let [delivery_method, eval_mode, flag_keys, v] =
-        match known_params(query, ["delivery_method", "eval_mode", "flag_keys", "v"]) {
-            Ok(p) => p,
-            Err(reason) => return Decision::Bypass(reason),
-        };
+    let [delivery_method, eval_mode, flag_key, flag_keys, v] = match known_params(
+        query,
+        ["delivery_method", "eval_mode", "flag_key", "flag_keys", "v"],
+    ) {
+        Ok(p) => p,
+        Err(reason) => return Decision::Bypass(reason),
+    };
+    // `flag_key` is not in the key, and upstreams differ on it here (the embedded engine
+    // reads it, Amplitude documents only `flag_keys`): dropping it would answer "all
+    // flags" where the upstream answers a subset, so such a request goes around the cache.
+    if flag_key.is_some() {
+        return Decision::Bypass(BypassReason::UnkeyedHeader);
+    }
     let keys = flag_set([flag_keys.as_deref()]);
     let path = if route == RouteFamily::V1Flags {
         V1_FLAGS

@@ -5,7 +5,7 @@
 //!   or the JSON body (POST), canonicalized like `context` on `/v1/vardata`;
 //! - flag keys come from base64 JSON `X-Amp-Exp-Flag-Keys` when present (the header wins,
 //!   as on the server), else from the `flag_key`/`flag_keys` query lists; de-duplicated
-//!   and sorted (names inside the JSON array are exact: not trimmed);
+//!   and sorted (names inside the JSON array are exact: not trimmed, empties kept);
 //! - `v`, `eval_mode`, `delivery_method` are part of the key and forwarded.
 //!
 //! **One canonical upstream form for GET and POST**: `POST <path>?delivery_method=…&eval_mode=…&v=…`
@@ -88,7 +88,9 @@ fn canonical(
             let bytes = b64::decode(text).ok_or(BypassReason::InvalidFlagKeys)?;
             let list: Vec<String> =
                 serde_json::from_slice(&bytes).map_err(|_| BypassReason::InvalidFlagKeys)?;
-            list.into_iter().filter(|k| !k.is_empty()).collect()
+            // Exact: an empty name is kept, as the service keeps it (`[""]` asks for no
+            // flag at all, not for every flag).
+            list.into_iter().collect()
         }
         Ok(None) => flag_set([flag_key.as_deref(), flag_keys.as_deref()])
             .into_iter()
