@@ -12,15 +12,23 @@ use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use serde_json::{Map, Value};
 
 use super::Embedded;
-use crate::eval;
+use crate::eval::{self, Shape};
 use crate::normalize::{deployment_key, form};
 use crate::upstream::UpstreamResponse;
 
-/// The response shape of a vardata route.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    V1,
-    V2,
+/// Why a vardata request gets no 200.
+enum Problem {
+    /// The request is malformed: 400.
+    BadRequest(&'static str),
+    /// The flags cannot be evaluated (a dependency cycle, an invalid regex): the service's
+    /// own fault, 500.
+    Evaluation(eval::EvalError),
+}
+
+impl From<&'static str> for Problem {
+    fn from(message: &'static str) -> Problem {
+        Problem::BadRequest(message)
+    }
 }
 
 /// Where a vardata route reads its user from.
@@ -69,20 +77,24 @@ impl Embedded {
             }
             Some((source, shape)) => match vardata(&flags, request, &params, source, shape) {
                 Ok(body) => json(body),
-                Err(message) => error(StatusCode::BAD_REQUEST, message),
+                Err(Problem::BadRequest(message)) => error(StatusCode::BAD_REQUEST, message),
+                Err(Problem::Evaluation(e)) => {
+                    tracing::error!(error = %e, "embedded evaluation failed");
+                    error(StatusCode::INTERNAL_SERVER_ERROR, &format!("evaluation failed: {e}"))
+                }
             },
         }
     }
 }
 
-/// Evaluates a vardata request; `Err` is a 400 message.
+/// Evaluates a vardata request into its response body.
 fn vardata(
     flags: &eval::Flags,
     request: &Request<Bytes>,
     params: &[(String, String)],
     source: UserSource,
     shape: Shape,
-) -> Result<Vec<u8>, &'static str> {
+) -> Result<Vec<u8>, Problem> {
     let post = request.method() == Method::POST;
     let mut user = match (source, post) {
         (_, true) if request.body().iter().all(u8::is_ascii_whitespace) => Map::new(),
@@ -116,13 +128,7 @@ fn vardata(
         _ => query_flag_keys(params),
     };
     let context = eval::user_to_context(&user);
-    let results =
-        eval::evaluate(flags, &context, &keys).map_err(|_| "flag dependencies form a cycle")?;
-    let body = match shape {
-        Shape::V2 => Value::Object(results),
-        Shape::V1 => Value::Object(eval::to_v1(&results)),
-    };
-    Ok(serde_json::to_vec(&body).expect("JSON serializes"))
+    eval::evaluate_json(flags, &context, &keys, shape).map_err(Problem::Evaluation)
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {

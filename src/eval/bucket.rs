@@ -5,16 +5,10 @@
 //! value (`hash / 100`, 0..42949672, which variant among those in). Ranges are `[start,
 //! end)`; the first allocation with a matching distribution wins.
 
-use serde_json::Value;
-
 use super::coerce;
+use super::model::Outcome;
 use super::murmur;
-use super::select::Selector;
-
-/// A variant a segment can hand out: the finished result object (flag, segment and variant
-/// metadata already merged), or `None` when the key names no variant, which makes the
-/// segment fall through to the next one.
-pub type Outcome = Option<Box<Value>>;
+use super::select::{Selector, Target};
 
 /// A segment's bucket, ready to use.
 #[derive(Debug)]
@@ -52,17 +46,11 @@ pub enum Bucketed<'a> {
 impl Bucket {
     /// Hashes the selected value and finds its distribution. `scratch` is reused across
     /// calls to keep the hot path free of allocations.
-    pub fn bucket<'a>(
-        &'a self,
-        context: &Value,
-        result: &Value,
-        scratch: &mut String,
-    ) -> Bucketed<'a> {
-        let Some(value) = self
-            .selector
-            .select(context, result)
-            .and_then(coerce::coerce_string)
-        else {
+    pub fn bucket(&self, target: &Target<'_, '_>, scratch: &mut String) -> Bucketed<'_> {
+        let Some(selected) = self.selector.select(target) else {
+            return Bucketed::Default;
+        };
+        let Some(value) = coerce::coerce_string(&selected) else {
             return Bucketed::Default;
         };
         if value.is_empty() {
@@ -98,16 +86,20 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::model::Variant;
+    use crate::eval::select::tests::MapResults;
     use serde_json::json;
 
     fn outcome(key: &str) -> Outcome {
-        Some(Box::new(json!({ "key": key })))
+        Some(Box::new(Variant::new(json!({ "key": key }))))
     }
 
     fn picked(b: &Bucket, hash: u32) -> Option<String> {
         match b.pick(hash) {
             Bucketed::Default => Some("default".into()),
-            Bucketed::Variant(o) => o.as_ref().map(|v| v["key"].as_str().unwrap().to_string()),
+            Bucketed::Variant(o) => o
+                .as_ref()
+                .map(|v| v.value["key"].as_str().unwrap().to_string()),
         }
     }
 
@@ -187,19 +179,30 @@ mod tests {
         };
         let mut scratch = String::new();
         let result = json!({});
+        let results = MapResults(&result);
         for context in [
             json!({}),
             json!({"user": {"device_id": ""}}),
             json!({"user": {"device_id": null}}),
         ] {
+            let target = Target {
+                context: &context,
+                results: &results,
+                cache: &[],
+            };
             assert!(
-                matches!(b.bucket(&context, &result, &mut scratch), Bucketed::Default),
+                matches!(b.bucket(&target, &mut scratch), Bucketed::Default),
                 "{context}"
             );
         }
         let context = json!({"user": {"device_id": "x"}});
+        let target = Target {
+            context: &context,
+            results: &results,
+            cache: &[],
+        };
         assert!(matches!(
-            b.bucket(&context, &result, &mut scratch),
+            b.bucket(&target, &mut scratch),
             Bucketed::Variant(Some(_))
         ));
     }

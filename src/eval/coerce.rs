@@ -68,16 +68,38 @@ pub fn coerce_list(value: &Value) -> Option<Vec<Cow<'_, str>>> {
     match value {
         Value::Array(items) => Some(items.iter().filter_map(non_empty).collect()),
         // `String(object)` is "[object Object]": it starts with `[` but never parses.
-        Value::String(s) if s.starts_with('[') => {
-            let items = serde_json::from_str::<Vec<Value>>(s).ok()?;
-            let owned = items
-                .iter()
-                .filter_map(non_empty)
-                .map(|s| Cow::Owned(s.into_owned()));
-            Some(owned.collect())
-        }
+        Value::String(s) if s.starts_with('[') => match serde_json::from_str::<Vec<Value>>(s) {
+            Ok(items) => {
+                let owned = items
+                    .iter()
+                    .filter_map(non_empty)
+                    .map(|s| Cow::Owned(s.into_owned()));
+                Some(owned.collect())
+            }
+            Err(_) => out_of_range_list(s),
+        },
         _ => None,
     }
+}
+
+/// `JSON.parse` reads a number beyond the double range as ±Infinity, where serde_json
+/// refuses the whole document: re-read the array element by element, turning such numbers
+/// into the strings JS would coerce them to.
+fn out_of_range_list(s: &str) -> Option<Vec<Cow<'static, str>>> {
+    let raw = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(s).ok()?;
+    let mut items = Vec::with_capacity(raw.len());
+    for element in raw {
+        let text = element.get();
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) => items.extend(non_empty(&value).map(|s| Cow::Owned(s.into_owned()))),
+            Err(_) => {
+                let number = text.parse::<f64>().ok().filter(|f| f.is_infinite())?;
+                let js = if number > 0.0 { "Infinity" } else { "-Infinity" };
+                items.push(Cow::Borrowed(js));
+            }
+        }
+    }
+    Some(items)
 }
 
 fn non_empty(value: &Value) -> Option<Cow<'_, str>> {
@@ -190,13 +212,19 @@ fn array_index(key: &str) -> Option<u32> {
         .map(|n| n as u32)
 }
 
+/// Sort rank of a key in JavaScript property order: array indices by value, then all
+/// other keys (equal rank, so a stable sort keeps their insertion order).
+pub fn js_key_rank(key: &str) -> u64 {
+    array_index(key).map_or(u64::MAX, u64::from)
+}
+
 /// The entries of `map` in JavaScript property order: array indices ascending, then the
 /// other keys in insertion order.
 pub fn js_entries(map: &Map<String, Value>) -> Vec<(&String, &Value)> {
     let mut entries: Vec<_> = map.iter().collect();
     if entries.iter().any(|(k, _)| is_array_index(k)) {
         // A stable sort keeps the insertion order of the non-index keys.
-        entries.sort_by_key(|(k, _)| array_index(k).map_or(u64::MAX, u64::from));
+        entries.sort_by_key(|(k, _)| js_key_rank(k));
     }
     entries
 }
@@ -231,7 +259,7 @@ pub fn to_js_value(value: &mut Value) {
 pub fn sort_js_keys(map: &mut Map<String, Value>) {
     if map.keys().any(|k| is_array_index(k)) {
         let mut entries: Vec<_> = std::mem::take(map).into_iter().collect();
-        entries.sort_by_key(|(k, _)| array_index(k).map_or(u64::MAX, u64::from));
+        entries.sort_by_key(|(k, _)| js_key_rank(k));
         map.extend(entries);
     }
 }
@@ -322,6 +350,11 @@ mod tests {
         assert_eq!(list(r#""[]""#).unwrap(), Vec::<String>::new());
         assert_eq!(list(r#""[1, 2] ""#).unwrap(), ["1", "2"]);
         assert_eq!(list(r#""[1, 2""#), None);
+    }
+
+    #[test]
+    fn out_of_range_numbers_in_json_array_strings_are_infinity() {
+        assert_eq!(list(r#""[1e400, -1e400, 2]""#), Some(vec!["Infinity".into(), "-Infinity".into(), "2".into()]));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::EvalError;
 use super::coerce;
 use super::number::js_number;
 use super::regex::JsRegex;
-use super::select::Selector;
+use super::select::{Interner, Selector, Slot, Target};
 use super::semver::{Version, js_cmp};
 
 /// The filter value that means "no value".
@@ -194,19 +194,26 @@ impl Condition {
         }
     }
 
+    /// Gives the condition's selector its cache slot.
+    pub fn intern(&mut self, interner: &mut Interner) {
+        self.selector.intern(interner);
+    }
+
     /// Whether the condition holds for the target. Fails only on an invalid regex that had
     /// to be tried.
-    pub fn matches(&self, context: &Value, result: &Value) -> Result<bool, EvalError> {
-        let Some(prop) = self.selector.select(context, result) else {
+    pub fn matches(&self, target: &Target<'_, '_>) -> Result<bool, EvalError> {
+        let Some(prop) = self.selector.select(target) else {
             return Ok(self.match_null());
         };
+        let prop: &Value = &prop;
+        let slot = self.selector.slot(target);
         let list = coerce::coerce_list(prop);
         if self.op.is_set() {
             return Ok(list.is_some_and(|props| self.match_set(&props)));
         }
         if let Some(props) = list {
             for prop in &props {
-                if self.match_string(prop)? {
+                if self.match_string(prop, None)? {
                     return Ok(true);
                 }
             }
@@ -218,7 +225,7 @@ impl Condition {
             return Ok(filters.iter().any(|f| self.op.holds(&n, f)));
         }
         match coerce::coerce_string(prop) {
-            Some(s) => self.match_string(&s),
+            Some(s) => self.match_string(&s, slot),
             None => Ok(false),
         }
     }
@@ -262,28 +269,52 @@ impl Condition {
         }
     }
 
-    /// JS `matchString`: one string property against the filter values.
-    fn match_string(&self, prop: &str) -> Result<bool, EvalError> {
+    /// JS `matchString`: one string property against the filter values. `slot` caches
+    /// what is derived from the property (when it is a selector's scalar value).
+    fn match_string(&self, prop: &str, slot: Option<&Slot<'_>>) -> Result<bool, EvalError> {
         use Op::*;
+        use std::cmp::Ordering::Equal;
         Ok(match (self.op, &self.prepared) {
             (Is, _) => self.is(prop),
             (IsNot, _) => !self.is(prop),
-            (Contains, Prepared::Lower(lower)) => contains(prop, lower),
-            (DoesNotContain, Prepared::Lower(lower)) => !contains(prop, lower),
+            (Contains | DoesNotContain, Prepared::Lower(filters)) => {
+                let owned;
+                let lower = match slot {
+                    Some(slot) => slot.lower.get_or_init(|| prop.to_lowercase()),
+                    None => {
+                        owned = prop.to_lowercase();
+                        &owned
+                    }
+                };
+                filters.iter().any(|f| lower.contains(f.as_str())) == (self.op == Contains)
+            }
             (op, Prepared::Numbers(filters)) => {
-                let n = js_number(prop);
+                let n = slot.map_or_else(
+                    || js_number(prop),
+                    |s| *s.number.get_or_init(|| js_number(prop)),
+                );
                 filters.iter().any(|f| op.holds(&n, f))
             }
-            (op, Prepared::Versions(filters)) => match Version::parse(prop) {
-                Some(v) if !filters.is_empty() => filters
-                    .iter()
-                    .any(|f| op.holds(&v.compare(f), &std::cmp::Ordering::Equal)),
-                // Either side did not parse: JS compares every filter value as a string.
-                _ => self
-                    .values
-                    .iter()
-                    .any(|f| op.holds(&js_cmp(prop, f), &std::cmp::Ordering::Equal)),
-            },
+            (op, Prepared::Versions(filters)) => {
+                let owned;
+                let version = match slot {
+                    Some(slot) => slot.version.get_or_init(|| Version::parse(prop)).as_ref(),
+                    None => {
+                        owned = Version::parse(prop);
+                        owned.as_ref()
+                    }
+                };
+                match version {
+                    Some(v) if !filters.is_empty() => {
+                        filters.iter().any(|f| op.holds(&v.compare(f), &Equal))
+                    }
+                    // Either side did not parse: JS compares every filter value as a string.
+                    _ => self
+                        .values
+                        .iter()
+                        .any(|f| op.holds(&js_cmp(prop, f), &Equal)),
+                }
+            }
             (RegexMatch, Prepared::Regexes(regexes)) => any_regex(prop, regexes)?,
             (RegexDoesNotMatch, Prepared::Regexes(regexes)) => !any_regex(prop, regexes)?,
             _ => false,
@@ -312,12 +343,6 @@ fn matches_is<S: AsRef<str>>(x: &str, list: &[S], list_has_booleans: bool) -> bo
 /// letter of these words, so an ASCII case-insensitive test is exact.
 fn is_boolean(s: &str) -> bool {
     s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false")
-}
-
-/// JS `toLowerCase` (full Unicode mapping) on both sides, then a substring test.
-fn contains(prop: &str, lower_filters: &[String]) -> bool {
-    let lower = prop.to_lowercase();
-    lower_filters.iter().any(|f| lower.contains(f.as_str()))
 }
 
 fn any_regex(prop: &str, regexes: &[Result<JsRegex, String>]) -> Result<bool, EvalError> {

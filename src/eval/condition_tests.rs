@@ -5,6 +5,19 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::eval::select::tests::MapResults;
+use crate::eval::select::{Interner, Slot};
+
+/// Runs `c` against `context` with no results.
+fn run(c: &Condition, context: &Value) -> Result<bool, EvalError> {
+    let result = json!({});
+    let results = MapResults(&result);
+    c.matches(&Target {
+        context,
+        results: &results,
+        cache: &[],
+    })
+}
 
 fn condition(op: &str, values: &[&str]) -> Condition {
     let selector = Selector::new(Some(&[json!("context"), json!("p")]));
@@ -17,9 +30,7 @@ fn condition(op: &str, values: &[&str]) -> Condition {
 
 /// Whether `op values` holds for the property `prop` (`null` = missing).
 fn check(op: &str, values: &[&str], prop: Value) -> bool {
-    condition(op, values)
-        .matches(&json!({ "p": prop }), &json!({}))
-        .unwrap()
+    run(&condition(op, values), &json!({ "p": prop })).unwrap()
 }
 
 #[test]
@@ -174,11 +185,11 @@ fn regex_is_a_search_and_errors_only_when_reached() {
     );
     let bad = condition("regex match", &["(", "a"]);
     assert!(matches!(
-        bad.matches(&json!({"p": "a"}), &json!({})),
+        run(&bad, &json!({"p": "a"})),
         Err(EvalError::InvalidRegex(_))
     ));
     assert!(
-        !bad.matches(&json!({}), &json!({})).unwrap(),
+        !run(&bad, &json!({})).unwrap(),
         "missing: no regex is compiled"
     );
 }
@@ -200,30 +211,52 @@ fn conformance_table_matches_the_js_engine() {
         expected.len(),
         table.ops.len() * table.values.len() * table.props.len()
     );
-    let contexts: Vec<Value> = table.props.iter().map(|p| json!({ "p": p })).collect();
-    let result = json!({});
-    let mut i = 0;
-    let mut failures = Vec::new();
+    let props = table.props.len();
+    let mut conditions = Vec::new();
+    let mut interner = Interner::default();
     for op in &table.ops {
         for values in &table.values {
-            let selector = Selector::new(Some(&[json!("context"), json!("p")]));
-            let c = Condition::new(selector, Op::parse(op), values.clone());
-            for (prop, context) in table.props.iter().zip(&contexts) {
-                let got = match c.matches(context, &result) {
-                    Ok(true) => b'1',
-                    Ok(false) => b'0',
-                    Err(_) => b'E',
-                };
-                if got != expected[i] {
+            let selector = || Selector::new(Some(&[json!("context"), json!("p")]));
+            let plain = Condition::new(selector(), Op::parse(op), values.clone());
+            let mut cached = Condition::new(selector(), Op::parse(op), values.clone());
+            cached.intern(&mut interner);
+            conditions.push((op, values, plain, cached));
+        }
+    }
+    let code = |r: Result<bool, EvalError>| match r {
+        Ok(true) => b'1',
+        Ok(false) => b'0',
+        Err(_) => b'E',
+    };
+    let mut failures = Vec::new();
+    let result = json!({});
+    let results = MapResults(&result);
+    for (p, prop) in table.props.iter().enumerate() {
+        let context = json!({ "p": prop });
+        // One cache for all conditions on this property, as in one evaluation: derived
+        // forms computed for one operator are reused by the others.
+        let cache: Vec<Slot> = (0..interner.len()).map(|_| Slot::default()).collect();
+        let cached_target = Target {
+            context: &context,
+            results: &results,
+            cache: &cache,
+        };
+        for (n, (op, values, plain, cached)) in conditions.iter().enumerate() {
+            let want = expected[n * props + p];
+            for (how, got) in [
+                ("", code(run(plain, &context))),
+                (" (cached)", code(cached.matches(&cached_target))),
+            ] {
+                if got != want {
                     failures.push(format!(
-                        "{op:?} {values:?} on {prop}: got {} want {}",
-                        got as char, expected[i] as char
+                        "{op:?} {values:?} on {prop}{how}: got {} want {}",
+                        got as char, want as char
                     ));
                 }
-                i += 1;
             }
         }
     }
+    let i = expected.len();
     assert!(
         failures.is_empty(),
         "{} of {i} differ:\n{}",

@@ -90,37 +90,40 @@ fn has_own_keys(v: &Value) -> bool {
 /// default variants (`metadata.default == true`) and undeployed flags
 /// (`metadata.deployed == false`).
 pub fn to_v1(results: &Map<String, Value>) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (flag_key, variant) in results {
-        let metadata = variant.get("metadata");
-        let flag = |name: &str| metadata.and_then(|m| m.get(name));
-        if flag("default") == Some(&Value::Bool(true))
-            || flag("deployed") == Some(&Value::Bool(false))
-        {
-            continue;
-        }
-        let mut v1 = Map::new();
-        // v1 `key` is the variant's value; a value-less variant is named by its key.
-        // Non-string values are sent as their JSON text, as the SDKs convert them.
-        let key = match variant.get("value").filter(|v| !v.is_null()) {
-            Some(Value::String(s)) => Value::String(s.clone()),
-            Some(other) => Value::String(
-                coerce::coerce_string(other)
-                    .unwrap_or_default()
-                    .into_owned(),
-            ),
-            None => variant.get("key").cloned().unwrap_or(Value::Null),
-        };
-        v1.insert("key".to_string(), key);
-        if let Some(payload) = variant.get("payload").filter(|p| !p.is_null()) {
-            v1.insert("payload".to_string(), payload.clone());
-        }
-        if let Some(exp_key) = flag("experimentKey").filter(|k| !k.is_null()) {
-            v1.insert("expKey".to_string(), exp_key.clone());
-        }
-        out.insert(flag_key.clone(), Value::Object(v1));
+    results
+        .iter()
+        .filter_map(|(flag_key, variant)| Some((flag_key.clone(), v1_variant(variant)?)))
+        .collect()
+}
+
+/// One variant in v1 form, or `None` when v1 leaves it out.
+pub fn v1_variant(variant: &Value) -> Option<Value> {
+    let metadata = variant.get("metadata");
+    let flag = |name: &str| metadata.and_then(|m| m.get(name));
+    if flag("default") == Some(&Value::Bool(true)) || flag("deployed") == Some(&Value::Bool(false))
+    {
+        return None;
     }
-    out
+    let mut v1 = Map::new();
+    // v1 `key` is the variant's value; a value-less variant is named by its key.
+    // Non-string values are sent as their JSON text, as the SDKs convert them.
+    let key = match variant.get("value").filter(|v| !v.is_null()) {
+        Some(Value::String(s)) => Value::String(s.clone()),
+        Some(other) => Value::String(
+            coerce::coerce_string(other)
+                .unwrap_or_default()
+                .into_owned(),
+        ),
+        None => variant.get("key").cloned().unwrap_or(Value::Null),
+    };
+    v1.insert("key".to_string(), key);
+    if let Some(payload) = variant.get("payload").filter(|p| !p.is_null()) {
+        v1.insert("payload".to_string(), payload.clone());
+    }
+    if let Some(exp_key) = flag("experimentKey").filter(|k| !k.is_null()) {
+        v1.insert("expKey".to_string(), exp_key.clone());
+    }
+    Some(Value::Object(v1))
 }
 
 #[cfg(test)]
@@ -174,6 +177,26 @@ mod tests {
             json!({"groups": {"org": ["a"]}, "group_properties": {"org": {"a": {}}}, "group_cohort_ids": {"org": {"a": []}}}),
         );
         assert_eq!(got, json!({"groups": {"org": {"group_name": "a"}}}));
+    }
+
+    /// Odd shapes, answers from experiment-node-server's `convertUserToEvaluationContext`.
+    #[test]
+    fn odd_group_shapes_as_node_server() {
+        let got =
+            context(json!({"groups": {"org": "abc"}, "group_properties": {"org": {"a": "str"}}}));
+        assert_eq!(
+            got,
+            json!({"groups": {"org": {"group_name": "a", "group_properties": "str"}}})
+        );
+        let got = context(
+            json!({"groups": {"org": [true]}, "group_properties": {"org": {"true": {"x": 1}}}}),
+        );
+        assert_eq!(
+            got,
+            json!({"groups": {"org": {"group_name": true, "group_properties": {"x": 1}}}})
+        );
+        let got = context(json!({"groups": {"org": [null], "t": 5}, "user_id": "u"}));
+        assert_eq!(got, json!({"user": {"user_id": "u"}}));
     }
 
     #[test]

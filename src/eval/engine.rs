@@ -5,54 +5,108 @@
 //! `variants`, falls through to the next. A flag no segment decides is absent from the
 //! results. Each result is recorded at once, so later flags can select
 //! `["result", <flag>, "key"]`.
+//!
+//! Nothing is copied here: a result is a reference to a variant prepared at parse time.
+//! Callers copy or serialize what they return.
 
 use serde_json::{Map, Value};
 
-use super::EvalError;
 use super::bucket::Bucketed;
-use super::coerce;
 use super::condition::Condition;
-use super::model::Flag;
+use super::model::{Flag, Variant};
+use super::select::{Results, Slot, Target};
+use super::{EvalError, Flags};
 
-/// Evaluates `flags` (already in dependency order) for `context`.
+/// The flags decided so far, by flag index.
+struct Decided<'f> {
+    flags: &'f Flags,
+    by_flag: Vec<Option<&'f Variant>>,
+    order: Vec<usize>,
+}
+
+impl<'a, 'f: 'a> Results<'a> for Decided<'f> {
+    fn get(&self, flag_key: &str) -> Option<&'a Value> {
+        let i = *self.flags.index.get(flag_key)?;
+        self.by_flag[i].map(|v| &v.value)
+    }
+
+    fn to_value(&self) -> Value {
+        let mut map = Map::new();
+        for (i, variant) in js_order(
+            self.flags,
+            self.order
+                .iter()
+                .map(|&i| (i, self.by_flag[i].expect("decided"))),
+        ) {
+            map.insert(self.flags.flags[i].key.clone(), variant.value.clone());
+        }
+        Value::Object(map)
+    }
+}
+
+/// Evaluates the flags at `order` (indices, parents first) for `context`. Returns each
+/// decided flag's index and variant in the order the JS results object lists them.
 pub fn run<'f>(
-    flags: impl Iterator<Item = &'f Flag>,
+    flags: &'f Flags,
+    order: &[usize],
     context: &Value,
-) -> Result<Map<String, Value>, EvalError> {
-    // A `Value` so selectors can walk it like the context (`["result"]` alone is legal).
-    let mut results = Value::Object(Map::new());
+) -> Result<Vec<(usize, &'f Variant)>, EvalError> {
+    let mut decided = Decided {
+        flags,
+        by_flag: vec![None; flags.flags.len()],
+        order: Vec::with_capacity(order.len()),
+    };
     let mut scratch = String::new();
-    for flag in flags {
-        if let Some(variant) = evaluate_flag(flag, context, &results, &mut scratch)? {
-            if let Value::Object(map) = &mut results {
-                map.insert(flag.key.clone(), variant.clone());
-            }
+    let cache: Vec<Slot> = (0..flags.cache_slots).map(|_| Slot::default()).collect();
+    for &i in order {
+        let target = Target {
+            context,
+            results: &decided,
+            cache: &cache,
+        };
+        if let Some(variant) = evaluate_flag(&flags.flags[i], &target, &mut scratch)? {
+            decided.by_flag[i] = Some(variant);
+            decided.order.push(i);
         }
     }
-    let Value::Object(mut results) = results else {
-        unreachable!("results is built as an object")
-    };
-    // The JS results object lists array-index keys (a flag named "42") first.
-    coerce::sort_js_keys(&mut results);
-    Ok(results)
+    let Decided { by_flag, order, .. } = decided;
+    Ok(js_order(
+        flags,
+        order.into_iter().map(|i| (i, by_flag[i].expect("decided"))),
+    ))
+}
+
+/// JS objects list array-index keys first (a flag named "42"), then the rest in insertion
+/// order.
+fn js_order<'f>(
+    flags: &Flags,
+    results: impl Iterator<Item = (usize, &'f Variant)>,
+) -> Vec<(usize, &'f Variant)> {
+    let mut results: Vec<_> = results.collect();
+    if results
+        .iter()
+        .any(|&(i, _)| flags.flags[i].order_rank != u64::MAX)
+    {
+        results.sort_by_key(|&(i, _)| flags.flags[i].order_rank);
+    }
+    results
 }
 
 /// The variant `flag` gives, or `None` when no segment yields one.
 fn evaluate_flag<'f>(
     flag: &'f Flag,
-    context: &Value,
-    results: &Value,
+    target: &Target<'_, '_>,
     scratch: &mut String,
-) -> Result<Option<&'f Value>, EvalError> {
+) -> Result<Option<&'f Variant>, EvalError> {
     for segment in &flag.segments {
         if let Some(groups) = &segment.conditions {
-            if !any_group_holds(groups, context, results)? {
+            if !any_group_holds(groups, target)? {
                 continue;
             }
         }
         let outcome = match &segment.bucket {
             None => &segment.variant,
-            Some(bucket) => match bucket.bucket(context, results, scratch) {
+            Some(bucket) => match bucket.bucket(target, scratch) {
                 Bucketed::Default => &segment.variant,
                 Bucketed::Variant(outcome) => outcome,
             },
@@ -66,15 +120,11 @@ fn evaluate_flag<'f>(
 
 /// OR over groups, AND within a group, both short-circuiting in order as JS does (which
 /// decides whether an invalid regex further on is ever reached).
-fn any_group_holds(
-    groups: &[Vec<Condition>],
-    context: &Value,
-    results: &Value,
-) -> Result<bool, EvalError> {
+fn any_group_holds(groups: &[Vec<Condition>], target: &Target<'_, '_>) -> Result<bool, EvalError> {
     for group in groups {
         let mut all = true;
         for condition in group {
-            if !condition.matches(context, results)? {
+            if !condition.matches(target)? {
                 all = false;
                 break;
             }

@@ -2,10 +2,12 @@
 //! with the semantics of Amplitude's JavaScript engine (`@amplitude/experiment-core`
 //! 0.13.6) wherever Amplitude's ports disagree.
 //!
-//! Pure: no I/O, no clocks, no shared state. Parse once with [`Flags::from_json`] (which
-//! prepares everything that does not depend on the user: variant results with merged
-//! metadata, numbers, versions, regexes, the all-flags evaluation order), then call
-//! [`evaluate`] per request.
+//! Pure: no I/O, no clocks, no shared state. Parse once with [`Flags::from_json`], which
+//! prepares everything that does not depend on the user: each variant's finished result
+//! (metadata merged, already serialized), filter numbers, versions and regexes, one cache
+//! slot per distinct context selector, and the all-flags evaluation order. Then, per
+//! request, [`evaluate`] returns the results as JSON values, or [`evaluate_json`] writes
+//! the same response body directly (several times faster: it copies no values).
 //!
 //! - [`model`]: the flag format, parsed into what the engine runs on.
 //! - [`topo`]: evaluation order (dependencies first).
@@ -15,6 +17,10 @@
 //! - [`bucket`] and [`murmur`]: hashing users into variants.
 //! - [`select`] and [`coerce`]: reading properties and turning them into JS strings.
 //! - [`convert`]: SDK user → context, v2 results → v1 body.
+//!
+//! The unit tests compare against answers recorded from the JS engine: `testdata/` holds
+//! a table of every operator × filter values × property and a set of flag-evaluation cases,
+//! and `testdata/gen.js` regenerates the answers.
 
 mod bucket;
 mod coerce;
@@ -65,6 +71,8 @@ pub struct Flags {
     parents: Vec<Vec<Option<usize>>>,
     /// The order in which evaluating every flag visits them, or the cycle it hits.
     all: Result<Vec<usize>, String>,
+    /// The number of distinct `context` selectors (see [`select::Interner`]).
+    cache_slots: usize,
 }
 
 impl Flags {
@@ -95,20 +103,18 @@ impl Flags {
             .collect();
         // JS walks `Object.keys(flags)`: array-index keys first (ascending), then file order.
         let mut start: Vec<usize> = (0..flags.len()).collect();
-        start.sort_by_key(|&i| {
-            let key = &flags[i].key;
-            if coerce::is_array_index(key) {
-                key.parse::<u64>().unwrap_or(u64::MAX)
-            } else {
-                u64::MAX
-            }
-        });
+        start.sort_by_key(|&i| flags[i].order_rank);
+        let mut interner = select::Interner::default();
+        for flag in &mut flags {
+            flag.intern(&mut interner);
+        }
         let all = topo::order(&parents, |i| flags[i].key.as_str(), start);
         Ok(Flags {
             flags,
             index,
             parents,
             all,
+            cache_slots: interner.len(),
         })
     }
 
@@ -175,13 +181,61 @@ impl Flags {
 /// Returns flag key -> variant object exactly as the JS engine does:
 /// `{"key":..,"value":..,"payload":..,"metadata":{merged}}` with absent fields absent.
 /// Flags pulled in as dependencies are included; flags no segment decides are absent.
+///
+/// The returned values are copies of prepared variants; when the answer is only going to
+/// be serialized, [`evaluate_json`] writes the same bytes without building them.
 pub fn evaluate(
     flags: &Flags,
     context: &Value,
     flag_keys: &[String],
 ) -> Result<Map<String, Value>, EvalError> {
     let order = flags.order(flag_keys)?;
-    engine::run(order.iter().map(|&i| &flags.flags[i]), context)
+    let decided = engine::run(flags, &order, context)?;
+    Ok(decided
+        .into_iter()
+        .map(|(i, variant)| (flags.flags[i].key.clone(), variant.value.clone()))
+        .collect())
+}
+
+/// The response body shapes [`evaluate_json`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `serde_json::to_vec` of [`evaluate`]'s map.
+    V2,
+    /// `serde_json::to_vec` of [`to_v1`] of it.
+    V1,
+}
+
+/// [`evaluate`], serialized: byte for byte what `serde_json::to_vec` of the v2 map (or of
+/// its [`to_v1`] form) gives, written from text prepared at parse time, without building
+/// or copying any JSON value. This is the fast path for serving evaluations.
+pub fn evaluate_json(
+    flags: &Flags,
+    context: &Value,
+    flag_keys: &[String],
+    shape: Shape,
+) -> Result<Vec<u8>, EvalError> {
+    let order = flags.order(flag_keys)?;
+    let decided = engine::run(flags, &order, context)?;
+    let mut out = Vec::with_capacity(64 * decided.len() + 2);
+    out.push(b'{');
+    for (i, variant) in decided {
+        let json = match shape {
+            Shape::V2 => &*variant.v2_json,
+            Shape::V1 => match &variant.v1_json {
+                Some(json) => json,
+                None => continue,
+            },
+        };
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(flags.flags[i].key_json.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(json.as_bytes());
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 #[cfg(test)]

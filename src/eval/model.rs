@@ -16,15 +16,52 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::bucket::{Allocation, Bucket, Distribution, Outcome};
+use super::bucket::{Allocation, Bucket, Distribution};
 use super::coerce;
 use super::condition::Condition;
-use super::select::Selector;
+use super::convert;
+use super::select::{Interner, Selector};
+
+/// A variant a segment can hand out, or `None` when the key names no variant, which makes
+/// the segment fall through to the next one.
+pub type Outcome = Option<Box<Variant>>;
+
+/// A finished result: the variant object as the JS engine returns it (flag, segment and
+/// variant metadata already merged), with its serialized forms ready for
+/// [`super::evaluate_json`].
+#[derive(Debug)]
+pub struct Variant {
+    pub value: Value,
+    /// `value` as serde_json writes it.
+    pub v2_json: Box<str>,
+    /// The v1 form as serde_json writes it; `None` when v1 leaves the variant out.
+    pub v1_json: Option<Box<str>>,
+}
+
+impl Variant {
+    pub fn new(value: Value) -> Variant {
+        let json = |v: &Value| {
+            serde_json::to_string(v)
+                .expect("a Value serializes")
+                .into_boxed_str()
+        };
+        let v1_json = convert::v1_variant(&value).map(|v1| json(&v1));
+        Variant {
+            v2_json: json(&value),
+            v1_json,
+            value,
+        }
+    }
+}
 
 /// A flag, ready to evaluate.
 #[derive(Debug)]
 pub struct Flag {
     pub key: String,
+    /// The key as a JSON string literal, for writing results.
+    pub key_json: String,
+    /// The key's position among JS property keys: array-index keys (`"42"`) come first.
+    pub order_rank: u64,
     pub segments: Vec<Segment>,
     /// Parent flag keys, as listed.
     pub dependencies: Vec<String>,
@@ -146,11 +183,27 @@ impl Flag {
             })
             .collect();
         Ok(Flag {
+            key_json: serde_json::to_string(&key).expect("a string serializes"),
+            order_rank: coerce::js_key_rank(&key),
             key,
             segments,
             dependencies: wire.dependencies.unwrap_or_default(),
             json: minify(raw.get()),
         })
+    }
+}
+
+impl Flag {
+    /// Gives every selector of the flag its cache slot.
+    pub fn intern(&mut self, interner: &mut Interner) {
+        for segment in &mut self.segments {
+            for condition in segment.conditions.iter_mut().flatten().flatten() {
+                condition.intern(interner);
+            }
+            if let Some(bucket) = &mut segment.bucket {
+                bucket.selector.intern(interner);
+            }
+        }
     }
 }
 
@@ -187,7 +240,7 @@ fn outcome(
     result.insert("metadata".to_string(), Value::Object(metadata));
     let mut result = Value::Object(result);
     coerce::to_js_value(&mut result);
-    Some(Box::new(result))
+    Some(Box::new(Variant::new(result)))
 }
 
 /// Drops the whitespace between JSON tokens, keeping every token byte for byte.
@@ -233,7 +286,7 @@ mod tests {
         }));
         let got = flag.segments[0].variant.as_deref().unwrap();
         assert_eq!(
-            serde_json::to_string(got).unwrap(),
+            &*got.v2_json,
             r#"{"metadata":{"0":"index","a":"flag","b":"segment","c":"variant","d":null,"e":1},"key":"on","value":"v","extra":true}"#
         );
     }
@@ -243,10 +296,9 @@ mod tests {
         let flag = parse(
             json!({"key": "f", "segments": [{"variant": "on"}], "variants": {"on": {"key": "on"}}}),
         );
-        assert_eq!(
-            serde_json::to_string(flag.segments[0].variant.as_deref().unwrap()).unwrap(),
-            r#"{"key":"on","metadata":{}}"#
-        );
+        let got = flag.segments[0].variant.as_deref().unwrap();
+        assert_eq!(&*got.v2_json, r#"{"key":"on","metadata":{}}"#);
+        assert_eq!(got.v1_json.as_deref(), Some(r#"{"key":"on"}"#));
     }
 
     #[test]
@@ -258,8 +310,14 @@ mod tests {
         }));
         assert!(flag.segments[0].variant.is_none());
         assert!(flag.segments[1].variant.is_none());
-        assert_eq!(flag.segments[2].variant.as_ref().unwrap()["key"], "null");
-        assert_eq!(flag.segments[3].variant.as_ref().unwrap()["key"], "one");
+        assert_eq!(
+            flag.segments[2].variant.as_ref().unwrap().value["key"],
+            "null"
+        );
+        assert_eq!(
+            flag.segments[3].variant.as_ref().unwrap().value["key"],
+            "one"
+        );
     }
 
     #[test]

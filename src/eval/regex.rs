@@ -13,7 +13,18 @@ use regress::{Flags, Regex};
 
 /// A compiled JS regex.
 pub struct JsRegex {
-    regex: Regex,
+    matcher: Matcher,
+}
+
+enum Matcher {
+    /// A pattern that is only literal text, possibly anchored (`^beta`, `@corp\.com$`):
+    /// matched with plain string search, which is much faster than running a regex.
+    Literal {
+        text: String,
+        start: bool,
+        end: bool,
+    },
+    Regex(Regex),
 }
 
 impl fmt::Debug for JsRegex {
@@ -26,13 +37,20 @@ impl JsRegex {
     /// Compiles `pattern` as `new RegExp(pattern)` would, or returns the error JS would
     /// throw (as text).
     pub fn new(pattern: &str) -> Result<JsRegex, String> {
+        if let Some((text, start, end)) = literal(pattern) {
+            return Ok(JsRegex {
+                matcher: Matcher::Literal { text, start, end },
+            });
+        }
         let units = js_units(pattern);
         // A parser bug must cost one condition, not the process: a panic becomes an error.
         let compiled = std::panic::catch_unwind(|| {
             Regex::from_unicode(units.iter().copied(), Flags::default())
         });
         match compiled {
-            Ok(Ok(regex)) => Ok(JsRegex { regex }),
+            Ok(Ok(regex)) => Ok(JsRegex {
+                matcher: Matcher::Regex(regex),
+            }),
             Ok(Err(e)) => Err(format!("Invalid regular expression: /{pattern}/: {e}")),
             Err(_) => Err(format!(
                 "Invalid regular expression: /{pattern}/: unsupported"
@@ -42,16 +60,55 @@ impl JsRegex {
 
     /// Whether the pattern matches anywhere in `text`.
     pub fn is_match(&self, text: &str) -> bool {
-        // Below U+10000 a code point is one code unit, so UTF-8 matching means the same
-        // thing and needs no copy. Supplementary characters (4-byte UTF-8) are split
-        // into their surrogate pairs, as JS sees them.
-        if text.bytes().all(|b| b < 0xf0) {
-            self.regex.find(text).is_some()
-        } else {
-            let units: Vec<u16> = text.encode_utf16().collect();
-            self.regex.find_from_ucs2(&units, 0).next().is_some()
+        match &self.matcher {
+            // Substring tests on valid strings agree for code points and code units.
+            Matcher::Literal {
+                text: lit,
+                start,
+                end,
+            } => match (start, end) {
+                (true, true) => text == lit,
+                (true, false) => text.starts_with(lit.as_str()),
+                (false, true) => text.ends_with(lit.as_str()),
+                (false, false) => text.contains(lit.as_str()),
+            },
+            // Below U+10000 a code point is one code unit, so UTF-8 matching means the same
+            // thing and needs no copy. Supplementary characters (4-byte UTF-8) are split
+            // into their surrogate pairs, as JS sees them.
+            Matcher::Regex(regex) if text.bytes().all(|b| b < 0xf0) => regex.find(text).is_some(),
+            Matcher::Regex(regex) => {
+                let units: Vec<u16> = text.encode_utf16().collect();
+                regex.find_from_ucs2(&units, 0).next().is_some()
+            }
         }
     }
+}
+
+/// `[^]` literal text `[$]` with no other syntax: the text (escaped syntax characters
+/// unescaped), and whether it is anchored at the start and at the end. `None` for
+/// anything else, including Annex B's lone `{`, `}` and `]`, which are left to regress.
+fn literal(pattern: &str) -> Option<(String, bool, bool)> {
+    let (start, body) = match pattern.strip_prefix('^') {
+        Some(rest) => (true, rest),
+        None => (false, pattern),
+    };
+    let mut text = String::with_capacity(body.len());
+    let mut end = false;
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) if "^$\\.*+?()[]{}|/-".contains(e) => text.push(e),
+                _ => return None,
+            },
+            '$' if chars.peek().is_none() => end = true,
+            '^' | '$' | '.' | '*' | '+' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' => {
+                return None;
+            }
+            c => text.push(c),
+        }
+    }
+    Some((text, start, end))
 }
 
 /// The pattern as the UTF-16 code units JS parses, with two rewrites that make regress
@@ -155,9 +212,153 @@ mod tests {
             ("^[^a]$", "🚀", false),
             (r"\x4", "x4", true),
             (r"\\u{2}", r"\uu", true),
+            // Literal patterns take the string-search path.
+            (r"@corp\.com$", "a@corp.com", true),
+            (r"@corp\.com$", "a@corp.com.evil", false),
+            (r"@corp\.com$", "a@corpxcom", false),
+            ("^beta", "beta-1", true),
+            ("^beta", "a beta", false),
+            ("^exact$", "exact", true),
+            ("^exact$", "exact!", false),
+            (r"a\-b\/c\\d", r"xa-b/c\dx", true),
+            ("🚀x", "a🚀x", true),
+            ("^", "", true),
+            ("$", "x", true),
         ];
         for &(pattern, text, want) in cases {
             assert_eq!(m(pattern, text), want, "/{pattern}/ on {text:?}");
+        }
+    }
+
+    /// More syntax, each case checked against `new RegExp(p).exec(s)` in Node 20.
+    #[test]
+    fn more_syntax_like_javascript() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("\\bfoo\\b", "a foo b", true),
+            ("\\bfoo\\b", "afoob", false),
+            ("\\Boo", "foo", true),
+            ("(?=a)a", "a", true),
+            ("[^]", "\u{a}", true),
+            ("^[]$", "", false),
+            ("[]", "a", false),
+            ("\\cA", "\u{1}", true),
+            ("\\c1", "\\c1", true),
+            ("[\\d-z]", "-", true),
+            ("[\\d-z]", "z", true),
+            ("[\\d-z]", "m", false),
+            ("(?:a|b)*?c", "ababc", true),
+            ("a{,3}", "a{,3}", true),
+            ("x{1,}", "xx", true),
+            ("\\101", "A", true),
+            ("[\\101]", "A", true),
+            ("\\k", "k", true),
+            ("\\2(a)(b)", "ab", true),
+            ("(?<a>.)\\k<a>", "xx", true),
+            ("(?<=a+)b", "aaab", true),
+            ("(?<!^)b", "ab", true),
+            ("\\/", "/", true),
+            ("a.c", "a\u{2028}c", false),
+            ("a.c", "a\u{a0}c", true),
+            ("\\s", "\u{2029}", true),
+            ("\\S", "\u{1680}", false),
+            ("\\W", "é", true),
+            ("[\\w-]", "-", true),
+            ("\\u0041", "A", true),
+            ("\\x41", "A", true),
+            ("\\d{2,4}?", "12345", true),
+            ("(a)|b", "b", true),
+            ("((a)|b)\\2", "b", true),
+            ("^\\d+$", "١٢", false),
+            ("[a-z]+", "ÀBC", false),
+            ("\\p", "p", true),
+            ("\\P{L}", "P{L}", true),
+            ("(?<x>a)(?<y>b)\\k<y>", "abb", true),
+            ("\\0", "\u{0}", true),
+            ("[\\0]", "\u{0}", true),
+            ("\\00", "\u{0}", true),
+            ("a{2,3}", "aaaa", true),
+            ("^a{2,3}$", "aaaa", false),
+            ("[-a]", "-", true),
+            ("[a-]", "-", true),
+            ("[\\s\\S]", "x", true),
+            ("\\ca", "\u{1}", true),
+            ("[\\c_]", "\u{1f}", true),
+            ("\\c_", "\\c_", true),
+        ];
+        let mut wrong = Vec::new();
+        for &(pattern, text, want) in cases {
+            match JsRegex::new(pattern) {
+                Ok(re) if re.is_match(text) == want => {}
+                Ok(_) => wrong.push(format!("/{pattern}/ on {text:?}: want {want}")),
+                Err(e) => wrong.push(format!("/{pattern}/: {e}")),
+            }
+        }
+        for pattern in [
+            "(?i)a",
+            "a{3,2}",
+            "[z-a]",
+            "(?<a>)(?<a>)",
+            "\\k<a>(?<b>)",
+            "(?<=",
+            "(?<1a>x)",
+            "a***",
+            "+a",
+            "(?",
+            "x)",
+        ] {
+            if JsRegex::new(pattern).is_ok() {
+                wrong.push(format!("/{pattern}/ should not compile"));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// The string-search path agrees with running the pattern through regress.
+    #[test]
+    fn literal_fast_path_agrees_with_regress() {
+        let patterns = [
+            "@corp\\.com$",
+            "^beta",
+            "^exact$",
+            "a\\-b\\/c\\\\d",
+            "🚀x",
+            "^",
+            "$",
+            "",
+            "ab",
+            "\\(x\\)",
+        ];
+        let texts = [
+            "",
+            "x",
+            "ab",
+            "a@corp.com",
+            "beta-1",
+            "exact",
+            "xa-b/c\\dx",
+            "a🚀x",
+            "(x)",
+            "é@corp.com",
+        ];
+        for pattern in patterns {
+            assert!(
+                super::literal(pattern).is_some(),
+                "{pattern} should be literal"
+            );
+            let fast = JsRegex::new(pattern).unwrap();
+            let units = super::js_units(pattern);
+            let slow =
+                regress::Regex::from_unicode(units.into_iter(), regress::Flags::default()).unwrap();
+            for text in texts {
+                let want = slow
+                    .find_from_ucs2(&text.encode_utf16().collect::<Vec<_>>(), 0)
+                    .next()
+                    .is_some();
+                assert_eq!(fast.is_match(text), want, "/{pattern}/ on {text:?}");
+            }
+        }
+        for not_literal in ["a.b", "a{2}", "a{", "]", "\\d", "a|b", "(a)", "^^", "a$b"] {
+            assert!(super::literal(not_literal).is_none(), "{not_literal}");
         }
     }
 

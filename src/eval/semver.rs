@@ -78,8 +78,16 @@ fn digits(s: &str) -> Option<(f64, &str)> {
     if len == 0 {
         return None;
     }
-    // Rust parses digit strings to the correctly rounded double, like JS (and ∞ on overflow).
-    let n = s[..len].parse::<f64>().ok()?;
+    let digits = &s[..len];
+    let n = if len <= 15 {
+        // Below 10^15 the integer is exact in a double: no float parsing needed.
+        digits
+            .bytes()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')) as f64
+    } else {
+        // Rust parses digit strings to the correctly rounded double, like JS (and ∞ on overflow).
+        digits.parse::<f64>().ok()?
+    };
     Some((n, &s[len..]))
 }
 

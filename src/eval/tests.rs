@@ -40,13 +40,25 @@ fn engine_cases_match_the_js_engine() {
         match evaluate(&flags, &case.context, &case.flag_keys) {
             Ok(results) => {
                 let mut got = String::new();
-                coerce::push_json(&mut got, &Value::Object(results));
+                coerce::push_json(&mut got, &Value::Object(results.clone()));
                 assert_eq!(&got, want, "case {i}");
+                // The serialized fast path writes what serializing the maps would.
+                let v2 = evaluate_json(&flags, &case.context, &case.flag_keys, Shape::V2).unwrap();
+                assert_eq!(v2, serde_json::to_vec(&results).unwrap(), "case {i} v2");
+                let v1 = evaluate_json(&flags, &case.context, &case.flag_keys, Shape::V1).unwrap();
+                assert_eq!(
+                    v1,
+                    serde_json::to_vec(&to_v1(&results)).unwrap(),
+                    "case {i} v1"
+                );
             }
-            Err(e) => assert!(
-                want.starts_with(r#"{"error":"#),
-                "case {i}: {e}, want {want}"
-            ),
+            Err(e) => {
+                assert!(
+                    want.starts_with(r#"{"error":"#),
+                    "case {i}: {e}, want {want}"
+                );
+                assert!(evaluate_json(&flags, &case.context, &case.flag_keys, Shape::V2).is_err());
+            }
         }
     }
 }
@@ -195,4 +207,23 @@ fn sdk_user_to_v1_end_to_end() {
     let other = json!({"user_id": "u", "groups": {"org": ["globex"]}});
     let v1 = to_v1(&evaluate(&flags, &user_to_context(other.as_object().unwrap()), &[]).unwrap());
     assert!(v1.is_empty(), "the default variant is left out of v1");
+}
+
+#[test]
+fn the_whole_result_object_can_be_selected() {
+    // `["result"]` selects every result so far, stringified as JSON for `contains`.
+    let flags = flags(json!([
+        {"key": "a", "segments": [{"variant": "on"}], "variants": {"on": {"key": "on", "value": 1.0}}},
+        {"key": "b", "dependencies": ["a"],
+         "segments": [{"conditions": [[{"op": "contains", "selector": ["result"], "values": [r#"{"a":{"key":"on","value":1,"metadata":{}}}"#]}]], "variant": "on"}],
+         "variants": {"on": {"key": "on"}}}
+    ]));
+    let results = evaluate(&flags, &json!({}), &[]).unwrap();
+    assert_eq!(results["b"]["key"], "on");
+}
+
+#[test]
+fn flags_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Flags>();
 }
