@@ -78,7 +78,10 @@ fn bench(c: &mut Criterion) {
     let mut shipped = c.benchmark_group("eval shipped");
     let flags = Flags::from_json(SHIPPED).unwrap();
     shipped.throughput(Throughput::Elements(1));
-    for (name, shape) in [("evaluate_json 4 flags, v2", eval::Shape::V2), ("evaluate_json 4 flags, v1", eval::Shape::V1)] {
+    for (name, shape) in [
+        ("evaluate_json 4 flags, v2", eval::Shape::V2),
+        ("evaluate_json 4 flags, v1", eval::Shape::V1),
+    ] {
         shipped.bench_function(name, |b| {
             b.iter(|| {
                 i = (i + 1) % contexts.len();

@@ -2,6 +2,8 @@
 //! kept past their freshness for stale serving, plus a small negative cache of 401s per
 //! deployment key.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use tokio::time::Instant;
@@ -10,6 +12,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use moka::Expiry;
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
 use crate::config::{CacheConfig, Eviction};
@@ -109,6 +112,21 @@ pub struct ResponseCache {
     inner: Cache<CacheKey, CachedResponse, KeyHasher>,
     /// Deployment key → the upstream's 401 for it, for `cache.negative_ttl_s`.
     negative: Cache<Box<str>, CachedResponse>,
+    /// Entries removed so far by cause (size, expired, explicit, replaced), counted by
+    /// moka's eviction listener during its maintenance, off the hit path.
+    removed: Arc<[AtomicU64; 4]>,
+    max_bytes: u64,
+}
+
+/// The cache's size and removals, for metrics and `/admin/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheCounts {
+    pub entries: u64,
+    pub weighted_bytes: u64,
+    /// `cache.max_bytes`.
+    pub capacity_bytes: u64,
+    /// Removed entries by cause: evicted for room, expired, invalidated, replaced.
+    pub removed: [u64; 4],
 }
 
 /// Deployment keys remembered as unauthorized at once; a flood of distinct bad keys
@@ -117,6 +135,8 @@ const NEGATIVE_ENTRIES: u64 = 10_000;
 
 impl ResponseCache {
     pub fn new(config: &CacheConfig) -> ResponseCache {
+        let removed: Arc<[AtomicU64; 4]> = Arc::default();
+        let counts = removed.clone();
         let inner = Cache::builder()
             .max_capacity(config.max_bytes)
             .weigher(|key: &CacheKey, value: &CachedResponse| value.weight(key))
@@ -131,12 +151,26 @@ impl ResponseCache {
             // Purging one deployment marks its entries with a predicate moka applies
             // lazily, instead of a scan on the request path.
             .support_invalidation_closures()
+            .eviction_listener(move |_, _, cause| {
+                let at = match cause {
+                    RemovalCause::Size => 0,
+                    RemovalCause::Expired => 1,
+                    RemovalCause::Explicit => 2,
+                    RemovalCause::Replaced => 3,
+                };
+                counts[at].fetch_add(1, Ordering::Relaxed);
+            })
             .build_with_hasher(KeyHasher::default());
         let negative = Cache::builder()
             .max_capacity(NEGATIVE_ENTRIES)
             .expire_after(PerEntryTtl)
             .build();
-        ResponseCache { inner, negative }
+        ResponseCache {
+            inner,
+            negative,
+            removed,
+            max_bytes: config.max_bytes,
+        }
     }
 
     /// The remembered 401 for a deployment key, if any.
@@ -183,6 +217,16 @@ impl ResponseCache {
     /// Weighted bytes currently held (approximate until pending maintenance runs).
     pub fn weighted_size(&self) -> u64 {
         self.inner.weighted_size()
+    }
+
+    /// Size, bound and removals so far (approximate until pending maintenance runs).
+    pub fn counts(&self) -> CacheCounts {
+        CacheCounts {
+            entries: self.entry_count(),
+            weighted_bytes: self.weighted_size(),
+            capacity_bytes: self.max_bytes,
+            removed: self.removed.each_ref().map(|n| n.load(Ordering::Relaxed)),
+        }
     }
 
     /// Applies pending inserts and evictions, so the counts above are exact.

@@ -22,6 +22,24 @@ pub struct Config {
     pub admin: AdminConfig,
     pub access_log: AccessLogConfig,
     pub invalidation: InvalidationConfig,
+    pub log: LogConfig,
+}
+
+/// `[log]`: what is logged (the format is `--log-format`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `warn,evalgate::access=info`, …); `RUST_LOG`, when set,
+    /// wins. Applied live on SIGHUP.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
 }
 
 /// `[invalidation]`: purge a deployment's answers when its flags change upstream.
@@ -53,6 +71,9 @@ pub struct AdminConfig {
     /// When set, every admin endpoint but `/healthz` and `/readyz` requires
     /// `Authorization: Bearer <token>`.
     pub token: String,
+    /// `/readyz` fails while upstream exchanges were attempted within this many seconds and
+    /// none of them got an HTTP answer.
+    pub ready_upstream_window_s: u64,
 }
 
 impl Default for AdminConfig {
@@ -60,6 +81,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: "127.0.0.1:9090".into(),
             token: String::new(),
+            ready_upstream_window_s: 30,
         }
     }
 }
@@ -443,12 +465,27 @@ impl Config {
                 self.admin.listen.parse().map_err(|e| {
                     invalid("admin.listen", format!("not an IP:port address ({e})"))
                 })?;
-            if admin == self.listen_addr() && admin.port() != 0 {
+            if admin.port() == self.listen_addr().port() && admin.port() != 0 {
                 return Err(invalid(
                     "admin.listen",
-                    "must differ from server.listen".into(),
+                    "must not use the port of server.listen".into(),
                 ));
             }
+        }
+        range(
+            "admin.ready_upstream_window_s",
+            self.admin.ready_upstream_window_s,
+            1,
+            24 * 3600,
+        )?;
+        if self.admin.token.chars().any(|c| !c.is_ascii_graphic()) {
+            return Err(invalid(
+                "admin.token",
+                "must be visible ASCII without spaces".into(),
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(invalid("log.level", format!("not a log filter ({e})")));
         }
         if !self.invalidation.flags_url.is_empty() {
             upstream_base(&self.invalidation.flags_url).map_err(|e| match e {
@@ -608,6 +645,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.starts_with("line 3:"), "{msg}");
+    }
+
+    #[test]
+    fn admin_and_log_keys_are_checked() {
+        for (text, key) in [
+            (
+                "[admin]\nready_upstream_window_s = 0\n",
+                "admin.ready_upstream_window_s",
+            ),
+            ("[admin]\ntoken = \"has space\"\n", "admin.token"),
+            ("[admin]\nlisten = \"127.0.0.2:8080\"\n", "admin.listen"),
+            ("[log]\nlevel = \"evalgate=notalevel\"\n", "log.level"),
+        ] {
+            let cfg = Config::from_toml_str(text).unwrap();
+            let msg = cfg.validate().unwrap_err().to_string();
+            assert!(msg.starts_with(&format!("`{key}`")), "{text}: {msg}");
+        }
     }
 
     #[test]

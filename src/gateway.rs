@@ -16,15 +16,17 @@ use hyper::body::Body;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::access_log;
 use crate::cache::{CachedResponse, ResponseCache};
 use crate::coalesce::{Flights, Outcome};
 use crate::config::{Config, ConfigError};
 use crate::embedded::Embedded;
 use crate::error::{GatewayError, UpstreamError};
 use crate::freshness::{self, Storage};
-use crate::key::{CacheKey, RouteFamily};
+use crate::key::CacheKey;
+use crate::live::LiveSettings;
 use crate::metrics::{Metrics, UpstreamOutcome};
-use crate::normalize::{self, Decision, Limits, Rejection};
+use crate::normalize::{self, Decision, Rejection};
 use crate::response::{self, CacheStatus};
 use crate::upstream::{self, Upstream, UpstreamResponse};
 
@@ -44,7 +46,8 @@ pub struct Gateway {
 
 struct Inner {
     config: Config,
-    limits: Limits,
+    /// What a SIGHUP may change: limits, lifetimes, access log (read per request).
+    live: LiveSettings,
     cache: ResponseCache,
     upstream: Upstream,
     flights: Flights,
@@ -75,10 +78,6 @@ impl Gateway {
         } else {
             Upstream::http(&config.upstream)?
         };
-        let limits = Limits {
-            max_context_bytes: config.server.max_context_bytes,
-            flag_keys_param: config.upstream.flag_keys_param,
-        };
         Ok(Gateway {
             inner: Arc::new(Inner {
                 cache: ResponseCache::new(&config.cache),
@@ -88,14 +87,20 @@ impl Gateway {
                 deployments: Default::default(),
                 generation: AtomicU64::new(0),
                 upstream,
-                limits,
+                live: LiveSettings::new(&config),
                 config,
             }),
         })
     }
 
+    /// The configuration as loaded at start; [`Gateway::live`] has what SIGHUP changed.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The settings that change while running.
+    pub fn live(&self) -> &LiveSettings {
+        &self.inner.live
     }
 
     pub fn cache(&self) -> &ResponseCache {
@@ -162,17 +167,21 @@ impl Gateway {
         let (response, cache, key) = self.route(request).await;
         let elapsed = started.elapsed();
         let deployment = key.as_ref().map(CacheKey::deployment);
-        self.inner
-            .metrics
-            .request(family, cache, response.status(), elapsed, deployment);
-        tracing::debug!(
-            target: "evalgate::access",
-            route = family.map_or("other", RouteFamily::as_str),
-            status = response.status().as_u16(),
-            cache = cache.map(CacheStatus::as_str),
-            micros = elapsed.as_micros() as u64,
-            "request"
-        );
+        let metrics = &self.inner.metrics;
+        metrics.request(family, cache, response.status(), elapsed, deployment);
+        if let (Some(key), Some(cache)) = (&key, cache) {
+            metrics.lookup(key, cache);
+        }
+        let access_log = self.inner.live.access_log();
+        if access_log.enabled() {
+            access_log.record(&access_log::Entry {
+                route: family,
+                status: response.status(),
+                cache,
+                elapsed,
+                deployment,
+            });
+        }
         response
     }
 
@@ -181,8 +190,8 @@ impl Gateway {
         B: Body<Data = Bytes> + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let server = &self.inner.config.server;
-        if header_bytes(request.headers()) > server.max_header_bytes {
+        let live = &self.inner.live;
+        if header_bytes(request.headers()) > live.max_header_bytes() {
             return (
                 response::error(&GatewayError::HeadersTooLarge, None),
                 None,
@@ -193,7 +202,7 @@ impl Gateway {
             .uri()
             .path_and_query()
             .map_or(0, |pq| pq.as_str().len());
-        if target_len > server.max_query_bytes {
+        if target_len > live.max_query_bytes() {
             return (response::error(&GatewayError::UriTooLong, None), None, None);
         }
         let (parts, body) = request.into_parts();
@@ -213,7 +222,7 @@ impl Gateway {
             parts.uri.query(),
             &parts.headers,
             &body,
-            &self.inner.limits,
+            &live.limits(),
         );
         match decision {
             Some(Decision::Cache(key)) => {
@@ -247,7 +256,7 @@ impl Gateway {
         if body.is_end_stream() {
             return Ok(Bytes::new());
         }
-        Limited::new(body, self.inner.config.server.max_body_bytes)
+        Limited::new(body, self.inner.live.max_body_bytes())
             .collect()
             .await
             .map(|collected| collected.to_bytes())
@@ -266,7 +275,7 @@ impl Gateway {
     /// `cache.stale_if_error_s`).
     async fn cached(&self, key: CacheKey, head: bool) -> (Response<response::Body>, CacheStatus) {
         let now = Instant::now();
-        let cache = &self.inner.config.cache;
+        let cache = &self.inner.live.cache();
         let mut fallback = None;
         if let Some(entry) = self.inner.cache.get(&key).await {
             match entry.stale_by(now) {
@@ -367,7 +376,7 @@ impl Gateway {
         })?;
         // Lifetimes and `Age` count from when the answer arrived.
         let fetched_at = Instant::now();
-        let cache = &self.inner.config.cache;
+        let cache = &self.inner.live.cache();
         match upstream.status {
             StatusCode::OK => {
                 // Evaluations are JSON objects, flag configurations JSON arrays.

@@ -17,7 +17,8 @@
 //! - [`upstream`]: the pooled HTTP(S) client with its timeouts.
 //! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors.
 //! - [`error`]: errors evalgate answers itself, mapped to statuses in one place.
-//! - [`metrics`]: what the request path records (exposed on the admin listener).
+//! - [`metrics`]: what the request path records, in an explicit Prometheus registry.
+//! - [`access_log`]: the optional, sampled per-request log line (`evalgate::access`).
 //!
 //! - [`embedded`]: the in-process evaluation server (`upstream.url = "embedded"`), reached
 //!   through the same [`upstream::Upstream`] interface; evaluation itself is [`eval`].
@@ -26,12 +27,19 @@
 //!
 //! - [`invalidation`]: polls each served deployment's flags and purges it on a change.
 //!
+//! - [`admin`]: the operator listener: `/metrics`, `/healthz`, `/readyz`, `/admin/stats`,
+//!   `/admin/try` and the status page, behind `admin.token`.
+//! - [`live`]: the settings a SIGHUP may change while running; [`reload`] re-reads
+//!   `config.toml` on SIGHUP, applies them and reports the rest.
+//!
 //! Around them: [`config`] (the `config.toml` schema and validation), [`logging`],
 //! [`shutdown`] (signals), [`mask`] (deployment keys in logs) and [`b64`] (the SDKs'
 //! base64 flavours).
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
+pub mod admin;
 pub mod b64;
 pub mod cache;
 pub mod coalesce;
@@ -43,17 +51,20 @@ pub mod freshness;
 pub mod gateway;
 pub mod invalidation;
 pub mod key;
+pub mod live;
 pub mod logging;
 pub mod mask;
 pub mod metrics;
 pub mod normalize;
+pub mod reload;
 pub mod response;
 pub mod server;
 pub mod shutdown;
 pub mod upstream;
 
+pub use admin::AdminServer;
 pub use config::Config;
 pub use error::GatewayError;
 pub use gateway::Gateway;
 pub use key::CacheKey;
-pub use server::{RunError, run, serve};
+pub use server::{RunError, run, serve, serve_with_admin};

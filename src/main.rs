@@ -4,12 +4,12 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use evalgate::logging::{self, LogFormat};
-use evalgate::{Config, Gateway};
+use evalgate::{AdminServer, Config, Gateway};
 use futures_util::FutureExt;
 
 /// Exit status for a bad configuration (`EX_USAGE`).
@@ -32,6 +32,9 @@ struct Cli {
     /// Upstream base URL, overriding `upstream.url`.
     #[arg(long, env = "EVALGATE_UPSTREAM")]
     upstream: Option<String>,
+    /// Admin listen address, overriding `admin.listen` ("" disables the admin listener).
+    #[arg(long, env = "EVALGATE_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// Validate the config, print the effective settings and exit.
     #[arg(long)]
     check: bool,
@@ -63,7 +66,7 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    logging::init(cli.log_format);
+    let log_level = logging::init(cli.log_format, &config.log.level);
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.server.worker_threads > 0 {
@@ -86,6 +89,9 @@ fn main() -> ExitCode {
                 shutdown.await;
             }
         };
+        // SIGHUP re-reads the same file with the same flags, from now until serving ends.
+        let reloads =
+            evalgate::reload::on_sighup(gateway.clone(), Some(log_level), move || load(&cli));
         let addr = config.listen_addr();
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
@@ -94,15 +100,34 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let admin = if config.admin.listen.is_empty() {
+            None
+        } else {
+            match tokio::net::TcpListener::bind(&config.admin.listen).await {
+                Ok(l) => Some(AdminServer::new(l)),
+                Err(e) => {
+                    tracing::error!(admin = %config.admin.listen, error = %e, "cannot listen");
+                    return ExitCode::FAILURE;
+                }
+            }
+        };
+        let admin_addr = admin
+            .as_ref()
+            .and_then(|a| a.local_addr().ok())
+            .map_or_else(|| "off".to_string(), |a| a.to_string());
         tracing::info!(
             listen = %listener.local_addr().map_or(addr, |a| a),
+            admin = %admin_addr,
             upstream = %config.upstream.url,
             cache_max_bytes = config.cache.max_bytes,
             cache_ttl_s = config.cache.ttl_s,
             "evalgate {} started",
             env!("CARGO_PKG_VERSION")
         );
-        evalgate::serve(listener, gateway, shutdown).await;
+        tokio::select! {
+            () = evalgate::serve_with_admin(listener, admin, gateway, shutdown) => {}
+            () = reloads => {}
+        }
         ExitCode::SUCCESS
     })
 }
@@ -127,10 +152,13 @@ fn load(cli: &Cli) -> Result<Config, String> {
     if let Some(upstream) = &cli.upstream {
         config.upstream.url = upstream.clone();
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    config.resolve_paths(dir);
+    if let Some(admin) = &cli.admin_listen {
+        config.admin.listen = admin.clone();
+    }
+    // A file in the working directory (no parent) needs nothing: relative paths already
+    // resolve there, and the defaults stay as printed.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        config.resolve_paths(dir);
+    }
     config.validate().map_err(|e| e.to_string())
 }

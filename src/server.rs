@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::{AdminServer, Readiness};
 use crate::config::Config;
 use crate::gateway::Gateway;
 
@@ -40,6 +41,40 @@ pub async fn run(
 
 /// Like [`run`], with a gateway built by the caller.
 pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Future<Output = ()>) {
+    serve_with_admin(listener, None, gateway, shutdown).await;
+}
+
+/// Like [`serve`], with the admin listener (bound by the caller, like the public one).
+/// Readiness turns false the moment `shutdown` resolves; the admin listener keeps
+/// answering while the public one drains, and stops after it.
+pub async fn serve_with_admin(
+    listener: TcpListener,
+    admin: Option<AdminServer>,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()>,
+) {
+    let readiness = admin
+        .as_ref()
+        .map_or_else(Readiness::default, AdminServer::readiness);
+    let (admin_stop, admin_stopped) = watch::channel(false);
+    let admin = async {
+        if let Some(admin) = admin {
+            admin.run(gateway.clone(), admin_stopped).await;
+        }
+    };
+    let public = async {
+        serve_public(listener, gateway.clone(), shutdown, &readiness).await;
+        let _ = admin_stop.send(true);
+    };
+    tokio::join!(public, admin);
+}
+
+async fn serve_public(
+    listener: TcpListener,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()>,
+    readiness: &Readiness,
+) {
     let server = &gateway.config().server;
     let connections = Arc::new(Semaphore::new(server.max_connections));
     let limits = IdleLimits {
@@ -97,6 +132,7 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Futur
         }
     }
 
+    readiness.set_listening();
     loop {
         // Wait for a connection slot first: past `max_connections`, clients queue in the
         // kernel's backlog instead of being accepted and starved.
@@ -127,6 +163,7 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Futur
         });
     }
 
+    readiness.start_draining();
     tracing::info!("shutting down: no longer accepting connections");
     drop(listener);
     let _ = stop_tx.send(true);

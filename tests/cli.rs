@@ -49,6 +49,7 @@ fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .current_dir(dir)
         .env_remove("EVALGATE_LISTEN")
         .env_remove("EVALGATE_UPSTREAM")
+        .env_remove("EVALGATE_ADMIN_LISTEN")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -360,3 +360,60 @@ async fn a_refreshed_entry_gets_its_own_lifetime() {
     assert_eq!(got.x_cache(), "STALE");
     assert_eq!(version(&got), 1);
 }
+
+#[tokio::test]
+async fn admin_purge_endpoint_with_token() {
+    let upstream = FakeUpstream::start().await;
+    let mut cfg = config_for(&upstream.url());
+    cfg.admin.token = "s3cret-admin-token".into();
+    let gateway = Gateway::new(cfg.validate().unwrap()).unwrap();
+    let gw = TestGateway::start_with_admin(gateway).await;
+    let c = client();
+    let url = gw.url("/v1/vardata?user_id=ap");
+    for key in [KEY, KEY2] {
+        assert_eq!(get_with_key(&c, &url, key).await.x_cache(), "MISS");
+    }
+    // No token, a wrong one: 401 JSON, nothing purged.
+    for auth in [None, Some("Bearer wrong"), Some("s3cret-admin-token")] {
+        let denied = admin_post(&gw, "/admin/purge", auth).await;
+        assert_eq!(denied.status, 401);
+        assert!(denied.json()["error"].is_string());
+    }
+    assert_eq!(get_with_key(&c, &url, KEY).await.x_cache(), "HIT");
+
+    let one = format!("/admin/purge?deployment={KEY}");
+    let done = admin_post(&gw, &one, Some("Bearer s3cret-admin-token")).await;
+    assert_eq!(done.status, 200);
+    assert_eq!(done.json()["purged"], "deployment");
+    assert!(
+        !done.body.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+        "the key is masked"
+    );
+    assert_eq!(get_with_key(&c, &url, KEY).await.x_cache(), "MISS");
+    assert_eq!(get_with_key(&c, &url, KEY2).await.x_cache(), "HIT");
+
+    let all = admin_post(&gw, "/admin/purge", Some("Bearer s3cret-admin-token")).await;
+    assert_eq!(all.json()["purged"], "all");
+    assert_eq!(get_with_key(&c, &url, KEY).await.x_cache(), "MISS");
+    assert_eq!(get_with_key(&c, &url, KEY2).await.x_cache(), "MISS");
+    // Never on the public port.
+    let public = send(&c, http::Method::POST, &gw.url("/admin/purge"), &[], "").await;
+    assert_eq!(
+        public.x_cache(),
+        "BYPASS",
+        "the public port forwards it like any other path"
+    );
+    assert_eq!(upstream.last().path_and_query, "/admin/purge");
+}
+
+async fn admin_post(gw: &TestGateway, path: &str, auth: Option<&str>) -> Got {
+    let headers: Vec<(&str, &str)> = auth.map(|a| vec![("authorization", a)]).unwrap_or_default();
+    send(
+        &client(),
+        http::Method::POST,
+        &gw.admin_url(path),
+        &headers,
+        "",
+    )
+    .await
+}

@@ -1,5 +1,5 @@
-//! Graceful shutdown of the real binary on SIGTERM: in-flight requests finish, new
-//! connections are refused, the process exits 0.
+//! The real binary's signals: on SIGTERM in-flight requests finish, new connections are
+//! refused and the process exits 0; SIGHUP reloads the config's live keys.
 
 mod support;
 
@@ -53,10 +53,13 @@ impl Gateway {
         let dir = TempDir::new("shutdown");
         let mut child = Command::new(env!("CARGO_BIN_EXE_evalgate"))
             .args(["--listen", "127.0.0.1:0", "--upstream", upstream_url])
+            // Never the default admin port 9090: tests run in parallel.
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .env("RUST_LOG", "info")
             .env_remove("EVALGATE_LISTEN")
             .env_remove("EVALGATE_UPSTREAM")
+            .env_remove("EVALGATE_ADMIN_LISTEN")
             .current_dir(&dir.0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -84,26 +87,30 @@ impl Gateway {
     }
 
     fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
+    fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("still running");
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([signal, &pid.to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
     }
 
     /// Waits for a log line whose message contains `needle`.
-    async fn wait_for_log(&mut self, needle: &str) {
+    async fn wait_for_log(&mut self, needle: &str) -> serde_json::Value {
         timeout(NO_HANG, async {
             loop {
                 let line = self.logs.recv().await.expect("the log line arrives");
                 if line["message"].as_str().is_some_and(|m| m.contains(needle)) {
-                    return;
+                    return line;
                 }
             }
         })
         .await
-        .unwrap_or_else(|_| panic!("no log line containing {needle:?}"));
+        .unwrap_or_else(|_| panic!("no log line containing {needle:?}"))
     }
 
     async fn exit_status(&mut self) -> std::process::ExitStatus {
@@ -208,4 +215,34 @@ async fn sigterm_after_serving_exits_zero() {
     let status = gw.exit_status().await;
     assert!(status.success(), "{status:?}");
     drop(c);
+}
+
+#[tokio::test]
+async fn sighup_applies_live_keys_and_names_the_others() {
+    let upstream = FakeUpstream::start().await;
+    let mut gw = Gateway::start(&upstream.url()).await;
+    // Started without a config file (built-in defaults); now one appears.
+    std::fs::write(
+        gw._dir.0.join("config.toml"),
+        "[cache]\nttl_s = 5\nmax_bytes = 1048576\n",
+    )
+    .unwrap();
+    gw.signal("-HUP");
+    let warned = gw.wait_for_log("only takes effect after a restart").await;
+    assert_eq!(warned["level"], "WARN");
+    assert_eq!(warned["key"], "cache.max_bytes");
+    let reloaded = gw.wait_for_log("config reloaded").await;
+    assert_eq!(reloaded["applied"], "cache.ttl_s");
+    assert_eq!(reloaded["needs_restart"], 1);
+
+    // Still serving; SIGTERM still drains.
+    let got = get_with_key(
+        &client(),
+        &format!("http://{}/v1/vardata?user_id=u1", gw.addr),
+        KEY,
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    gw.sigterm();
+    assert!(gw.exit_status().await.success());
 }

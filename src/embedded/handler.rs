@@ -80,7 +80,10 @@ impl Embedded {
                 Err(Problem::BadRequest(message)) => error(StatusCode::BAD_REQUEST, message),
                 Err(Problem::Evaluation(e)) => {
                     tracing::error!(error = %e, "embedded evaluation failed");
-                    error(StatusCode::INTERNAL_SERVER_ERROR, &format!("evaluation failed: {e}"))
+                    error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("evaluation failed: {e}"),
+                    )
                 }
             },
         }

@@ -94,7 +94,11 @@ fn out_of_range_list(s: &str) -> Option<Vec<Cow<'static, str>>> {
             Ok(value) => items.extend(non_empty(&value).map(|s| Cow::Owned(s.into_owned()))),
             Err(_) => {
                 let number = text.parse::<f64>().ok().filter(|f| f.is_infinite())?;
-                let js = if number > 0.0 { "Infinity" } else { "-Infinity" };
+                let js = if number > 0.0 {
+                    "Infinity"
+                } else {
+                    "-Infinity"
+                };
                 items.push(Cow::Borrowed(js));
             }
         }
@@ -354,7 +358,10 @@ mod tests {
 
     #[test]
     fn out_of_range_numbers_in_json_array_strings_are_infinity() {
-        assert_eq!(list(r#""[1e400, -1e400, 2]""#), Some(vec!["Infinity".into(), "-Infinity".into(), "2".into()]));
+        assert_eq!(
+            list(r#""[1e400, -1e400, 2]""#),
+            Some(vec!["Infinity".into(), "-Infinity".into(), "2".into()])
+        );
     }
 
     #[test]

@@ -384,6 +384,9 @@ fn form_pairs(query: &str) -> Vec<(String, String)> {
 /// A gateway on 127.0.0.1:0, stopped on drop or by [`TestGateway::shutdown`].
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The admin listener, when started by [`TestGateway::start_with_admin`].
+    pub admin: Option<SocketAddr>,
+    pub readiness: Option<evalgate::admin::Readiness>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -417,6 +420,8 @@ impl TestGateway {
         });
         TestGateway {
             addr,
+            admin: None,
+            readiness: None,
             stop: Some(stop),
             task: Some(task),
         }
@@ -435,6 +440,31 @@ impl TestGateway {
         });
         TestGateway {
             addr,
+            admin: None,
+            readiness: None,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Serves `gateway` with its admin listener, both on 127.0.0.1:0.
+    pub async fn start_with_admin(gateway: evalgate::Gateway) -> TestGateway {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let admin = evalgate::AdminServer::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let admin_addr = admin.local_addr().unwrap();
+        let readiness = admin.readiness();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            evalgate::serve_with_admin(listener, Some(admin), gateway, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        TestGateway {
+            addr,
+            admin: Some(admin_addr),
+            readiness: Some(readiness),
             stop: Some(stop),
             task: Some(task),
         }
@@ -442,6 +472,18 @@ impl TestGateway {
 
     pub fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{}", self.addr, path_and_query)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin.expect("started with admin"), path)
+    }
+
+    /// Signals shutdown without waiting for the server to return.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     /// Signals shutdown and waits for the server to return.

@@ -1,0 +1,66 @@
+//! `GET /metrics` (Prometheus text) and `GET /admin/stats` (JSON for people and the
+//! status page): both read the gateway's [`crate::metrics::Metrics`] and its cache.
+
+use http::{HeaderValue, Response, StatusCode, header};
+use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+use crate::cache::CacheCounts;
+use crate::gateway::Gateway;
+use crate::metrics::REMOVAL_CAUSES;
+use crate::metrics::traffic::ratio;
+use crate::response::Body;
+
+/// Keys listed under `top_keys`.
+const TOP_KEYS: usize = 10;
+
+/// The cache's counts after applying its pending inserts and removals (moka defers them),
+/// so a scrape right after traffic sees it.
+async fn cache_counts(gateway: &Gateway) -> CacheCounts {
+    gateway.cache().run_pending_tasks().await;
+    gateway.cache().counts()
+}
+
+/// `GET /metrics`.
+pub async fn metrics(gateway: &Gateway) -> Response<Body> {
+    let metrics = gateway.metrics();
+    metrics.observe_cache(&cache_counts(gateway).await);
+    let mut response = Response::new(Body::from(metrics.encode()));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}
+
+/// `GET /admin/stats`.
+pub async fn stats(gateway: &Gateway) -> Response<Body> {
+    let metrics = gateway.metrics();
+    let totals = metrics.totals();
+    let cache = cache_counts(gateway).await;
+    let removed: serde_json::Map<String, serde_json::Value> = REMOVAL_CAUSES
+        .iter()
+        .zip(cache.removed)
+        .map(|(cause, n)| ((*cause).to_string(), n.into()))
+        .collect();
+    let served_from_cache = totals.hits + totals.stale;
+    let body = serde_json::json!({
+        "uptime_s": metrics.uptime().as_secs_f64(),
+        "requests": totals,
+        // (hits + stale) / (hits + stale + misses): bypasses are not lookups.
+        "hit_ratio": ratio(served_from_cache, served_from_cache + totals.misses),
+        "cache": {
+            "entries": cache.entries,
+            "weighted_bytes": cache.weighted_bytes,
+            "capacity_bytes": cache.capacity_bytes,
+            "fill_ratio": ratio(cache.weighted_bytes, cache.capacity_bytes),
+            "removed": removed,
+        },
+        "upstream": {
+            "inflight": metrics.inflight_now(),
+            "latency_ms": metrics.upstream_latency(),
+        },
+        "hit_latency_ms": metrics.hit_latency(),
+        "deployments": metrics.traffic().deployments(),
+        "top_keys": metrics.traffic().top_keys(TOP_KEYS),
+    });
+    super::json(StatusCode::OK, &body)
+}
