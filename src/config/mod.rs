@@ -1,0 +1,100 @@
+//! Configuration: the `config.toml` schema, its defaults, and validation.
+//!
+//! Parse, validate, then bind: [`Config::from_toml_str`] rejects unknown keys and
+//! [`Config::validate`] rejects zero or absurd values, so a bad file stops the process
+//! (exit 64) before any socket is opened. Every limit the gateway enforces lives here:
+//! the sections in [`sections`], the checks in [`validate`].
+
+mod sections;
+mod validate;
+
+pub use sections::*;
+pub use validate::upstream_base;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration, one struct per `[section]` of `config.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub cache: CacheConfig,
+    pub embedded: EmbeddedConfig,
+    pub admin: AdminConfig,
+    pub access_log: AccessLogConfig,
+    pub invalidation: InvalidationConfig,
+    pub log: LogConfig,
+}
+
+/// A configuration problem: which key, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("`{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml_str(&text)
+    }
+
+    /// Parses TOML text (unknown keys are errors) without validating values.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let mut path = e.path().to_string();
+            // toml's own message carries a multi-line snippet; keep its first line only.
+            let inner = e.into_inner();
+            let message = inner.message().lines().next().unwrap_or("").to_string();
+            // A syntax error has no key path: name the line instead.
+            if path == "." {
+                if let Some(span) = inner.span() {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    path = format!("line {line}");
+                }
+            }
+            ConfigError::Parse { path, message }
+        })
+    }
+
+    /// The listen address; valid after [`Config::validate`].
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.server
+            .listen
+            .parse()
+            .expect("validated listen address")
+    }
+
+    /// Resolves relative paths in the config against `dir` (the config file's directory).
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        let flags = Path::new(&self.embedded.flags_file);
+        if flags.is_relative() && !self.embedded.flags_file.is_empty() {
+            self.embedded.flags_file = dir.join(flags).display().to_string();
+        }
+    }
+
+    /// The effective settings as TOML, for `--check`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests;

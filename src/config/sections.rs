@@ -1,0 +1,278 @@
+//! The sections of `config.toml`, each with its defaults.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[log]`: what is logged (the format is `--log-format`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `warn,evalgate::access=info`, …); `RUST_LOG`, when set,
+    /// wins. Applied live on SIGHUP.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[invalidation]`: purge a deployment's answers when its flags change upstream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InvalidationConfig {
+    /// Base URL serving `/sdk/v2/flags` (e.g. `https://flag.lab.amplitude.com`); empty
+    /// disables polling.
+    pub flags_url: String,
+    /// How often each served deployment's flags are polled.
+    pub poll_interval_s: u64,
+}
+
+impl Default for InvalidationConfig {
+    fn default() -> Self {
+        InvalidationConfig {
+            flags_url: String::new(),
+            poll_interval_s: 30,
+        }
+    }
+}
+
+/// `[admin]`: the operator listener (metrics, health, stats, purge, the status page).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener; never the public port. Empty disables it.
+    pub listen: String,
+    /// When set, every admin endpoint but `/healthz` and `/readyz` requires
+    /// `Authorization: Bearer <token>`.
+    pub token: String,
+    /// `/readyz` fails while upstream exchanges were attempted within this many seconds and
+    /// none of them got an HTTP answer.
+    pub ready_upstream_window_s: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9090".into(),
+            token: String::new(),
+            ready_upstream_window_s: 30,
+        }
+    }
+}
+
+/// `[access_log]`: one structured line per request (target `evalgate::access`, level info).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    /// Fraction of requests logged, 0.0-1.0.
+    pub sample_rate: f64,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            enabled: false,
+            sample_rate: 1.0,
+        }
+    }
+}
+
+/// `[server]`: the public listener and the limits on what clients may send.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the public listener.
+    pub listen: String,
+    /// Tokio worker threads; 0 means one per CPU the process may run on.
+    pub worker_threads: usize,
+    /// Connections served at once; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Longest request target (path + query) in bytes; longer gets 414.
+    pub max_query_bytes: usize,
+    /// Longest decoded `context` parameter in bytes; longer gets 414.
+    pub max_context_bytes: usize,
+    /// Total bytes of request header names and values; more gets 431.
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes; larger gets 413.
+    pub max_body_bytes: usize,
+    /// A client must send a complete request head within this time (slowloris guard).
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight is closed after this time.
+    pub keepalive_idle_timeout_ms: u64,
+    /// On SIGINT/SIGTERM, in-flight requests get this long to finish.
+    pub shutdown_timeout_ms: u64,
+}
+
+/// `[upstream]`: the evaluation server that misses are forwarded to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL (`http://` or `https://`, optional path prefix, no query).
+    pub url: String,
+    /// Whole upstream exchange (connect, send, read the body) must finish in this time; else 504.
+    pub timeout_ms: u64,
+    /// TCP + TLS connect must finish in this time; else 502.
+    pub connect_timeout_ms: u64,
+    /// Upstream requests in flight at once; misses past it get 503 with `Retry-After`.
+    pub max_inflight: usize,
+    /// Idle pooled connections are closed after this; keep it below the upstream's own.
+    pub pool_idle_timeout_ms: u64,
+    /// Idle pooled connections kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+    /// Largest upstream response body accepted; larger is a 502.
+    pub max_response_bytes: usize,
+    /// Query parameter name(s) the canonical flag-key list is forwarded under.
+    pub flag_keys_param: FlagKeysParam,
+}
+
+/// How the canonical flag-key list is spelled in the forwarded query.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagKeysParam {
+    /// `flag_key=…&flag_keys=…`: works with Amplitude (`flag_keys`) and the evaluation-proxy (`flag_key`).
+    Both,
+    /// Only `flag_key` (the original API document, Amplitude's evaluation-proxy).
+    FlagKey,
+    /// Only `flag_keys` (Amplitude's current documentation).
+    FlagKeys,
+}
+
+/// `[cache]`: the in-memory response cache.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Upper bound on key + body + stored headers of all entries, in bytes.
+    pub max_bytes: u64,
+    /// How long a 200 response stays fresh, in seconds.
+    pub ttl_s: u64,
+    /// How long flag configurations (`/sdk/v2/flags`, `/v1/flags`) stay fresh, in seconds.
+    pub flags_ttl_s: u64,
+    /// Upper bound on a lifetime taken from the upstream's `Cache-Control`.
+    pub max_ttl_s: u64,
+    /// Ignore the upstream's `Cache-Control` and always use `ttl_s` / `flags_ttl_s`.
+    pub ignore_upstream_cache_control: bool,
+    /// After an entry goes stale, answer from it at once for this long while one background
+    /// request refreshes it (`X-Cache: STALE`).
+    pub stale_while_revalidate_s: u64,
+    /// When the upstream fails (unreachable, timeout, 5xx, 429), answer from an entry up to
+    /// this long past its freshness (`X-Cache: STALE`).
+    pub stale_if_error_s: u64,
+    /// A 401 for a deployment key is answered from memory for this long; 0 disables.
+    pub negative_ttl_s: u64,
+    /// Which entry goes when the cache is full.
+    pub eviction: Eviction,
+}
+
+/// The cache's eviction policy.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Eviction {
+    /// Least recently used goes; a fresh answer is always stored.
+    Lru,
+    /// moka's TinyLFU: when full, a new entry is only admitted if it is likely to be asked
+    /// for more often than the one it would evict. Resists scans, but an answer just
+    /// fetched may not be stored.
+    TinyLfu,
+}
+
+/// `[embedded]`: the in-process evaluation engine used when `upstream.url = "embedded"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// Flag configurations (a JSON array, as `/sdk/v2/flags` serves them). A relative path
+    /// is resolved against the config file's directory.
+    pub flags_file: String,
+    /// Deployment keys that may read these flags; any other key gets 401.
+    pub deployment_keys: Vec<String>,
+    /// How often the flags file is checked for changes.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            flags_file: "flags.json".into(),
+            deployment_keys: vec!["server-evalgate-demo-key".into()],
+            reload_interval_ms: 1_000,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            worker_threads: 0,
+            max_connections: 10_000,
+            max_query_bytes: 16 * 1024,
+            max_context_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 64 * 1024,
+            header_read_timeout_ms: 10_000,
+            keepalive_idle_timeout_ms: 60_000,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: "https://api.lab.amplitude.com".into(),
+            timeout_ms: 10_000,
+            connect_timeout_ms: 2_000,
+            max_inflight: 512,
+            pool_idle_timeout_ms: 30_000,
+            pool_max_idle_per_host: 256,
+            max_response_bytes: 4 * 1024 * 1024,
+            flag_keys_param: FlagKeysParam::Both,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_bytes: 256 * 1024 * 1024,
+            ttl_s: 60,
+            flags_ttl_s: 30,
+            max_ttl_s: 3600,
+            ignore_upstream_cache_control: false,
+            stale_while_revalidate_s: 10,
+            stale_if_error_s: 3600,
+            negative_ttl_s: 5,
+            eviction: Eviction::Lru,
+        }
+    }
+}
+
+/// Durations, derived once so the request path never converts units.
+impl ServerConfig {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+    pub fn keepalive_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.keepalive_idle_timeout_ms)
+    }
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
+impl UpstreamConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn pool_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.pool_idle_timeout_ms)
+    }
+}

@@ -1,0 +1,79 @@
+//! Unit tests of parsing and validation.
+
+use super::*;
+
+#[test]
+fn defaults_are_valid() {
+    Config::default().validate().unwrap();
+}
+
+#[test]
+fn unknown_key_names_its_path() {
+    let err = Config::from_toml_str("[cache]\nttl = 5\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("cache.ttl"), "{msg}");
+    assert!(msg.contains("unknown field"), "{msg}");
+}
+
+#[test]
+fn zero_ttl_is_rejected() {
+    let cfg = Config::from_toml_str("[cache]\nttl_s = 0\n").unwrap();
+    let msg = cfg.validate().unwrap_err().to_string();
+    assert!(msg.starts_with("`cache.ttl_s`"), "{msg}");
+}
+
+#[test]
+fn absurd_ttl_is_rejected() {
+    let cfg = Config::from_toml_str("[cache]\nttl_s = 99999999999\n").unwrap();
+    assert!(cfg.validate().is_err());
+}
+
+#[test]
+fn bad_upstream_url_is_rejected() {
+    for url in ["ftp://x", "not a url", "http://h/p?q=1", "/just/a/path"] {
+        let mut cfg = Config::default();
+        cfg.upstream.url = url.into();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(msg.contains("upstream.url"), "{url}: {msg}");
+    }
+}
+
+#[test]
+fn wrong_type_names_its_path() {
+    let msg = Config::from_toml_str("[upstream]\ntimeout_ms = \"x\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("upstream.timeout_ms"), "{msg}");
+}
+
+#[test]
+fn syntax_error_names_its_line() {
+    let msg = Config::from_toml_str("[server]\nlisten = \"x\"\n[cache\n")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.starts_with("line 3:"), "{msg}");
+}
+
+#[test]
+fn admin_and_log_keys_are_checked() {
+    for (text, key) in [
+        (
+            "[admin]\nready_upstream_window_s = 0\n",
+            "admin.ready_upstream_window_s",
+        ),
+        ("[admin]\ntoken = \"has space\"\n", "admin.token"),
+        ("[admin]\nlisten = \"127.0.0.2:8080\"\n", "admin.listen"),
+        ("[log]\nlevel = \"evalgate=notalevel\"\n", "log.level"),
+    ] {
+        let cfg = Config::from_toml_str(text).unwrap();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(msg.starts_with(&format!("`{key}`")), "{text}: {msg}");
+    }
+}
+
+#[test]
+fn effective_settings_round_trip() {
+    let cfg = Config::default();
+    let again = Config::from_toml_str(&cfg.to_toml()).unwrap();
+    assert_eq!(cfg, again);
+}

@@ -1,0 +1,236 @@
+//! Validation: every value checked against its range before anything starts.
+
+use std::net::SocketAddr;
+
+use http::Uri;
+
+use super::{Config, ConfigError};
+
+const KIB: u64 = 1024;
+const GIB: u64 = 1024 * 1024 * 1024;
+const HOUR_MS: u64 = 3_600_000;
+const YEAR_S: u64 = 365 * 24 * 3600;
+
+impl Config {
+    /// Checks every value; the first problem found is returned.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        self.server
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("server.listen", format!("not an IP:port address ({e})")))?;
+        let s = &self.server;
+        range("server.worker_threads", s.worker_threads as u64, 0, 1024)?;
+        range(
+            "server.max_connections",
+            s.max_connections as u64,
+            1,
+            1_000_000,
+        )?;
+        range(
+            "server.max_query_bytes",
+            s.max_query_bytes as u64,
+            256,
+            64 * KIB - 2,
+        )?;
+        range(
+            "server.max_context_bytes",
+            s.max_context_bytes as u64,
+            2,
+            64 * KIB,
+        )?;
+        range(
+            "server.max_header_bytes",
+            s.max_header_bytes as u64,
+            KIB,
+            1024 * KIB,
+        )?;
+        range(
+            "server.max_body_bytes",
+            s.max_body_bytes as u64,
+            1,
+            64 * 1024 * KIB,
+        )?;
+        range(
+            "server.header_read_timeout_ms",
+            s.header_read_timeout_ms,
+            1,
+            HOUR_MS,
+        )?;
+        range(
+            "server.keepalive_idle_timeout_ms",
+            s.keepalive_idle_timeout_ms,
+            1,
+            24 * HOUR_MS,
+        )?;
+        range(
+            "server.shutdown_timeout_ms",
+            s.shutdown_timeout_ms,
+            0,
+            HOUR_MS,
+        )?;
+
+        if self.upstream.url == crate::upstream::EMBEDDED {
+            let e = &self.embedded;
+            if e.flags_file.is_empty() {
+                return Err(invalid("embedded.flags_file", "must name a file".into()));
+            }
+            if e.deployment_keys.is_empty() {
+                return Err(invalid(
+                    "embedded.deployment_keys",
+                    "must list at least one key".into(),
+                ));
+            }
+            if let Some(bad) = e
+                .deployment_keys
+                .iter()
+                .find(|k| k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                return Err(invalid(
+                    "embedded.deployment_keys",
+                    format!("`{bad}` is not a key (visible ASCII, no spaces)"),
+                ));
+            }
+            range(
+                "embedded.reload_interval_ms",
+                e.reload_interval_ms,
+                10,
+                24 * HOUR_MS,
+            )?;
+        } else {
+            upstream_base(&self.upstream.url)?;
+        }
+        let u = &self.upstream;
+        range("upstream.timeout_ms", u.timeout_ms, 1, HOUR_MS)?;
+        range(
+            "upstream.connect_timeout_ms",
+            u.connect_timeout_ms,
+            1,
+            HOUR_MS,
+        )?;
+        range("upstream.max_inflight", u.max_inflight as u64, 1, 1_000_000)?;
+        range(
+            "upstream.pool_idle_timeout_ms",
+            u.pool_idle_timeout_ms,
+            1,
+            24 * HOUR_MS,
+        )?;
+        range(
+            "upstream.pool_max_idle_per_host",
+            u.pool_max_idle_per_host as u64,
+            0,
+            100_000,
+        )?;
+        range(
+            "upstream.max_response_bytes",
+            u.max_response_bytes as u64,
+            KIB,
+            GIB,
+        )?;
+
+        range(
+            "cache.max_bytes",
+            self.cache.max_bytes,
+            64 * KIB,
+            1024 * GIB,
+        )?;
+        // moka panics on a TTL beyond 1,000 years; one year is already absurd for flags.
+        range("cache.ttl_s", self.cache.ttl_s, 1, YEAR_S)?;
+        range("cache.flags_ttl_s", self.cache.flags_ttl_s, 1, YEAR_S)?;
+        range("cache.max_ttl_s", self.cache.max_ttl_s, 1, YEAR_S)?;
+        range(
+            "cache.stale_while_revalidate_s",
+            self.cache.stale_while_revalidate_s,
+            0,
+            YEAR_S,
+        )?;
+        range(
+            "cache.stale_if_error_s",
+            self.cache.stale_if_error_s,
+            0,
+            YEAR_S,
+        )?;
+        range("cache.negative_ttl_s", self.cache.negative_ttl_s, 0, 3600)?;
+        if !self.admin.listen.is_empty() {
+            let admin: SocketAddr =
+                self.admin.listen.parse().map_err(|e| {
+                    invalid("admin.listen", format!("not an IP:port address ({e})"))
+                })?;
+            if admin.port() == self.listen_addr().port() && admin.port() != 0 {
+                return Err(invalid(
+                    "admin.listen",
+                    "must not use the port of server.listen".into(),
+                ));
+            }
+        }
+        range(
+            "admin.ready_upstream_window_s",
+            self.admin.ready_upstream_window_s,
+            1,
+            24 * 3600,
+        )?;
+        if self.admin.token.chars().any(|c| !c.is_ascii_graphic()) {
+            return Err(invalid(
+                "admin.token",
+                "must be visible ASCII without spaces".into(),
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(invalid("log.level", format!("not a log filter ({e})")));
+        }
+        if !self.invalidation.flags_url.is_empty() {
+            upstream_base(&self.invalidation.flags_url).map_err(|e| match e {
+                ConfigError::Invalid { problem, .. } => invalid("invalidation.flags_url", problem),
+                other => other,
+            })?;
+            range(
+                "invalidation.poll_interval_s",
+                self.invalidation.poll_interval_s,
+                1,
+                24 * 3600,
+            )?;
+        }
+        if !(0.0..=1.0).contains(&self.access_log.sample_rate) {
+            return Err(invalid(
+                "access_log.sample_rate",
+                format!(
+                    "must be between 0.0 and 1.0 (got {})",
+                    self.access_log.sample_rate
+                ),
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// Parses and checks an upstream base URL; returns it without a trailing slash.
+pub fn upstream_base(url: &str) -> Result<String, ConfigError> {
+    let bad = |problem: String| invalid("upstream.url", problem);
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| bad(format!("`{url}` is not a URL ({e})")))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(bad(format!("`{url}` must start with http:// or https://"))),
+    }
+    if uri.authority().is_none() {
+        return Err(bad(format!("`{url}` has no host")));
+    }
+    if uri.query().is_some() {
+        return Err(bad(format!("`{url}` must not have a query")));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+fn invalid(key: &'static str, problem: String) -> ConfigError {
+    ConfigError::Invalid { key, problem }
+}
+
+fn range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(
+            key,
+            format!("must be between {min} and {max} (got {value})"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! The request pipeline: normalize → cache → (coalesced) upstream → response.
+//!
+//! [`Gateway::handle`] is the whole data plane as one async function over any request
+//! body, so tests and benches can drive it in-process; [`crate::server`] wires it to
+//! sockets. Here: the shared state, routing, passthrough and the upstream exchange;
+//! [`lookup`] answers cacheable requests (fresh, stale, coalesced fetch); [`purge`] drops
+//! entries.
+
+mod lookup;
+mod purge;
+
+pub use purge::PurgeScope;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::access_log;
+use crate::cache::ResponseCache;
+use crate::coalesce::Flights;
+use crate::config::{Config, ConfigError};
+use crate::embedded::Embedded;
+use crate::error::{GatewayError, UpstreamError};
+use crate::key::CacheKey;
+use crate::live::LiveSettings;
+use crate::metrics::{Metrics, UpstreamOutcome};
+use crate::normalize::{self, Decision, Rejection};
+use crate::response::{self, CacheStatus};
+use crate::upstream::{self, Upstream, UpstreamResponse};
+
+/// What [`Gateway::route`] hands back: the response, how the cache answered (`None` for
+/// errors before routing), and the key when the request was cacheable.
+type Routed = (
+    Response<response::Body>,
+    Option<CacheStatus>,
+    Option<CacheKey>,
+);
+
+/// The gateway's shared state. Cloning is cheap (one `Arc`).
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    /// What a SIGHUP may change: limits, lifetimes, access log (read per request).
+    live: LiveSettings,
+    cache: ResponseCache,
+    upstream: Upstream,
+    flights: Flights,
+    metrics: Metrics,
+    /// Deployment keys with stored answers, oldest first (bounded); a short std lock taken
+    /// on the miss path only.
+    deployments: std::sync::Mutex<std::collections::VecDeque<String>>,
+    /// Permits for upstream requests in flight (`upstream.max_inflight`).
+    inflight: Arc<Semaphore>,
+    /// Bumped whenever what the upstream answers may have changed wholesale (embedded
+    /// flags reloaded). A fetch that started under an older generation is not stored.
+    generation: AtomicU64,
+}
+
+impl Gateway {
+    /// Builds the gateway from a validated config.
+    pub fn new(config: Config) -> Result<Gateway, ConfigError> {
+        let upstream = if config.upstream.url == upstream::EMBEDDED {
+            let e = &config.embedded;
+            let engine =
+                Embedded::load(Path::new(&e.flags_file), &e.deployment_keys).map_err(|err| {
+                    ConfigError::Invalid {
+                        key: "embedded.flags_file",
+                        problem: err.to_string(),
+                    }
+                })?;
+            Upstream::embedded(&config.upstream, engine)
+        } else {
+            Upstream::http(&config.upstream)?
+        };
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                cache: ResponseCache::new(&config.cache),
+                inflight: Arc::new(Semaphore::new(config.upstream.max_inflight)),
+                flights: Flights::default(),
+                metrics: Metrics::new(),
+                deployments: Default::default(),
+                generation: AtomicU64::new(0),
+                upstream,
+                live: LiveSettings::new(&config),
+                config,
+            }),
+        })
+    }
+
+    /// The configuration as loaded at start; [`Gateway::live`] has what SIGHUP changed.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The settings that change while running.
+    pub fn live(&self) -> &LiveSettings {
+        &self.inner.live
+    }
+
+    pub fn cache(&self) -> &ResponseCache {
+        &self.inner.cache
+    }
+
+    /// The upstream (HTTP or embedded).
+    pub fn upstream(&self) -> &Upstream {
+        &self.inner.upstream
+    }
+
+    /// The metrics this gateway records.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Upstream fetches in progress (coalesced misses count once).
+    pub fn flights_in_progress(&self) -> usize {
+        self.inner.flights.len()
+    }
+
+    /// Answers one request. Never fails: every error becomes a response.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<response::Body>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let started = Instant::now();
+        let family = normalize::family(request.uri().path());
+        let (response, cache, key) = self.route(request).await;
+        let elapsed = started.elapsed();
+        let deployment = key.as_ref().map(CacheKey::deployment);
+        let metrics = &self.inner.metrics;
+        metrics.request(family, cache, response.status(), elapsed, deployment);
+        if let (Some(key), Some(cache)) = (&key, cache) {
+            metrics.lookup(key, cache);
+        }
+        let access_log = self.inner.live.access_log();
+        if access_log.enabled() {
+            access_log.record(&access_log::Entry {
+                route: family,
+                status: response.status(),
+                cache,
+                elapsed,
+                deployment,
+            });
+        }
+        response
+    }
+
+    async fn route<B>(&self, request: Request<B>) -> Routed
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let live = &self.inner.live;
+        if header_bytes(request.headers()) > live.max_header_bytes() {
+            return (
+                response::error(&GatewayError::HeadersTooLarge, None),
+                None,
+                None,
+            );
+        }
+        let target_len = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |pq| pq.as_str().len());
+        if target_len > live.max_query_bytes() {
+            return (response::error(&GatewayError::UriTooLong, None), None, None);
+        }
+        let (parts, body) = request.into_parts();
+        let body = match self.read_body(body).await {
+            Ok(body) => body,
+            Err(err) => {
+                return (
+                    response::error(&err, Some(CacheStatus::Bypass)),
+                    Some(CacheStatus::Bypass),
+                    None,
+                );
+            }
+        };
+        let decision = normalize::normalize(
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+            &parts.headers,
+            &body,
+            &live.limits(),
+        );
+        match decision {
+            Some(Decision::Cache(key)) => {
+                let head = parts.method == Method::HEAD;
+                let (response, cache) = self.cached(key.clone(), head).await;
+                (response, Some(cache), Some(key))
+            }
+            Some(Decision::Bypass(reason)) => {
+                tracing::trace!(reason = reason.as_str(), "bypass");
+                let response = self.passthrough(parts, body).await;
+                (response, Some(CacheStatus::Bypass), None)
+            }
+            None => {
+                let response = self.passthrough(parts, body).await;
+                (response, Some(CacheStatus::Bypass), None)
+            }
+            Some(Decision::Reject(Rejection::ContextTooLong)) => {
+                let response =
+                    response::error(&GatewayError::ContextTooLong, Some(CacheStatus::Bypass));
+                (response, Some(CacheStatus::Bypass), None)
+            }
+        }
+    }
+
+    /// Reads a request body within `server.max_body_bytes`; an empty body costs nothing.
+    async fn read_body<B>(&self, body: B) -> Result<Bytes, GatewayError>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        if body.is_end_stream() {
+            return Ok(Bytes::new());
+        }
+        Limited::new(body, self.inner.live.max_body_bytes())
+            .collect()
+            .await
+            .map(|collected| collected.to_bytes())
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    GatewayError::BodyTooLarge
+                } else {
+                    GatewayError::BodyRead
+                }
+            })
+    }
+
+    /// Forwards a request as is (method, path, query, body, end-to-end headers) and
+    /// relays the answer, storing nothing.
+    async fn passthrough(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+    ) -> Response<response::Body> {
+        match self.forward(parts, body).await {
+            Ok(upstream) => response::relayed(
+                upstream.status,
+                &upstream.headers,
+                upstream.body,
+                CacheStatus::Bypass,
+            ),
+            Err(err) => response::error(&err, Some(CacheStatus::Bypass)),
+        }
+    }
+
+    async fn forward(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+    ) -> Result<UpstreamResponse, GatewayError> {
+        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut builder = Request::builder()
+            .method(parts.method)
+            .uri(format!("{}{pq}", self.inner.upstream.base()));
+        let headers = builder.headers_mut().expect("fresh builder");
+        response::copy_end_to_end(&parts.headers, headers);
+        headers.remove(header::HOST);
+        headers.remove(header::CONTENT_LENGTH);
+        let request = builder
+            .body(body)
+            .map_err(|_| GatewayError::Unforwardable)?;
+        self.exchange(request).await
+    }
+
+    /// One upstream request within `upstream.max_inflight`, timed and counted.
+    async fn exchange(&self, request: Request<Bytes>) -> Result<UpstreamResponse, GatewayError> {
+        let permit = self
+            .inner
+            .inflight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::Overloaded)?;
+        let metrics = &self.inner.metrics;
+        metrics.inflight(1);
+        let started = Instant::now();
+        let result = self.inner.upstream.send(request).await;
+        let outcome = match &result {
+            Ok(r) => UpstreamOutcome::Status(r.status.as_u16()),
+            Err(UpstreamError::Connect(_)) => UpstreamOutcome::Connect,
+            Err(UpstreamError::Timeout) => UpstreamOutcome::Timeout,
+            Err(_) => UpstreamOutcome::Invalid,
+        };
+        metrics.upstream(outcome, started.elapsed());
+        metrics.inflight(-1);
+        drop(permit);
+        Ok(result?)
+    }
+}
+
+/// The answer to a HEAD: the GET's headers, its `Content-Length`, no body.
+fn without_body(response: Response<response::Body>) -> Response<response::Body> {
+    let (mut parts, body) = response.into_parts();
+    let len = body.size_hint().exact().unwrap_or(0);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Response::from_parts(parts, response::Body::default())
+}
+
+/// Total bytes of header names and values.
+fn header_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum()
+}
