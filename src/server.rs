@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -181,38 +181,38 @@ async fn serve_public(
     }
 }
 
-/// Activity on one connection, for the keep-alive idle timeout.
+/// Activity on one connection, for the keep-alive idle timeout. Counters only: the hit
+/// path reads no clock for it.
+#[derive(Default)]
 struct Activity {
     in_flight: AtomicU32,
-    /// Whether any request has started on this connection.
-    seen: AtomicBool,
-    /// Milliseconds since `epoch` of the last request start or end.
-    last_ms: AtomicU64,
-    epoch: Instant,
+    /// Requests started on this connection so far.
+    started: AtomicU64,
 }
 
-impl Activity {
-    fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
+/// The idle watchdog of one connection. It wakes every `limits.idle` (before the first
+/// request: once `limits.first` has passed since the connection opened) and closes the
+/// connection when no request is in flight and none started since its last wake, so an
+/// idle keep-alive connection goes after between one and two idle timeouts.
+struct Watchdog {
+    opened: Instant,
+    seen_at_last_wake: u64,
+}
 
-    /// Time left before the connection counts as idle, or `None` if it is idle now.
-    /// Before its first request a connection gets `limits.first`, after it `limits.idle`.
-    fn idle_in(&self, limits: IdleLimits) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Some(limits.idle);
+impl Watchdog {
+    /// How long to sleep before the next check, or `None` to close now.
+    fn next(&mut self, activity: &Activity, limits: IdleLimits) -> Option<Duration> {
+        let started = activity.started.load(Ordering::Relaxed);
+        if started == 0 {
+            return limits
+                .first
+                .checked_sub(self.opened.elapsed())
+                .filter(|d| !d.is_zero());
         }
-        let timeout = if self.seen.load(Ordering::Relaxed) {
-            limits.idle
-        } else {
-            limits.first
-        };
-        let since = self
-            .epoch
-            .elapsed()
-            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)));
-        timeout.checked_sub(since).filter(|d| !d.is_zero())
+        let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
+        let quiet = !busy && started == self.seen_at_last_wake;
+        self.seen_at_last_wake = started;
+        (!quiet).then_some(limits.idle)
     }
 }
 
@@ -231,7 +231,6 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -243,18 +242,17 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
     limits: IdleLimits,
 ) {
-    let activity = Arc::new(Activity {
-        in_flight: AtomicU32::new(0),
-        seen: AtomicBool::new(false),
-        last_ms: AtomicU64::new(0),
-        epoch: Instant::now(),
-    });
+    let activity = Arc::new(Activity::default());
+    let mut watchdog = Watchdog {
+        opened: Instant::now(),
+        seen_at_last_wake: 0,
+    };
     let service = {
         let activity = activity.clone();
         service_fn(move |request| {
             let gateway = gateway.clone();
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
-            activity.seen.store(true, Ordering::Relaxed);
+            activity.started.fetch_add(1, Ordering::Relaxed);
             let guard = InFlight(activity.clone());
             async move {
                 let response = gateway.handle(request).await;
@@ -285,8 +283,8 @@ async fn serve_connection(
                     conn.as_mut().graceful_shutdown();
                 }
             }
-            () = &mut idle, if !draining => match activity.idle_in(limits) {
-                Some(left) => idle.as_mut().reset(Instant::now() + left),
+            () = &mut idle, if !draining => match watchdog.next(&activity, limits) {
+                Some(next) => idle.as_mut().reset(Instant::now() + next),
                 None => {
                     draining = true;
                     conn.as_mut().graceful_shutdown();

@@ -26,8 +26,8 @@ impl Gateway {
         &self,
         key: CacheKey,
         head: bool,
+        now: Instant,
     ) -> (Response<response::Body>, CacheStatus) {
-        let now = Instant::now();
         let cache = &self.inner.live.cache();
         let mut fallback = None;
         if let Some(entry) = self.inner.cache.get(&key).await {

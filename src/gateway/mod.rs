@@ -135,7 +135,7 @@ impl Gateway {
     {
         let started = Instant::now();
         let family = normalize::family(request.uri().path());
-        let (response, cache, key) = self.route(request).await;
+        let (response, cache, key) = self.route(request, started).await;
         let elapsed = started.elapsed();
         let deployment = key.as_ref().map(CacheKey::deployment);
         let metrics = &self.inner.metrics;
@@ -156,7 +156,8 @@ impl Gateway {
         response
     }
 
-    async fn route<B>(&self, request: Request<B>) -> Routed
+    /// `now` is when the request arrived (one clock read serves the whole request).
+    async fn route<B>(&self, request: Request<B>, now: Instant) -> Routed
     where
         B: Body<Data = Bytes> + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -198,7 +199,7 @@ impl Gateway {
         match decision {
             Some(Decision::Cache(key)) => {
                 let head = parts.method == Method::HEAD;
-                let (response, cache) = self.cached(key.clone(), head).await;
+                let (response, cache) = self.cached(key.clone(), head, now).await;
                 (response, Some(cache), Some(key))
             }
             Some(Decision::Bypass(reason)) => {

@@ -29,11 +29,12 @@ pub fn raw_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
 /// Decodes one form-urlencoded component.
 pub fn decode(raw: &str) -> Result<Cow<'_, str>, InvalidUtf8> {
     let bytes = raw.as_bytes();
-    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
+    let Some(first) = bytes.iter().position(|&b| b == b'%' || b == b'+') else {
         return Ok(Cow::Borrowed(raw));
-    }
+    };
     let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
+    out.extend_from_slice(&bytes[..first]);
+    let mut i = first;
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
@@ -44,7 +45,16 @@ pub fn decode(raw: &str) -> Result<Cow<'_, str>, InvalidUtf8> {
                 }
                 _ => out.push(b'%'),
             },
-            b => out.push(b),
+            _ => {
+                // Copy the run up to the next escape in one go.
+                let run = bytes[i..]
+                    .iter()
+                    .position(|&b| b == b'%' || b == b'+')
+                    .unwrap_or(bytes.len() - i);
+                out.extend_from_slice(&bytes[i..i + run]);
+                i += run;
+                continue;
+            }
         }
         i += 1;
     }
@@ -67,13 +77,25 @@ fn hex(b: Option<&u8>) -> Option<u8> {
 /// equal canonical queries.
 pub fn encode_into(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
+    let unreserved = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // Copy a run of characters that stay as they are in one go. A run is ASCII, so
+        // it starts and ends on character boundaries.
+        let run = bytes[i..]
+            .iter()
+            .position(|b| !unreserved(b))
+            .unwrap_or(bytes.len() - i);
+        if run > 0 {
+            out.push_str(&s[i..i + run]);
+            i += run;
+        }
+        if let Some(&b) = bytes.get(i) {
             out.push('%');
             out.push(HEX[(b >> 4) as usize] as char);
             out.push(HEX[(b & 15) as usize] as char);
+            i += 1;
         }
     }
 }

@@ -84,7 +84,7 @@ fn write_level(out: &mut String, json: &str, level: Level) -> Result<bool, UserE
             out.push(',');
         }
         // Names are re-escaped from their decoded form: `"user_\u0069d"` is `user_id`.
-        out.push_str(&serde_json::to_string(name.as_ref()).expect("string serializes"));
+        push_json_string(out, name);
         out.push(':');
         let raw = value.get();
         match level.child(name) {
@@ -96,6 +96,18 @@ fn write_level(out: &mut String, json: &str, level: Level) -> Result<bool, UserE
     }
     out.push('}');
     Ok(members.is_empty())
+}
+
+/// Writes `s` as a JSON string, as serde_json would: most names need no escaping and are
+/// copied as they are.
+fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).expect("strings serialize"));
+    }
 }
 
 /// Tells apart "valid JSON but not an object" from "not JSON".
