@@ -51,12 +51,29 @@ pub fn run<'f>(
     order: &[usize],
     context: &Value,
 ) -> Result<Vec<(usize, &'f Variant)>, EvalError> {
+    // The bucketing key (`salt/value`) is built in a per-thread buffer: one allocation per
+    // thread instead of one per evaluation.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => run_with(flags, order, context, &mut scratch),
+        // Not reentrant in practice; a fresh buffer keeps it correct if it ever is.
+        Err(_) => run_with(flags, order, context, &mut String::new()),
+    })
+}
+
+fn run_with<'f>(
+    flags: &'f Flags,
+    order: &[usize],
+    context: &Value,
+    scratch: &mut String,
+) -> Result<Vec<(usize, &'f Variant)>, EvalError> {
     let mut decided = Decided {
         flags,
         by_flag: vec![None; flags.flags.len()],
         order: Vec::with_capacity(order.len()),
     };
-    let mut scratch = String::new();
     let cache: Vec<Slot> = (0..flags.cache_slots).map(|_| Slot::default()).collect();
     for &i in order {
         let target = Target {
@@ -64,7 +81,7 @@ pub fn run<'f>(
             results: &decided,
             cache: &cache,
         };
-        if let Some(variant) = evaluate_flag(&flags.flags[i], &target, &mut scratch)? {
+        if let Some(variant) = evaluate_flag(&flags.flags[i], &target, scratch)? {
             decided.by_flag[i] = Some(variant);
             decided.order.push(i);
         }

@@ -217,7 +217,18 @@ pub fn evaluate_json(
 ) -> Result<Vec<u8>, EvalError> {
     let order = flags.order(flag_keys)?;
     let decided = engine::run(flags, &order, context)?;
-    let mut out = Vec::with_capacity(64 * decided.len() + 2);
+    // Sized exactly up front: the answer is built without reallocating.
+    let size: usize = decided
+        .iter()
+        .map(|(i, v)| {
+            flags.flags[*i].key_json.len()
+                + v.v2_json
+                    .len()
+                    .max(v.v1_json.as_ref().map_or(0, |j| j.len()))
+                + 2
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size + 2);
     out.push(b'{');
     for (i, variant) in decided {
         let json = match shape {
