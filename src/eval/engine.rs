@@ -17,32 +17,40 @@ use super::model::{Flag, Variant};
 use super::select::{Results, Slot, Target};
 use super::{EvalError, Flags};
 
-/// The flags decided so far, by flag index.
-struct Decided<'f> {
+/// The flags decided so far: by flag index, and in the order they were decided.
+struct Decided<'f, 'b> {
     flags: &'f Flags,
-    by_flag: Vec<Option<&'f Variant>>,
-    order: Vec<usize>,
+    by_flag: &'b mut [Option<&'f Variant>],
+    results: Vec<(usize, &'f Variant)>,
 }
 
-impl<'a, 'f: 'a> Results<'a> for Decided<'f> {
+impl<'a, 'f: 'a> Results<'a> for Decided<'f, '_> {
     fn get(&self, flag_key: &str) -> Option<&'a Value> {
-        let i = *self.flags.index.get(flag_key)?;
+        // A small deployment is scanned (no hashing); a large one uses the index.
+        let i = if self.flags.flags.len() <= STACK_FLAGS {
+            let (len, first) = (flag_key.len(), flag_key.as_bytes().first());
+            self.flags.flags.iter().position(|f| {
+                f.key.len() == len && f.key.as_bytes().first() == first && f.key == flag_key
+            })?
+        } else {
+            *self.flags.index.get(flag_key)?
+        };
         self.by_flag[i].map(|v| &v.value)
     }
 
     fn to_value(&self) -> Value {
         let mut map = Map::new();
-        for (i, variant) in js_order(
-            self.flags,
-            self.order
-                .iter()
-                .map(|&i| (i, self.by_flag[i].expect("decided"))),
-        ) {
+        for (i, variant) in js_order(self.flags, self.results.clone()) {
             map.insert(self.flags.flags[i].key.clone(), variant.value.clone());
         }
         Value::Object(map)
     }
 }
+
+/// Deployments up to this many flags, and up to this many distinct selectors, evaluate
+/// with their per-evaluation tables on the stack instead of the heap.
+const STACK_FLAGS: usize = 32;
+const STACK_SLOTS: usize = 8;
 
 /// Evaluates the flags at `order` (indices, parents first) for `context`. Returns each
 /// decided flag's index and variant in the order the JS results object lists them.
@@ -69,37 +77,49 @@ fn run_with<'f>(
     context: &Value,
     scratch: &mut String,
 ) -> Result<Vec<(usize, &'f Variant)>, EvalError> {
+    let n = flags.flags.len();
+    let mut on_stack = [None; STACK_FLAGS];
+    let mut on_heap = Vec::new();
+    let by_flag: &mut [Option<&Variant>] = if n <= STACK_FLAGS {
+        &mut on_stack[..n]
+    } else {
+        on_heap.resize(n, None);
+        &mut on_heap
+    };
+    let stack_slots: [Slot; STACK_SLOTS];
+    let heap_slots: Vec<Slot>;
+    let cache: &[Slot] = if flags.cache_slots <= STACK_SLOTS {
+        stack_slots = std::array::from_fn(|_| Slot::default());
+        &stack_slots[..flags.cache_slots]
+    } else {
+        heap_slots = (0..flags.cache_slots).map(|_| Slot::default()).collect();
+        &heap_slots
+    };
     let mut decided = Decided {
         flags,
-        by_flag: vec![None; flags.flags.len()],
-        order: Vec::with_capacity(order.len()),
+        by_flag,
+        results: Vec::with_capacity(order.len()),
     };
-    let cache: Vec<Slot> = (0..flags.cache_slots).map(|_| Slot::default()).collect();
     for &i in order {
         let target = Target {
             context,
             results: &decided,
-            cache: &cache,
+            cache,
         };
         if let Some(variant) = evaluate_flag(&flags.flags[i], &target, scratch)? {
             decided.by_flag[i] = Some(variant);
-            decided.order.push(i);
+            decided.results.push((i, variant));
         }
     }
-    let Decided { by_flag, order, .. } = decided;
-    Ok(js_order(
-        flags,
-        order.into_iter().map(|i| (i, by_flag[i].expect("decided"))),
-    ))
+    Ok(js_order(flags, decided.results))
 }
 
 /// JS objects list array-index keys first (a flag named "42"), then the rest in insertion
 /// order.
 fn js_order<'f>(
     flags: &Flags,
-    results: impl Iterator<Item = (usize, &'f Variant)>,
+    mut results: Vec<(usize, &'f Variant)>,
 ) -> Vec<(usize, &'f Variant)> {
-    let mut results: Vec<_> = results.collect();
     if results
         .iter()
         .any(|&(i, _)| flags.flags[i].order_rank != u64::MAX)

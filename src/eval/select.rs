@@ -181,7 +181,11 @@ const SCAN_LIMIT: usize = 8;
 pub fn child<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
     match value {
         Value::Object(map) if map.len() <= SCAN_LIMIT => {
-            map.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+            // Length and first byte rule out almost every other member without a memcmp.
+            let (len, first) = (key.len(), key.as_bytes().first());
+            map.iter()
+                .find(|(k, _)| k.len() == len && k.as_bytes().first() == first && *k == key)
+                .map(|(_, v)| v)
         }
         Value::Object(map) => map.get(key),
         Value::Array(items) if coerce::is_array_index(key) => items.get(key.parse::<usize>().ok()?),
