@@ -9,7 +9,7 @@
 
 use http::{HeaderMap, Method};
 
-use super::{BypassReason, Decision, QueryWriter, flag_set, keyed_headers, known_params};
+use super::{BypassReason, Decision, QueryWriter, flag_set, known_params, read_only_head};
 use crate::key::{CacheKey, RouteFamily};
 
 pub const SDK_V2_FLAGS: &str = "/sdk/v2/flags";
@@ -22,10 +22,7 @@ pub fn flags(
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Decision {
-    if method != Method::GET && method != Method::HEAD {
-        return Decision::Bypass(BypassReason::Method);
-    }
-    let (deployment, track) = match keyed_headers(headers) {
+    let (deployment, track) = match read_only_head(method, headers) {
         Ok(h) => h,
         Err(reason) => return Decision::Bypass(reason),
     };

@@ -151,6 +151,18 @@ pub fn family(path: &str) -> Option<RouteFamily> {
     })
 }
 
+/// The checks of a read-only route (GET or HEAD) before its parameters: the method, then
+/// [`keyed_headers`].
+fn read_only_head<'h>(
+    method: &Method,
+    headers: &'h HeaderMap,
+) -> Result<(&'h str, Option<&'h str>), BypassReason> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(BypassReason::Method);
+    }
+    keyed_headers(headers)
+}
+
 /// The checks every cacheable route makes on its headers: the deployment key, the track
 /// header, exposure tracking. Returns `(deployment, X-Amp-Exp-Track)`.
 fn keyed_headers(headers: &HeaderMap) -> Result<(&str, Option<&str>), BypassReason> {

@@ -11,8 +11,8 @@
 use http::{HeaderMap, Method};
 
 use super::{
-    BypassReason, Decision, Limits, QueryWriter, Rejection, flag_set, keyed_headers, known_params,
-    nonempty, user,
+    BypassReason, Decision, Limits, QueryWriter, Rejection, flag_set, known_params, nonempty,
+    read_only_head, user,
 };
 use crate::config::FlagKeysParam;
 use crate::key::{CacheKey, RouteFamily};
@@ -27,10 +27,7 @@ pub fn v1_vardata(
     headers: &HeaderMap,
     limits: &Limits,
 ) -> Decision {
-    if method != Method::GET && method != Method::HEAD {
-        return Decision::Bypass(BypassReason::Method);
-    }
-    let (deployment, track) = match keyed_headers(headers) {
+    let (deployment, track) = match read_only_head(method, headers) {
         Ok(h) => h,
         Err(reason) => return Decision::Bypass(reason),
     };
