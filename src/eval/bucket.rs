@@ -91,7 +91,7 @@ mod tests {
     use serde_json::json;
 
     fn outcome(key: &str) -> Outcome {
-        Some(Box::new(Variant::new(json!({ "key": key }))))
+        Some(Box::new(Variant::new("\"f\"", json!({ "key": key }))))
     }
 
     fn picked(b: &Bucket, hash: u32) -> Option<String> {

@@ -336,7 +336,7 @@ fn matches_is<S: AsRef<str>>(x: &str, list: &[S], list_has_booleans: bool) -> bo
     if list_has_booleans && is_boolean(x) {
         return list.iter().any(|v| v.as_ref().eq_ignore_ascii_case(x));
     }
-    list.iter().any(|v| v.as_ref() == x)
+    list.iter().any(|v| super::select::same(v.as_ref(), x))
 }
 
 /// `s.toLowerCase()` is `true` or `false`. No non-ASCII character lowercases to an ASCII

@@ -14,24 +14,54 @@ use serde_json::{Map, Value};
 use super::bucket::Bucketed;
 use super::condition::Condition;
 use super::model::{Flag, Variant};
-use super::select::{Results, Slot, Target};
+use super::select::{Results, Slot, Target, same};
 use super::{EvalError, Flags};
 
-/// The flags decided so far: by flag index, and in the order they were decided.
+/// The flags decided so far, by flag index. Flags are evaluated in `order`, so walking
+/// `order` and skipping the undecided lists them in the order they were decided.
 struct Decided<'f, 'b> {
     flags: &'f Flags,
+    order: &'b [usize],
     by_flag: &'b mut [Option<&'f Variant>],
-    results: Vec<(usize, &'f Variant)>,
+}
+
+impl<'f> Decided<'f, '_> {
+    fn iter(&self) -> impl Iterator<Item = (usize, &'f Variant)> + '_ {
+        self.order
+            .iter()
+            .filter_map(|&i| self.by_flag[i].map(|variant| (i, variant)))
+    }
+}
+
+/// The outcome of one evaluation, borrowed from the evaluation's own tables (no list is
+/// allocated for it).
+pub struct Decisions<'f, 'b> {
+    decided: &'b Decided<'f, 'b>,
+}
+
+impl<'f> Decisions<'f, '_> {
+    /// Each decided flag's index and variant, in the order the JS results object lists
+    /// them: array-index keys ("42") first, then the order of decision.
+    pub fn for_each(&self, mut f: impl FnMut(usize, &'f Variant)) {
+        let flags = self.decided.flags;
+        if flags.any_index_keys {
+            let mut sorted: Vec<(usize, &'f Variant)> = self.decided.iter().collect();
+            sorted.sort_by_key(|&(i, _)| flags.flags[i].order_rank);
+            sorted.into_iter().for_each(|(i, v)| f(i, v));
+        } else {
+            self.decided.iter().for_each(|(i, v)| f(i, v));
+        }
+    }
 }
 
 impl<'a, 'f: 'a> Results<'a> for Decided<'f, '_> {
     fn get(&self, flag_key: &str) -> Option<&'a Value> {
         // A small deployment is scanned (no hashing); a large one uses the index.
         let i = if self.flags.flags.len() <= STACK_FLAGS {
-            let (len, first) = (flag_key.len(), flag_key.as_bytes().first());
-            self.flags.flags.iter().position(|f| {
-                f.key.len() == len && f.key.as_bytes().first() == first && f.key == flag_key
-            })?
+            self.flags
+                .flags
+                .iter()
+                .position(|f| same(&f.key, flag_key))?
         } else {
             *self.flags.index.get(flag_key)?
         };
@@ -40,9 +70,9 @@ impl<'a, 'f: 'a> Results<'a> for Decided<'f, '_> {
 
     fn to_value(&self) -> Value {
         let mut map = Map::new();
-        for (i, variant) in js_order(self.flags, self.results.clone()) {
+        Decisions { decided: self }.for_each(|i, variant| {
             map.insert(self.flags.flags[i].key.clone(), variant.value.clone());
-        }
+        });
         Value::Object(map)
     }
 }
@@ -52,31 +82,33 @@ impl<'a, 'f: 'a> Results<'a> for Decided<'f, '_> {
 const STACK_FLAGS: usize = 32;
 const STACK_SLOTS: usize = 8;
 
-/// Evaluates the flags at `order` (indices, parents first) for `context`. Returns each
-/// decided flag's index and variant in the order the JS results object lists them.
-pub fn run<'f>(
+/// Evaluates the flags at `order` (indices, parents first) for `context`, and hands the
+/// outcome to `emit`.
+pub fn run<'f, R>(
     flags: &'f Flags,
     order: &[usize],
     context: &Value,
-) -> Result<Vec<(usize, &'f Variant)>, EvalError> {
+    emit: impl FnOnce(&Decisions<'f, '_>) -> R,
+) -> Result<R, EvalError> {
     // The bucketing key (`salt/value`) is built in a per-thread buffer: one allocation per
     // thread instead of one per evaluation.
     thread_local! {
         static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     }
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut scratch) => run_with(flags, order, context, &mut scratch),
+        Ok(mut scratch) => run_with(flags, order, context, &mut scratch, emit),
         // Not reentrant in practice; a fresh buffer keeps it correct if it ever is.
-        Err(_) => run_with(flags, order, context, &mut String::new()),
+        Err(_) => run_with(flags, order, context, &mut String::new(), emit),
     })
 }
 
-fn run_with<'f>(
+fn run_with<'f, R>(
     flags: &'f Flags,
     order: &[usize],
     context: &Value,
     scratch: &mut String,
-) -> Result<Vec<(usize, &'f Variant)>, EvalError> {
+    emit: impl FnOnce(&Decisions<'f, '_>) -> R,
+) -> Result<R, EvalError> {
     let n = flags.flags.len();
     let mut on_stack = [None; STACK_FLAGS];
     let mut on_heap = Vec::new();
@@ -95,10 +127,10 @@ fn run_with<'f>(
         heap_slots = (0..flags.cache_slots).map(|_| Slot::default()).collect();
         &heap_slots
     };
-    let mut decided = Decided {
+    let decided = Decided {
         flags,
+        order,
         by_flag,
-        results: Vec::with_capacity(order.len()),
     };
     for &i in order {
         let target = Target {
@@ -108,25 +140,9 @@ fn run_with<'f>(
         };
         if let Some(variant) = evaluate_flag(&flags.flags[i], &target, scratch)? {
             decided.by_flag[i] = Some(variant);
-            decided.results.push((i, variant));
         }
     }
-    Ok(js_order(flags, decided.results))
-}
-
-/// JS objects list array-index keys first (a flag named "42"), then the rest in insertion
-/// order.
-fn js_order<'f>(
-    flags: &Flags,
-    mut results: Vec<(usize, &'f Variant)>,
-) -> Vec<(usize, &'f Variant)> {
-    if results
-        .iter()
-        .any(|&(i, _)| flags.flags[i].order_rank != u64::MAX)
-    {
-        results.sort_by_key(|&(i, _)| flags.flags[i].order_rank);
-    }
-    results
+    Ok(emit(&Decisions { decided: &decided }))
 }
 
 /// The variant `flag` gives, or `None` when no segment yields one.

@@ -73,6 +73,8 @@ pub struct Flags {
     all: Result<Vec<usize>, String>,
     /// The number of distinct `context` selectors (see [`select::Interner`]).
     cache_slots: usize,
+    /// Whether a flag key is an array index ("42"), which JS lists first in results.
+    any_index_keys: bool,
 }
 
 impl Flags {
@@ -104,6 +106,7 @@ impl Flags {
         // JS walks `Object.keys(flags)`: array-index keys first (ascending), then file order.
         let mut start: Vec<usize> = (0..flags.len()).collect();
         start.sort_by_key(|&i| flags[i].order_rank);
+        let any_index_keys = flags.iter().any(|f| f.order_rank != u64::MAX);
         let mut interner = select::Interner::default();
         for flag in &mut flags {
             flag.intern(&mut interner);
@@ -115,6 +118,7 @@ impl Flags {
             parents,
             all,
             cache_slots: interner.len(),
+            any_index_keys,
         })
     }
 
@@ -190,11 +194,13 @@ pub fn evaluate(
     flag_keys: &[String],
 ) -> Result<Map<String, Value>, EvalError> {
     let order = flags.order(flag_keys)?;
-    let decided = engine::run(flags, &order, context)?;
-    Ok(decided
-        .into_iter()
-        .map(|(i, variant)| (flags.flags[i].key.clone(), variant.value.clone()))
-        .collect())
+    engine::run(flags, &order, context, |decided| {
+        let mut map = Map::new();
+        decided.for_each(|i, variant| {
+            map.insert(flags.flags[i].key.clone(), variant.value.clone());
+        });
+        map
+    })
 }
 
 /// The response body shapes [`evaluate_json`] writes.
@@ -216,37 +222,29 @@ pub fn evaluate_json(
     shape: Shape,
 ) -> Result<Vec<u8>, EvalError> {
     let order = flags.order(flag_keys)?;
-    let decided = engine::run(flags, &order, context)?;
-    // Sized exactly up front: the answer is built without reallocating.
-    let size: usize = decided
-        .iter()
-        .map(|(i, v)| {
-            flags.flags[*i].key_json.len()
-                + v.v2_json
-                    .len()
-                    .max(v.v1_json.as_ref().map_or(0, |j| j.len()))
-                + 2
-        })
-        .sum();
-    let mut out = Vec::with_capacity(size + 2);
-    out.push(b'{');
-    for (i, variant) in decided {
-        let json = match shape {
-            Shape::V2 => &*variant.v2_json,
-            Shape::V1 => match &variant.v1_json {
-                Some(json) => json,
-                None => continue,
-            },
-        };
-        if out.len() > 1 {
-            out.push(b',');
+    engine::run(flags, &order, context, |decided| {
+        fn member(variant: &model::Variant, shape: Shape) -> Option<&str> {
+            match shape {
+                Shape::V2 => Some(&variant.v2_member),
+                Shape::V1 => variant.v1_member.as_deref(),
+            }
         }
-        out.extend_from_slice(flags.flags[i].key_json.as_bytes());
-        out.push(b':');
-        out.extend_from_slice(json.as_bytes());
-    }
-    out.push(b'}');
-    Ok(out)
+        // Sized exactly up front: the answer is built without reallocating.
+        let mut size = 2;
+        decided.for_each(|_, variant| size += member(variant, shape).map_or(0, |m| m.len() + 1));
+        let mut out = Vec::with_capacity(size);
+        out.push(b'{');
+        decided.for_each(|_, variant| {
+            if let Some(member) = member(variant, shape) {
+                if out.len() > 1 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(member.as_bytes());
+            }
+        });
+        out.push(b'}');
+        out
+    })
 }
 
 #[cfg(test)]

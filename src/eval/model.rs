@@ -32,25 +32,45 @@ pub type Outcome = Option<Box<Variant>>;
 #[derive(Debug)]
 pub struct Variant {
     pub value: Value,
-    /// `value` as serde_json writes it.
-    pub v2_json: Box<str>,
-    /// The v1 form as serde_json writes it; `None` when v1 leaves the variant out.
-    pub v1_json: Option<Box<str>>,
+    /// The result member for this variant, `"<flag key>":<value>`, as serde_json writes
+    /// it: an answer is these members joined, one copy per flag.
+    pub v2_member: Box<str>,
+    /// The same for the v1 form; `None` when v1 leaves the variant out.
+    pub v1_member: Option<Box<str>>,
+    /// Where the value starts in the members.
+    #[cfg(test)]
+    value_at: usize,
 }
 
 impl Variant {
-    pub fn new(value: Value) -> Variant {
-        let json = |v: &Value| {
-            serde_json::to_string(v)
-                .expect("a Value serializes")
-                .into_boxed_str()
+    /// `flag_key_json` is the flag's key as a JSON string literal.
+    pub fn new(flag_key_json: &str, value: Value) -> Variant {
+        let member = |v: &Value| {
+            let mut out = String::with_capacity(flag_key_json.len() + 64);
+            out.push_str(flag_key_json);
+            out.push(':');
+            out.push_str(&serde_json::to_string(v).expect("a Value serializes"));
+            out.into_boxed_str()
         };
-        let v1_json = convert::v1_variant(&value).map(|v1| json(&v1));
         Variant {
-            v2_json: json(&value),
-            v1_json,
+            v1_member: convert::v1_variant(&value).map(|v1| member(&v1)),
+            v2_member: member(&value),
+            #[cfg(test)]
+            value_at: flag_key_json.len() + 1,
             value,
         }
+    }
+
+    /// `value` as serde_json writes it.
+    #[cfg(test)]
+    pub fn v2_json(&self) -> &str {
+        &self.v2_member[self.value_at..]
+    }
+
+    /// The v1 form as serde_json writes it.
+    #[cfg(test)]
+    pub fn v1_json(&self) -> Option<&str> {
+        self.v1_member.as_deref().map(|m| &m[self.value_at..])
     }
 }
 
@@ -58,8 +78,6 @@ impl Variant {
 #[derive(Debug)]
 pub struct Flag {
     pub key: String,
-    /// The key as a JSON string literal, for writing results.
-    pub key_json: String,
     /// The key's position among JS property keys: array-index keys (`"42"`) come first.
     pub order_rank: u64,
     pub segments: Vec<Segment>,
@@ -143,13 +161,20 @@ impl Flag {
                 return Err(format!("flag {key:?}: variant {name:?} is not an object"));
             }
         }
+        let key_json = serde_json::to_string(&key).expect("a string serializes");
         let flag_metadata = wire.metadata.as_ref();
         let segments = wire
             .segments
             .into_iter()
             .map(|s| {
                 let resolve = |variant: Option<&Value>| {
-                    outcome(&wire.variants, flag_metadata, s.metadata.as_ref(), variant)
+                    outcome(
+                        &key_json,
+                        &wire.variants,
+                        flag_metadata,
+                        s.metadata.as_ref(),
+                        variant,
+                    )
                 };
                 let bucket = s.bucket.map(|b| Bucket {
                     selector: b.selector,
@@ -183,7 +208,6 @@ impl Flag {
             })
             .collect();
         Ok(Flag {
-            key_json: serde_json::to_string(&key).expect("a string serializes"),
             order_rank: coerce::js_key_rank(&key),
             key,
             segments,
@@ -216,6 +240,7 @@ fn bound(range: &[f64], i: usize) -> f64 {
 /// metadata, in JS property order. `None` when the reference is absent or names no variant
 /// (the segment then falls through).
 fn outcome(
+    key_json: &str,
     variants: &Map<String, Value>,
     flag_metadata: Option<&Value>,
     segment_metadata: Option<&Value>,
@@ -240,7 +265,7 @@ fn outcome(
     result.insert("metadata".to_string(), Value::Object(metadata));
     let mut result = Value::Object(result);
     coerce::to_js_value(&mut result);
-    Some(Box::new(Variant::new(result)))
+    Some(Box::new(Variant::new(key_json, result)))
 }
 
 /// Drops the whitespace between JSON tokens, keeping every token byte for byte.
@@ -286,7 +311,7 @@ mod tests {
         }));
         let got = flag.segments[0].variant.as_deref().unwrap();
         assert_eq!(
-            &*got.v2_json,
+            got.v2_json(),
             r#"{"metadata":{"0":"index","a":"flag","b":"segment","c":"variant","d":null,"e":1},"key":"on","value":"v","extra":true}"#
         );
     }
@@ -297,8 +322,8 @@ mod tests {
             json!({"key": "f", "segments": [{"variant": "on"}], "variants": {"on": {"key": "on"}}}),
         );
         let got = flag.segments[0].variant.as_deref().unwrap();
-        assert_eq!(&*got.v2_json, r#"{"key":"on","metadata":{}}"#);
-        assert_eq!(got.v1_json.as_deref(), Some(r#"{"key":"on"}"#));
+        assert_eq!(got.v2_json(), r#"{"key":"on","metadata":{}}"#);
+        assert_eq!(got.v1_json(), Some(r#"{"key":"on"}"#));
     }
 
     #[test]

@@ -177,15 +177,31 @@ impl<'de> Deserialize<'de> for Selector {
 /// Below this many members a linear scan beats hashing the key.
 const SCAN_LIMIT: usize = 8;
 
+/// String equality that compares short strings in registers: member names and flag keys
+/// are short, and a call out to `memcmp` costs more than the comparison itself.
+#[inline]
+pub fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // Two overlapping words cover every length from one word to two.
+    let u64_at = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let u32_at = |s: &[u8], i: usize| u32::from_ne_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    match n {
+        0..4 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..8 => u32_at(a, 0) == u32_at(b, 0) && u32_at(a, n - 4) == u32_at(b, n - 4),
+        8..=16 => u64_at(a, 0) == u64_at(b, 0) && u64_at(a, n - 8) == u64_at(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// One step of the walk: an object member, or an array element by canonical index.
 pub fn child<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
     match value {
         Value::Object(map) if map.len() <= SCAN_LIMIT => {
-            // Length and first byte rule out almost every other member without a memcmp.
-            let (len, first) = (key.len(), key.as_bytes().first());
-            map.iter()
-                .find(|(k, _)| k.len() == len && k.as_bytes().first() == first && *k == key)
-                .map(|(_, v)| v)
+            map.iter().find(|(k, _)| same(k, key)).map(|(_, v)| v)
         }
         Value::Object(map) => map.get(key),
         Value::Array(items) if coerce::is_array_index(key) => items.get(key.parse::<usize>().ok()?),
@@ -312,5 +328,22 @@ pub(crate) mod tests {
             pick(json!(["context", "user", "0"]), &context, &result),
             Some(json!("zero"))
         );
+    }
+
+    #[test]
+    fn same_agrees_with_string_equality_at_every_length() {
+        for n in 0..40 {
+            let a: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            assert!(same(&a, &a.clone()), "{a:?}");
+            for at in 0..n {
+                // One byte differs, at each position (including the overlap of the words).
+                let mut b = a.clone().into_bytes();
+                b[at] = b'#';
+                let b = String::from_utf8(b).unwrap();
+                assert!(!same(&a, &b), "{a:?} vs {b:?}");
+            }
+            assert!(!same(&a, &format!("{a}x")));
+        }
+        assert!(same("é", "é") && !same("é", "è"));
     }
 }
