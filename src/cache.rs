@@ -34,11 +34,48 @@ pub struct CachedResponse {
     pub grace: Duration,
 }
 
+/// The content type of almost every answer, stored without an allocation.
+const JSON: &str = "application/json";
+
 /// Fixed per-entry bookkeeping counted against `cache.max_bytes` (moka's own node, the
 /// `Arc`s and the map slot), so a flood of tiny entries cannot exceed the budget much.
 const ENTRY_OVERHEAD: usize = 128;
 
 impl CachedResponse {
+    /// The entry to store for an upstream answer with `status`.
+    ///
+    /// Body and content type are copied into allocations of their own: as hyper reads
+    /// them they are slices of the connection's read buffer (8 KiB and more), and a
+    /// stored slice would keep that whole buffer alive for the entry's lifetime, so that
+    /// a full cache would hold many times `cache.max_bytes` (and every miss would grow
+    /// the heap by pages).
+    pub fn stored(
+        status: StatusCode,
+        upstream: &UpstreamResponse,
+        fetched_at: Instant,
+        fresh_for: Duration,
+        grace: Duration,
+    ) -> CachedResponse {
+        let content_type = upstream.headers.get(http::header::CONTENT_TYPE).map(|ct| {
+            if ct == JSON {
+                HeaderValue::from_static(JSON)
+            } else {
+                let mut copy =
+                    HeaderValue::from_bytes(ct.as_bytes()).unwrap_or_else(|_| ct.clone());
+                copy.set_sensitive(ct.is_sensitive());
+                copy
+            }
+        });
+        CachedResponse {
+            status,
+            content_type,
+            body: Bytes::copy_from_slice(&upstream.body),
+            fetched_at,
+            fresh_for,
+            grace,
+        }
+    }
+
     /// How long past its freshness the entry is at `now`; `None` while fresh.
     pub fn stale_by(&self, now: Instant) -> Option<Duration> {
         let age = now.saturating_duration_since(self.fetched_at);
@@ -232,5 +269,61 @@ impl ResponseCache {
     /// Applies pending inserts and evictions, so the counts above are exact.
     pub async fn run_pending_tasks(&self) {
         self.inner.run_pending_tasks().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_entry_holds_no_part_of_the_buffer_it_was_read_from() {
+        // As hyper hands them over: body and header value are views into one larger
+        // read buffer.
+        let buffer = Bytes::from(vec![b'x'; 16 * 1024]);
+        let mut headers = http::HeaderMap::new();
+        let ct = HeaderValue::from_maybe_shared(buffer.slice(0..24)).unwrap();
+        headers.insert(http::header::CONTENT_TYPE, ct);
+        let upstream = UpstreamResponse {
+            status: StatusCode::OK,
+            headers,
+            body: buffer.slice(100..388),
+        };
+        let now = Instant::now();
+        let entry = CachedResponse::stored(
+            StatusCode::OK,
+            &upstream,
+            now,
+            Duration::from_secs(60),
+            Duration::ZERO,
+        );
+        assert_eq!(entry.body, upstream.body);
+        assert_eq!(
+            entry.content_type.as_ref().unwrap().as_bytes(),
+            &buffer[..24]
+        );
+        drop(upstream);
+        // The buffer is referenced by `buffer` alone again: the entry copied what it keeps.
+        assert!(buffer.is_unique());
+        assert_eq!(entry.body.len(), 288);
+    }
+
+    #[test]
+    fn json_content_type_is_stored_as_a_static_value() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+        let upstream = UpstreamResponse {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from_static(b"{}"),
+        };
+        let entry = CachedResponse::stored(
+            StatusCode::OK,
+            &upstream,
+            Instant::now(),
+            Duration::from_secs(1),
+            Duration::ZERO,
+        );
+        assert_eq!(entry.content_type.unwrap(), JSON);
     }
 }

@@ -152,27 +152,25 @@ impl Gateway {
                 let current = self.inner.generation.load(Ordering::SeqCst) == generation;
                 if let (Storage::FreshFor(fresh_for), true) = (storage, current) {
                     let grace = cache.stale_while_revalidate_s.max(cache.stale_if_error_s);
-                    let entry = CachedResponse {
-                        status: StatusCode::OK,
-                        content_type: upstream.headers.get(header::CONTENT_TYPE).cloned(),
-                        body: upstream.body.clone(),
+                    let entry = CachedResponse::stored(
+                        StatusCode::OK,
+                        &upstream,
                         fetched_at,
                         fresh_for,
-                        grace: Duration::from_secs(grace),
-                    };
+                        Duration::from_secs(grace),
+                    );
                     self.note_deployment(key.deployment());
                     self.inner.cache.insert(key, entry).await;
                 }
             }
             StatusCode::UNAUTHORIZED if cache.negative_ttl_s > 0 => {
-                let entry = CachedResponse {
-                    status: StatusCode::UNAUTHORIZED,
-                    content_type: upstream.headers.get(header::CONTENT_TYPE).cloned(),
-                    body: upstream.body.clone(),
+                let entry = CachedResponse::stored(
+                    StatusCode::UNAUTHORIZED,
+                    &upstream,
                     fetched_at,
-                    fresh_for: Duration::from_secs(cache.negative_ttl_s),
-                    grace: Duration::ZERO,
-                };
+                    Duration::from_secs(cache.negative_ttl_s),
+                    Duration::ZERO,
+                );
                 self.inner
                     .cache
                     .remember_unauthorized(key.deployment(), entry)
