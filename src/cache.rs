@@ -60,7 +60,7 @@ impl CachedResponse {
         grace: Duration,
     ) -> CachedResponse {
         let content_type = upstream.headers.get(http::header::CONTENT_TYPE).map(|ct| {
-            if ct == JSON {
+            if ct == JSON && !ct.is_sensitive() {
                 HeaderValue::from_static(JSON)
             } else {
                 let mut copy =
@@ -113,8 +113,8 @@ impl CachedResponse {
 }
 
 /// The most entries a full cache can hold (each weighs at least [`ENTRY_OVERHEAD`]), so
-/// the map never grows; capped so a huge `cache.max_bytes` does not allocate a huge table
-/// at start.
+/// the map never grows; capped at 2^20 entries (1 GiB of `cache.max_bytes`) so a huge
+/// budget does not allocate a huge table at start (past it, the map grows as it fills).
 fn initial_capacity(max_bytes: u64) -> usize {
     usize::try_from(max_bytes / ENTRY_OVERHEAD as u64)
         .unwrap_or(usize::MAX)
@@ -181,8 +181,8 @@ impl ResponseCache {
         let inner = Cache::builder()
             .max_capacity(config.max_bytes)
             .weigher(|key: &CacheKey, value: &CachedResponse| value.weight(key))
-            // Sized up front for a full cache of typical entries, so the map does not
-            // rehash again and again while it fills (measured: ~5% of a miss).
+            // Sized up front for the most entries the budget can hold, so the map does
+            // not rehash again and again while it fills (measured: ~5% of a miss).
             .initial_capacity(initial_capacity(config.max_bytes))
             .expire_after(PerEntryTtl)
             .eviction_policy(match config.eviction {
@@ -313,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn json_content_type_is_stored_as_a_static_value() {
+    fn json_content_type_is_stored() {
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(JSON));
         let upstream = UpstreamResponse {

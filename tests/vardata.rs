@@ -392,7 +392,7 @@ async fn a_full_cache_still_stores_a_fresh_answer() {
     config.cache.max_bytes = 64 * 1024;
     let gw = TestGateway::start(config).await;
     let c = client();
-    // Fill the cache well past its bound (each entry weighs several hundred bytes).
+    // Fill the cache well past its bound (each entry weighs ~1.3 KiB with bookkeeping).
     for i in 0..400 {
         let got = get_with_key(&c, &gw.url(&format!("/v1/vardata?user_id=filler-{i}")), KEY).await;
         assert_eq!(got.status, 200);

@@ -34,7 +34,7 @@ impl<'f> Decided<'f, '_> {
 }
 
 /// The outcome of one evaluation, borrowed from the evaluation's own tables (no list is
-/// allocated for it).
+/// allocated for it, unless a flag key is an array index and the order must be sorted).
 pub struct Decisions<'f, 'b> {
     decided: &'b Decided<'f, 'b>,
 }

@@ -229,10 +229,11 @@ pub fn evaluate_json(
                 Shape::V1 => variant.v1_member.as_deref(),
             }
         }
-        // Sized exactly up front: the answer is built without reallocating.
-        let mut size = 2;
+        // Sized exactly up front (braces, members, a comma before each but the first):
+        // the answer is built without reallocating.
+        let mut size = 1;
         decided.for_each(|_, variant| size += member(variant, shape).map_or(0, |m| m.len() + 1));
-        let mut out = Vec::with_capacity(size);
+        let mut out = Vec::with_capacity(size.max(2));
         out.push(b'{');
         decided.for_each(|_, variant| {
             if let Some(member) = member(variant, shape) {
