@@ -9,7 +9,9 @@
 //! - [`gateway`]: the pipeline for one request; routes `/v1/vardata` to the cache and
 //!   everything else to the passthrough.
 //! - [`normalize`]: pure; turns a request head into a [`CacheKey`] or a reason to bypass
-//!   ([`normalize::form`] decodes the query, [`normalize::user`] canonicalizes user JSON).
+//!   ([`normalize::form`] decodes the query, [`normalize::user`] canonicalizes user JSON);
+//!   [`spelling`] remembers the keys of `/v1/vardata` spellings seen to hit, so the same
+//!   spelling again skips it.
 //! - [`key`]: the cache key, which is also the canonical upstream request.
 //! - [`cache`]: the byte-bounded moka cache of 200 responses (kept past freshness for
 //!   stale serving) and the negative cache of 401s; [`freshness`] decides lifetimes.
@@ -60,6 +62,7 @@ pub mod reload;
 pub mod response;
 pub mod server;
 pub mod shutdown;
+pub mod spelling;
 pub mod upstream;
 
 pub use admin::AdminServer;

@@ -167,6 +167,12 @@ pub struct CacheConfig {
     pub negative_ttl_s: u64,
     /// Which entry goes when the cache is full.
     pub eviction: Eviction,
+    /// Spellings of `/v1/vardata` requests whose cache key is remembered, so the same
+    /// spelling again skips normalization; 0 turns the memo off.
+    pub spelling_memo_entries: usize,
+    /// Longest spelling (query + keyed headers) the memo remembers, in bytes; the memo
+    /// holds at most `spelling_memo_entries` × this.
+    pub spelling_memo_max_bytes: usize,
 }
 
 /// The cache's eviction policy.
@@ -248,6 +254,8 @@ impl Default for CacheConfig {
             stale_if_error_s: 3600,
             negative_ttl_s: 5,
             eviction: Eviction::Lru,
+            spelling_memo_entries: 4096,
+            spelling_memo_max_bytes: 2048,
         }
     }
 }

@@ -150,6 +150,18 @@ impl Config {
             YEAR_S,
         )?;
         range("cache.negative_ttl_s", self.cache.negative_ttl_s, 0, 3600)?;
+        range(
+            "cache.spelling_memo_entries",
+            self.cache.spelling_memo_entries as u64,
+            0,
+            1 << 20,
+        )?;
+        range(
+            "cache.spelling_memo_max_bytes",
+            self.cache.spelling_memo_max_bytes as u64,
+            64,
+            64 * KIB,
+        )?;
         if !self.admin.listen.is_empty() {
             let admin: SocketAddr =
                 self.admin.listen.parse().map_err(|e| {

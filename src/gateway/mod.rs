@@ -33,6 +33,7 @@ use crate::live::LiveSettings;
 use crate::metrics::{Metrics, UpstreamOutcome};
 use crate::normalize::{self, Decision, Rejection};
 use crate::response::{self, CacheStatus};
+use crate::spelling::SpellingMemo;
 use crate::upstream::{self, Upstream, UpstreamResponse};
 
 /// What [`Gateway::route`] hands back: the response, how the cache answered (`None` for
@@ -54,6 +55,8 @@ struct Inner {
     /// What a SIGHUP may change: limits, lifetimes, access log (read per request).
     live: LiveSettings,
     cache: ResponseCache,
+    /// `/v1/vardata` spellings seen to hit, with their keys (skips normalization).
+    spelling: SpellingMemo,
     upstream: Upstream,
     flights: Flights,
     metrics: Metrics,
@@ -86,6 +89,10 @@ impl Gateway {
         Ok(Gateway {
             inner: Arc::new(Inner {
                 cache: ResponseCache::new(&config.cache),
+                spelling: SpellingMemo::new(
+                    config.cache.spelling_memo_entries,
+                    config.cache.spelling_memo_max_bytes,
+                ),
                 inflight: Arc::new(Semaphore::new(config.upstream.max_inflight)),
                 flights: Flights::default(),
                 metrics: Metrics::new(),
@@ -188,18 +195,39 @@ impl Gateway {
                 );
             }
         };
-        let decision = normalize::normalize(
-            &parts.method,
-            parts.uri.path(),
-            parts.uri.query(),
-            &parts.headers,
-            &body,
-            &live.limits(),
-        );
+        let limits = live.limits();
+        // A `/v1/vardata` GET or HEAD spelled like an earlier hit skips normalization.
+        let memo = parts.uri.path() == normalize::V1_VARDATA
+            && (parts.method == Method::GET || parts.method == Method::HEAD);
+        let remembered = memo
+            .then(|| {
+                self.inner
+                    .spelling
+                    .get(parts.uri.query(), &parts.headers, &limits)
+            })
+            .flatten();
+        let remembered_key = remembered.is_some();
+        let decision = match remembered {
+            Some(key) => Some(Decision::Cache(key)),
+            None => normalize::normalize(
+                &parts.method,
+                parts.uri.path(),
+                parts.uri.query(),
+                &parts.headers,
+                &body,
+                &limits,
+            ),
+        };
         match decision {
             Some(Decision::Cache(key)) => {
                 let head = parts.method == Method::HEAD;
                 let (response, cache) = self.cached(key.clone(), head, now).await;
+                // Remembered once it hits: a one-off miss does not churn the memo.
+                if memo && !remembered_key && cache == CacheStatus::Hit {
+                    self.inner
+                        .spelling
+                        .remember(parts.uri.query(), &parts.headers, &limits, &key);
+                }
                 (response, Some(cache), Some(key))
             }
             Some(Decision::Bypass(reason)) => {

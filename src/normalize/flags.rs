@@ -26,7 +26,7 @@ pub fn flags(
         Ok(h) => h,
         Err(reason) => return Decision::Bypass(reason),
     };
-    if headers.contains_key("x-amp-exp-user") {
+    if headers.contains_key(&super::X_AMP_EXP_USER) {
         return Decision::Bypass(BypassReason::UnkeyedHeader);
     }
     let [delivery_method, eval_mode, flag_key, flag_keys, v] = match known_params(

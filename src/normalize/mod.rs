@@ -22,10 +22,20 @@ pub use v1::{V1_VARDATA, v1_vardata};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use http::{HeaderMap, HeaderValue, Method, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 use crate::config::FlagKeysParam;
 use crate::key::{CacheKey, RouteFamily};
+
+/// `X-Amp-Exp-Track`: part of the key, forwarded.
+pub static X_AMP_EXP_TRACK: HeaderName = HeaderName::from_static("x-amp-exp-track");
+/// `X-Amp-Exp-Exposure-Track`: `track` bypasses the cache.
+pub static X_AMP_EXP_EXPOSURE_TRACK: HeaderName =
+    HeaderName::from_static("x-amp-exp-exposure-track");
+/// `X-Amp-Exp-User`: the SDKs' base64 user.
+pub static X_AMP_EXP_USER: HeaderName = HeaderName::from_static("x-amp-exp-user");
+/// `X-Amp-Exp-Flag-Keys`: the SDKs' base64 flag-key list.
+pub static X_AMP_EXP_FLAG_KEYS: HeaderName = HeaderName::from_static("x-amp-exp-flag-keys");
 
 /// What to do with a request on a cacheable route.
 #[derive(Debug)]
@@ -92,7 +102,7 @@ pub enum Rejection {
 }
 
 /// The limits normalization enforces.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_context_bytes: usize,
     pub flag_keys_param: FlagKeysParam,
@@ -167,9 +177,8 @@ fn read_only_head<'h>(
 /// header, exposure tracking. Returns `(deployment, X-Amp-Exp-Track)`.
 fn keyed_headers(headers: &HeaderMap) -> Result<(&str, Option<&str>), BypassReason> {
     let deployment = deployment_key(headers).ok_or(BypassReason::Authorization)?;
-    let track =
-        single_header(headers, "x-amp-exp-track").map_err(|()| BypassReason::TrackHeader)?;
-    match single_header(headers, "x-amp-exp-exposure-track") {
+    let track = single_header(headers, &X_AMP_EXP_TRACK).map_err(|()| BypassReason::TrackHeader)?;
+    match single_header(headers, &X_AMP_EXP_EXPOSURE_TRACK) {
         Ok(None) => {}
         Ok(Some(v)) if v.eq_ignore_ascii_case("no-track") => {}
         _ => return Err(BypassReason::ExposureTracking),
@@ -224,7 +233,7 @@ fn flag_set<'a>(lists: impl IntoIterator<Item = Option<&'a str>>) -> BTreeSet<&'
 /// The deployment key from `Authorization: Api-Key <key>`: the scheme in any case,
 /// surrounding whitespace ignored. `None` when absent, repeated or malformed.
 pub fn deployment_key(headers: &HeaderMap) -> Option<&str> {
-    let value = single_header(headers, header::AUTHORIZATION.as_str()).ok()??;
+    let value = single_header(headers, &header::AUTHORIZATION).ok()??;
     let (scheme, key) = value.split_once([' ', '\t'])?;
     let key = key.trim();
     let well_formed =
@@ -234,7 +243,7 @@ pub fn deployment_key(headers: &HeaderMap) -> Option<&str> {
 
 /// A header that appears at most once, as trimmed visible ASCII. `Err` when repeated or
 /// not representable.
-fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ()> {
+fn single_header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, ()> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);

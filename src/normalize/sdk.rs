@@ -66,7 +66,7 @@ fn canonical(
     let raw_user: Option<&[u8]> = if post {
         (!body.iter().all(u8::is_ascii_whitespace)).then_some(body)
     } else {
-        match single_header(headers, "x-amp-exp-user") {
+        match single_header(headers, &super::X_AMP_EXP_USER) {
             Ok(None) => None,
             Ok(Some(text)) => {
                 decoded = b64::decode(text).ok_or(BypassReason::InvalidUser)?;
@@ -83,7 +83,7 @@ fn canonical(
         }
     };
 
-    let keys: BTreeSet<String> = match single_header(headers, "x-amp-exp-flag-keys") {
+    let keys: BTreeSet<String> = match single_header(headers, &super::X_AMP_EXP_FLAG_KEYS) {
         Ok(Some(text)) => {
             let bytes = b64::decode(text).ok_or(BypassReason::InvalidFlagKeys)?;
             let list: Vec<String> =

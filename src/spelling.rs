@@ -1,0 +1,157 @@
+//! The spelling memo: the cache key of recently seen `/v1/vardata` requests, by their exact
+//! spelling, so that a request spelled byte for byte like an earlier one skips
+//! normalization (decoding the query, canonicalizing `context`, encoding the canonical
+//! query, hashing the key), which is most of what a hit costs in user space.
+//!
+//! It caches a pure function and nothing else. A spelling is every input
+//! [`normalize::v1_vardata`] reads: the raw query, every value (in order) of the three
+//! headers it looks at, and the normalization limits in force. A GET and a HEAD normalize
+//! alike, and other methods never get here. The memo compares whole spellings, so a
+//! collision of their hashes can only cost a lookup, never give a wrong key.
+//!
+//! Bounded: `cache.spelling_memo_entries` slots (direct-mapped: a new spelling replaces
+//! whatever held its slot) of at most `cache.spelling_memo_max_bytes` each. Only
+//! spellings whose key was found in the cache are remembered, so a stream of one-off
+//! misses costs a lookup each and does not churn the memo.
+//!
+//! [`normalize::v1_vardata`]: crate::normalize::v1_vardata
+
+use std::cell::RefCell;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+
+use http::HeaderMap;
+
+use crate::key::CacheKey;
+use crate::normalize::{self, Limits};
+
+/// The headers [`normalize::v1_vardata`] reads, in the order a spelling records them.
+const READ_HEADERS: [&http::HeaderName; 3] = [
+    &http::header::AUTHORIZATION,
+    &normalize::X_AMP_EXP_TRACK,
+    &normalize::X_AMP_EXP_EXPOSURE_TRACK,
+];
+
+/// Remembered spellings; see the module documentation.
+pub struct SpellingMemo {
+    slots: Box<[Mutex<Option<Remembered>>]>,
+    max_bytes: usize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+struct Remembered {
+    spelling: Box<[u8]>,
+    limits: Limits,
+    key: CacheKey,
+}
+
+thread_local! {
+    /// The spelling of the request at hand, built here so a lookup does not allocate.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl SpellingMemo {
+    /// A memo of `entries` slots (0 turns it off) for spellings of at most `max_bytes`.
+    pub fn new(entries: usize, max_bytes: usize) -> SpellingMemo {
+        SpellingMemo {
+            slots: (0..entries).map(|_| Mutex::new(None)).collect(),
+            max_bytes,
+            hasher: Default::default(),
+        }
+    }
+
+    /// The key a `/v1/vardata` GET or HEAD with this query and headers normalizes to under
+    /// `limits`, if this exact spelling was remembered.
+    pub fn get(
+        &self,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        limits: &Limits,
+    ) -> Option<CacheKey> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        SCRATCH.with(|scratch| {
+            let mut spelling = scratch.try_borrow_mut().ok()?;
+            if !spell(&mut spelling, query, headers, self.max_bytes) {
+                return None;
+            }
+            let slot = self
+                .slot(&spelling)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let remembered = slot.as_ref()?;
+            (remembered.limits == *limits && *remembered.spelling == **spelling)
+                .then(|| remembered.key.clone())
+        })
+    }
+
+    /// Remembers that this spelling normalizes to `key` under `limits`.
+    pub fn remember(
+        &self,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        limits: &Limits,
+        key: &CacheKey,
+    ) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let mut spelling = Vec::new();
+        if !spell(&mut spelling, query, headers, self.max_bytes) {
+            return;
+        }
+        let mut slot = self
+            .slot(&spelling)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *slot = Some(Remembered {
+            spelling: spelling.into_boxed_slice(),
+            limits: *limits,
+            key: key.clone(),
+        });
+    }
+
+    fn slot(&self, spelling: &[u8]) -> &Mutex<Option<Remembered>> {
+        let hash = self.hasher.hash_one(spelling);
+        // The slot count need not be a power of two.
+        let i = ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize;
+        &self.slots[i]
+    }
+}
+
+/// Writes the spelling of a request into `out`: each part length-prefixed, so no two
+/// different requests spell alike. `false` when it would be longer than `max_bytes`.
+fn spell(out: &mut Vec<u8>, query: Option<&str>, headers: &HeaderMap, max_bytes: usize) -> bool {
+    out.clear();
+    let mut part = |bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+        out.len() <= max_bytes
+    };
+    // An absent query and an empty one normalize alike, but they are kept apart anyway:
+    // the memo never needs to know that.
+    let fits = match query {
+        Some(q) => part(b"?") && part(q.as_bytes()),
+        None => part(b""),
+    };
+    if !fits {
+        return false;
+    }
+    for name in READ_HEADERS {
+        let values = headers.get_all(name);
+        let count = values.iter().count();
+        if !part(&count.to_le_bytes()) {
+            return false;
+        }
+        for value in values {
+            if !part(value.as_bytes()) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,219 @@
+//! The memo gives back exactly the key normalization gives, and only for the exact
+//! spelling (query, keyed headers, limits) it was given.
+
+use http::{HeaderName, HeaderValue, Method};
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::FlagKeysParam;
+use crate::normalize::{Decision, v1_vardata};
+
+const QUERY: &str = "user_id=u1&device_id=d1&flag_key=b,a&context=%7B%22country%22%3A%22DE%22%7D";
+
+fn limits() -> Limits {
+    Limits {
+        max_context_bytes: 8192,
+        flag_keys_param: FlagKeysParam::Both,
+    }
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (name, value) in pairs {
+        h.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    h
+}
+
+fn auth() -> HeaderMap {
+    headers(&[("authorization", "Api-Key k1")])
+}
+
+#[track_caller]
+fn key_of(query: Option<&str>, h: &HeaderMap, limits: &Limits) -> CacheKey {
+    match v1_vardata(&Method::GET, query, h, limits) {
+        Decision::Cache(key) => key,
+        other => panic!("expected a key, got {other:?}"),
+    }
+}
+
+/// Remembers the key of this spelling, as the gateway does after a hit.
+fn remember(memo: &SpellingMemo, query: Option<&str>, h: &HeaderMap, limits: &Limits) -> CacheKey {
+    let key = key_of(query, h, limits);
+    memo.remember(query, h, limits, &key);
+    key
+}
+
+#[test]
+fn a_remembered_spelling_gives_back_its_key() {
+    let memo = SpellingMemo::new(64, 2048);
+    assert!(memo.get(Some(QUERY), &auth(), &limits()).is_none());
+    let key = remember(&memo, Some(QUERY), &auth(), &limits());
+    let again = memo
+        .get(Some(QUERY), &auth(), &limits())
+        .expect("remembered");
+    assert!(again == key);
+    assert_eq!(again.path_and_query(), key.path_and_query());
+}
+
+#[test]
+fn any_other_spelling_is_not_found() {
+    let memo = SpellingMemo::new(1024, 2048);
+    let with_track = headers(&[
+        ("authorization", "Api-Key k1"),
+        ("x-amp-exp-track", "track"),
+    ]);
+    remember(&memo, Some(QUERY), &auth(), &limits());
+    remember(&memo, Some(QUERY), &with_track, &limits());
+
+    let other_query = QUERY.replace("u1", "u2");
+    let reordered = "device_id=d1&user_id=u1&flag_key=b,a&context=%7B%22country%22%3A%22DE%22%7D";
+    let misses: Vec<(Option<&str>, HeaderMap, Limits)> = vec![
+        // Another query, even one that normalizes to the same key.
+        (Some(&other_query), auth(), limits()),
+        (Some(reordered), auth(), limits()),
+        (None, auth(), limits()),
+        (Some(""), auth(), limits()),
+        // Another key, or the same key spelled differently.
+        (
+            Some(QUERY),
+            headers(&[("authorization", "Api-Key k2")]),
+            limits(),
+        ),
+        (
+            Some(QUERY),
+            headers(&[("authorization", "api-key k1")]),
+            limits(),
+        ),
+        (Some(QUERY), HeaderMap::new(), limits()),
+        // The header repeated, another track value, exposure tracking.
+        (
+            Some(QUERY),
+            headers(&[
+                ("authorization", "Api-Key k1"),
+                ("authorization", "Api-Key k1"),
+            ]),
+            limits(),
+        ),
+        (
+            Some(QUERY),
+            headers(&[
+                ("authorization", "Api-Key k1"),
+                ("x-amp-exp-track", "no-track"),
+            ]),
+            limits(),
+        ),
+        (
+            Some(QUERY),
+            headers(&[
+                ("authorization", "Api-Key k1"),
+                ("x-amp-exp-exposure-track", "track"),
+            ]),
+            limits(),
+        ),
+        // Other limits: a lower context bound may turn the request away.
+        (
+            Some(QUERY),
+            auth(),
+            Limits {
+                max_context_bytes: 4,
+                ..limits()
+            },
+        ),
+        (
+            Some(QUERY),
+            auth(),
+            Limits {
+                flag_keys_param: FlagKeysParam::FlagKeys,
+                ..limits()
+            },
+        ),
+    ];
+    for (query, h, l) in &misses {
+        assert!(
+            memo.get(*query, h, l).is_none(),
+            "found for {query:?} {h:?} {l:?}"
+        );
+    }
+    // Both remembered spellings are still there, each with its own key.
+    let plain = memo.get(Some(QUERY), &auth(), &limits()).unwrap();
+    let tracked = memo.get(Some(QUERY), &with_track, &limits()).unwrap();
+    assert!(plain != tracked);
+    assert_eq!(tracked.track(), Some("track"));
+}
+
+#[test]
+fn headers_the_key_does_not_read_do_not_matter() {
+    let memo = SpellingMemo::new(64, 2048);
+    let key = remember(&memo, Some(QUERY), &auth(), &limits());
+    let noisy = headers(&[
+        ("authorization", "Api-Key k1"),
+        ("user-agent", "curl/8"),
+        ("cookie", "a=b"),
+    ]);
+    assert!(memo.get(Some(QUERY), &noisy, &limits()).unwrap() == key);
+}
+
+#[test]
+fn bounds_hold() {
+    // Off.
+    let off = SpellingMemo::new(0, 2048);
+    remember(&off, Some(QUERY), &auth(), &limits());
+    assert!(off.get(Some(QUERY), &auth(), &limits()).is_none());
+    // Too long to remember.
+    let short = SpellingMemo::new(64, 64);
+    remember(&short, Some(QUERY), &auth(), &limits());
+    assert!(short.get(Some(QUERY), &auth(), &limits()).is_none());
+    // One slot: the newest spelling replaces the one before.
+    let one = SpellingMemo::new(1, 2048);
+    remember(&one, Some(QUERY), &auth(), &limits());
+    remember(&one, Some("user_id=u9"), &auth(), &limits());
+    assert!(one.get(Some(QUERY), &auth(), &limits()).is_none());
+    assert!(one.get(Some("user_id=u9"), &auth(), &limits()).is_some());
+}
+
+proptest! {
+    /// Whatever was remembered, a lookup answers the key normalization gives for that
+    /// exact spelling, or nothing.
+    #[test]
+    fn the_memo_agrees_with_normalization(
+        spellings in prop::collection::vec(
+            (
+                "[a-z0-9=&%,+]{0,40}",
+                prop::sample::select(vec!["Api-Key k1", "Api-Key k2", "api-key k1", "Bearer x"]),
+                prop::option::of(prop::sample::select(vec!["track", "no-track", "x"])),
+            ),
+            1..40,
+        ),
+        slots in 1usize..8,
+    ) {
+        let memo = SpellingMemo::new(slots, 2048);
+        let requests: Vec<(String, HeaderMap)> = spellings
+            .iter()
+            .map(|(q, a, t)| {
+                let mut pairs = vec![("authorization", *a)];
+                if let Some(t) = t {
+                    pairs.push(("x-amp-exp-track", *t));
+                }
+                (q.clone(), headers(&pairs))
+            })
+            .collect();
+        for (q, h) in &requests {
+            if let Decision::Cache(key) = v1_vardata(&Method::GET, Some(q), h, &limits()) {
+                memo.remember(Some(q), h, &limits(), &key);
+            }
+        }
+        for (q, h) in &requests {
+            if let Some(got) = memo.get(Some(q), h, &limits()) {
+                let want = key_of(Some(q), h, &limits());
+                prop_assert!(got == want);
+                prop_assert_eq!(got.path_and_query(), want.path_and_query());
+                prop_assert_eq!(got.deployment(), want.deployment());
+                prop_assert_eq!(got.track(), want.track());
+            }
+        }
+    }
+}
