@@ -9,8 +9,8 @@
 //! alike, and other methods never get here. The memo compares whole spellings, so a
 //! collision of their hashes can only cost a lookup, never give a wrong key.
 //!
-//! Bounded: `cache.spelling_memo_entries` slots (direct-mapped: a new spelling replaces
-//! whatever held its slot) of at most `cache.spelling_memo_max_bytes` each. Only
+//! Bounded: about `cache.spelling_memo_entries` spellings (in sets of four: a new spelling
+//! pushes the oldest of its set out) of at most `cache.spelling_memo_max_bytes` each. Only
 //! spellings whose key was found in the cache are remembered, so a stream of one-off
 //! misses costs a lookup each and does not churn the memo.
 //!
@@ -32,17 +32,30 @@ const READ_HEADERS: [&http::HeaderName; 3] = [
     &normalize::X_AMP_EXP_EXPOSURE_TRACK,
 ];
 
+/// Spellings per set: a spelling may sit in any way of the set its hash picks, so a few
+/// hot spellings that share a set do not push each other out.
+const WAYS: usize = 4;
+
 /// Remembered spellings; see the module documentation.
 pub struct SpellingMemo {
-    slots: Box<[Mutex<Option<Remembered>>]>,
+    /// Each set holds its spellings newest first.
+    sets: Box<[Mutex<[Option<Remembered>; WAYS]>]>,
     max_bytes: usize,
     hasher: std::collections::hash_map::RandomState,
 }
 
 struct Remembered {
+    /// The spelling's hash, compared before the spelling itself.
+    hash: u64,
     spelling: Box<[u8]>,
     limits: Limits,
     key: CacheKey,
+}
+
+impl Remembered {
+    fn is(&self, hash: u64, spelling: &[u8], limits: &Limits) -> bool {
+        self.hash == hash && self.limits == *limits && *self.spelling == *spelling
+    }
 }
 
 thread_local! {
@@ -51,10 +64,13 @@ thread_local! {
 }
 
 impl SpellingMemo {
-    /// A memo of `entries` slots (0 turns it off) for spellings of at most `max_bytes`.
+    /// A memo of about `entries` spellings (rounded up to whole sets; 0 turns it off) of
+    /// at most `max_bytes` each.
     pub fn new(entries: usize, max_bytes: usize) -> SpellingMemo {
         SpellingMemo {
-            slots: (0..entries).map(|_| Mutex::new(None)).collect(),
+            sets: (0..entries.div_ceil(WAYS))
+                .map(|_| Mutex::new(Default::default()))
+                .collect(),
             max_bytes,
             hasher: Default::default(),
         }
@@ -68,7 +84,7 @@ impl SpellingMemo {
         headers: &HeaderMap,
         limits: &Limits,
     ) -> Option<CacheKey> {
-        if self.slots.is_empty() {
+        if self.sets.is_empty() {
             return None;
         }
         SCRATCH.with(|scratch| {
@@ -76,17 +92,17 @@ impl SpellingMemo {
             if !spell(&mut spelling, query, headers, self.max_bytes) {
                 return None;
             }
-            let slot = self
-                .slot(&spelling)
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let remembered = slot.as_ref()?;
-            (remembered.limits == *limits && *remembered.spelling == **spelling)
-                .then(|| remembered.key.clone())
+            let hash = self.hasher.hash_one(&**spelling);
+            let set = self.set(hash).lock().unwrap_or_else(|e| e.into_inner());
+            set.iter()
+                .flatten()
+                .find(|r| r.is(hash, &spelling, limits))
+                .map(|r| r.key.clone())
         })
     }
 
-    /// Remembers that this spelling normalizes to `key` under `limits`.
+    /// Remembers that this spelling normalizes to `key` under `limits`, as the newest of
+    /// its set (the oldest of a full set goes).
     pub fn remember(
         &self,
         query: Option<&str>,
@@ -94,29 +110,31 @@ impl SpellingMemo {
         limits: &Limits,
         key: &CacheKey,
     ) {
-        if self.slots.is_empty() {
+        if self.sets.is_empty() {
             return;
         }
         let mut spelling = Vec::new();
         if !spell(&mut spelling, query, headers, self.max_bytes) {
             return;
         }
-        let mut slot = self
-            .slot(&spelling)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *slot = Some(Remembered {
+        let hash = self.hasher.hash_one(&*spelling);
+        let mut set = self.set(hash).lock().unwrap_or_else(|e| e.into_inner());
+        if set.iter().flatten().any(|r| r.is(hash, &spelling, limits)) {
+            return; // remembered meanwhile by a concurrent hit
+        }
+        set.rotate_right(1);
+        set[0] = Some(Remembered {
+            hash,
             spelling: spelling.into_boxed_slice(),
             limits: *limits,
             key: key.clone(),
         });
     }
 
-    fn slot(&self, spelling: &[u8]) -> &Mutex<Option<Remembered>> {
-        let hash = self.hasher.hash_one(spelling);
-        // The slot count need not be a power of two.
-        let i = ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize;
-        &self.slots[i]
+    fn set(&self, hash: u64) -> &Mutex<[Option<Remembered>; WAYS]> {
+        // The set count need not be a power of two.
+        let i = ((u128::from(hash) * self.sets.len() as u128) >> 64) as usize;
+        &self.sets[i]
     }
 }
 

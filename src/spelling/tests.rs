@@ -167,12 +167,19 @@ fn bounds_hold() {
     let short = SpellingMemo::new(64, 64);
     remember(&short, Some(QUERY), &auth(), &limits());
     assert!(short.get(Some(QUERY), &auth(), &limits()).is_none());
-    // One slot: the newest spelling replaces the one before.
+    // One set of four: the fifth spelling pushes out the oldest.
     let one = SpellingMemo::new(1, 2048);
-    remember(&one, Some(QUERY), &auth(), &limits());
-    remember(&one, Some("user_id=u9"), &auth(), &limits());
-    assert!(one.get(Some(QUERY), &auth(), &limits()).is_none());
-    assert!(one.get(Some("user_id=u9"), &auth(), &limits()).is_some());
+    let queries: Vec<String> = (0..5).map(|i| format!("user_id=u{i}")).collect();
+    for q in &queries {
+        remember(&one, Some(q), &auth(), &limits());
+    }
+    assert!(one.get(Some(&queries[0]), &auth(), &limits()).is_none());
+    for q in &queries[1..] {
+        assert!(one.get(Some(q), &auth(), &limits()).is_some(), "{q}");
+    }
+    // Remembering a spelling again does not take a second way.
+    remember(&one, Some(&queries[4]), &auth(), &limits());
+    assert!(one.get(Some(&queries[1]), &auth(), &limits()).is_some());
 }
 
 proptest! {
