@@ -71,6 +71,7 @@ pub struct Metrics {
     upstream_latency: AtomicHistogram,
     hit_latency: AtomicHistogram,
     coalesced: Counter,
+    spelling_memo_hits: Counter,
     inflight: Gauge,
     purges: [Counter; PURGE_SCOPES.len()],
     polls: [Counter; POLL_RESULTS.len()],
@@ -138,6 +139,12 @@ impl Metrics {
             "Misses that joined an upstream fetch already in flight",
             coalesced.clone(),
         );
+        let spelling_memo_hits = Counter::default();
+        r.register(
+            "spelling_memo_hits",
+            "/v1/vardata requests whose key came from the spelling memo (not normalized again)",
+            spelling_memo_hits.clone(),
+        );
         let inflight = Gauge::default();
         r.register(
             "upstream_inflight",
@@ -187,6 +194,7 @@ impl Metrics {
             upstream_latency,
             hit_latency,
             coalesced,
+            spelling_memo_hits,
             inflight,
             purges,
             polls,
@@ -260,6 +268,11 @@ impl Metrics {
     /// A miss joined a fetch already in flight instead of starting one.
     pub fn coalesced(&self) {
         self.coalesced.inc();
+    }
+
+    /// A request's key came from the spelling memo.
+    pub fn spelling_memo_hit(&self) {
+        self.spelling_memo_hits.inc();
     }
 
     /// Upstream requests now in flight changed by `delta`.

@@ -10,7 +10,8 @@
 //! collision of their hashes can only cost a lookup, never give a wrong key.
 //!
 //! Bounded: about `cache.spelling_memo_entries` spellings (in sets of four: a new spelling
-//! pushes the oldest of its set out) of at most `cache.spelling_memo_max_bytes` each. Only
+//! pushes the oldest of its set out), each at most `cache.spelling_memo_max_bytes` together
+//! with the key it keeps (plus ~200 bytes of structs). Only
 //! spellings whose key was found in the cache are remembered, so a stream of one-off
 //! misses costs a lookup each and does not churn the memo.
 //!
@@ -117,6 +118,10 @@ impl SpellingMemo {
         if !spell(&mut spelling, query, headers, self.max_bytes) {
             return;
         }
+        // The key the entry keeps counts against the same bound as the spelling.
+        if spelling.len() + key.weight() > self.max_bytes {
+            return;
+        }
         let hash = self.hasher.hash_one(&*spelling);
         let mut set = self.set(hash).lock().unwrap_or_else(|e| e.into_inner());
         if set.iter().flatten().any(|r| r.is(hash, &spelling, limits)) {
@@ -143,9 +148,13 @@ impl SpellingMemo {
 fn spell(out: &mut Vec<u8>, query: Option<&str>, headers: &HeaderMap, max_bytes: usize) -> bool {
     out.clear();
     let mut part = |bytes: &[u8]| {
+        // Checked before copying, so the buffer never grows past `max_bytes`.
+        if out.len() + 8 + bytes.len() > max_bytes {
+            return false;
+        }
         out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
         out.extend_from_slice(bytes);
-        out.len() <= max_bytes
+        true
     };
     // An absent query and an empty one normalize alike, but they are kept apart anyway:
     // the memo never needs to know that.

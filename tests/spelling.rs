@@ -12,6 +12,22 @@ async fn get(c: &Client, url: &str, headers: &[(&str, &str)]) -> Got {
     send(c, Method::GET, url, headers, "").await
 }
 
+async fn with_admin(config: evalgate::Config) -> TestGateway {
+    let gateway = evalgate::Gateway::new(config.validate().unwrap()).unwrap();
+    TestGateway::start_with_admin(gateway).await
+}
+
+/// `evalgate_spelling_memo_hits_total` from the admin listener.
+async fn memo_hits(gw: &TestGateway) -> u64 {
+    let got = send(&client(), Method::GET, &gw.admin_url("/metrics"), &[], "").await;
+    let text = String::from_utf8(got.body.to_vec()).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("evalgate_spelling_memo_hits_total "))
+        .expect("the memo counter is exported")
+        .parse()
+        .unwrap()
+}
+
 type Client = hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
     http_body_util::Full<bytes::Bytes>,
@@ -20,7 +36,7 @@ type Client = hyper_util::client::legacy::Client<
 #[tokio::test]
 async fn a_remembered_spelling_is_still_told_apart_from_every_other() {
     let upstream = FakeUpstream::start().await;
-    let gw = TestGateway::start(config_for(&upstream.url())).await;
+    let gw = with_admin(config_for(&upstream.url())).await;
     let c = client();
     let url = gw.url(PATH);
     let auth = format!("Api-Key {KEY}");
@@ -35,6 +51,8 @@ async fn a_remembered_spelling_is_still_told_apart_from_every_other() {
         assert_eq!(hit.body, first.body);
     }
     assert_eq!(upstream.count(), 1);
+    // The first hit was normalized (and remembered the spelling); the next two were not.
+    assert_eq!(memo_hits(&gw).await, 2);
 
     // The same query with anything the key reads spelled otherwise is its own request.
     let other_key = get(&c, &url, &[("authorization", &auth2)]).await;
@@ -76,6 +94,8 @@ async fn a_remembered_spelling_is_still_told_apart_from_every_other() {
     assert_eq!(same.x_cache(), "HIT");
     assert_eq!(same.body, first.body);
     assert_eq!(upstream.count(), 6);
+    // None of the other spellings came from the memo.
+    assert_eq!(memo_hits(&gw).await, 2);
 }
 
 #[tokio::test]
@@ -83,7 +103,7 @@ async fn with_the_memo_off_every_request_is_normalized_and_hits_alike() {
     let upstream = FakeUpstream::start().await;
     let mut config = config_for(&upstream.url());
     config.cache.spelling_memo_entries = 0;
-    let gw = TestGateway::start(config).await;
+    let gw = with_admin(config).await;
     let c = client();
     let url = gw.url(PATH);
     let auth = format!("Api-Key {KEY}");
@@ -98,6 +118,7 @@ async fn with_the_memo_off_every_request_is_normalized_and_hits_alike() {
         );
     }
     assert_eq!(upstream.count(), 1);
+    assert_eq!(memo_hits(&gw).await, 0);
 }
 
 #[tokio::test]

@@ -72,6 +72,34 @@ fn admin_and_log_keys_are_checked() {
 }
 
 #[test]
+fn spelling_memo_bounds_are_checked() {
+    for (text, key) in [
+        (
+            "[cache]\nspelling_memo_max_bytes = 100\n",
+            "cache.spelling_memo_max_bytes",
+        ),
+        (
+            "[cache]\nspelling_memo_max_bytes = 100000\n",
+            "cache.spelling_memo_max_bytes",
+        ),
+        (
+            "[cache]\nspelling_memo_entries = 2000000\n",
+            "cache.spelling_memo_entries",
+        ),
+        (
+            "[cache]\nspelling_memo_entries = 1048576\nspelling_memo_max_bytes = 2048\n",
+            "cache.spelling_memo_entries",
+        ),
+    ] {
+        let cfg = Config::from_toml_str(text).unwrap();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(msg.starts_with(&format!("`{key}`")), "{text}: {msg}");
+    }
+    let off = Config::from_toml_str("[cache]\nspelling_memo_entries = 0\n").unwrap();
+    off.validate().unwrap();
+}
+
+#[test]
 fn effective_settings_round_trip() {
     let cfg = Config::default();
     let again = Config::from_toml_str(&cfg.to_toml()).unwrap();

@@ -156,12 +156,21 @@ impl Config {
             0,
             1 << 20,
         )?;
+        // Below ~256 bytes no spelling with a deployment key fits.
         range(
             "cache.spelling_memo_max_bytes",
             self.cache.spelling_memo_max_bytes as u64,
-            64,
+            256,
             64 * KIB,
         )?;
+        if (self.cache.spelling_memo_entries as u64) * (self.cache.spelling_memo_max_bytes as u64)
+            > GIB
+        {
+            return Err(invalid(
+                "cache.spelling_memo_entries",
+                "times cache.spelling_memo_max_bytes must not exceed 1 GiB".into(),
+            ));
+        }
         if !self.admin.listen.is_empty() {
             let admin: SocketAddr =
                 self.admin.listen.parse().map_err(|e| {

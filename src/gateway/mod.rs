@@ -207,6 +207,9 @@ impl Gateway {
             })
             .flatten();
         let remembered_key = remembered.is_some();
+        if remembered_key {
+            self.inner.metrics.spelling_memo_hit();
+        }
         let decision = match remembered {
             Some(key) => Some(Decision::Cache(key)),
             None => normalize::normalize(

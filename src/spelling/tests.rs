@@ -146,6 +146,36 @@ fn any_other_spelling_is_not_found() {
 }
 
 #[test]
+fn a_value_never_passes_for_the_same_value_under_another_header() {
+    let memo = SpellingMemo::new(64, 2048);
+    let tracked = headers(&[
+        ("authorization", "Api-Key k1"),
+        ("x-amp-exp-track", "track"),
+    ]);
+    remember(&memo, Some(QUERY), &tracked, &limits());
+    let moved = headers(&[
+        ("authorization", "Api-Key k1"),
+        ("x-amp-exp-exposure-track", "track"),
+    ]);
+    assert!(memo.get(Some(QUERY), &moved, &limits()).is_none());
+    // No query and an empty one are kept apart too.
+    remember(&memo, None, &auth(), &limits());
+    assert!(memo.get(None, &auth(), &limits()).is_some());
+    assert!(memo.get(Some(""), &auth(), &limits()).is_none());
+}
+
+#[test]
+fn a_key_too_large_to_keep_is_not_remembered() {
+    // The spelling fits in 256 bytes, but not together with the key it normalizes to.
+    let memo = SpellingMemo::new(64, 256);
+    let long = format!("user_id={}", "u".repeat(100));
+    remember(&memo, Some(&long), &auth(), &limits());
+    assert!(memo.get(Some(&long), &auth(), &limits()).is_none());
+    remember(&memo, Some("user_id=u"), &auth(), &limits());
+    assert!(memo.get(Some("user_id=u"), &auth(), &limits()).is_some());
+}
+
+#[test]
 fn headers_the_key_does_not_read_do_not_matter() {
     let memo = SpellingMemo::new(64, 2048);
     let key = remember(&memo, Some(QUERY), &auth(), &limits());
@@ -184,43 +214,59 @@ fn bounds_hold() {
 
 proptest! {
     /// Whatever was remembered, a lookup answers the key normalization gives for that
-    /// exact spelling, or nothing.
+    /// exact spelling (query or none, repeated and missing headers, other limits), or
+    /// nothing.
     #[test]
     fn the_memo_agrees_with_normalization(
         spellings in prop::collection::vec(
             (
-                "[a-z0-9=&%,+]{0,40}",
-                prop::sample::select(vec!["Api-Key k1", "Api-Key k2", "api-key k1", "Bearer x"]),
+                prop::option::of("[a-z0-9=&%,+]{0,40}"),
+                prop::collection::vec(
+                    prop::sample::select(vec!["Api-Key k1", "Api-Key k2", "api-key k1", "Bearer x"]),
+                    0..3,
+                ),
                 prop::option::of(prop::sample::select(vec!["track", "no-track", "x"])),
+                prop::option::of(prop::sample::select(vec!["no-track", "track"])),
+                prop::sample::select(vec![4usize, 64, 8192]),
             ),
             1..40,
         ),
-        slots in 1usize..8,
+        entries in 1usize..12,
     ) {
-        let memo = SpellingMemo::new(slots, 2048);
-        let requests: Vec<(String, HeaderMap)> = spellings
+        let memo = SpellingMemo::new(entries, 2048);
+        let requests: Vec<(Option<String>, HeaderMap, Limits)> = spellings
             .iter()
-            .map(|(q, a, t)| {
-                let mut pairs = vec![("authorization", *a)];
+            .map(|(q, auths, t, e, max)| {
+                let mut pairs: Vec<(&str, &str)> =
+                    auths.iter().map(|a| ("authorization", *a)).collect();
                 if let Some(t) = t {
                     pairs.push(("x-amp-exp-track", *t));
                 }
-                (q.clone(), headers(&pairs))
+                if let Some(e) = e {
+                    pairs.push(("x-amp-exp-exposure-track", *e));
+                }
+                let l = Limits { max_context_bytes: *max, ..limits() };
+                (q.clone(), headers(&pairs), l)
             })
             .collect();
-        for (q, h) in &requests {
-            if let Decision::Cache(key) = v1_vardata(&Method::GET, Some(q), h, &limits()) {
-                memo.remember(Some(q), h, &limits(), &key);
+        let mut remembered = 0;
+        for (q, h, l) in &requests {
+            if let Decision::Cache(key) = v1_vardata(&Method::GET, q.as_deref(), h, l) {
+                memo.remember(q.as_deref(), h, l, &key);
+                remembered += 1;
             }
         }
-        for (q, h) in &requests {
-            if let Some(got) = memo.get(Some(q), h, &limits()) {
-                let want = key_of(Some(q), h, &limits());
+        let mut found = 0;
+        for (q, h, l) in &requests {
+            if let Some(got) = memo.get(q.as_deref(), h, l) {
+                found += 1;
+                let want = key_of(q.as_deref(), h, l);
                 prop_assert!(got == want);
                 prop_assert_eq!(got.path_and_query(), want.path_and_query());
                 prop_assert_eq!(got.deployment(), want.deployment());
                 prop_assert_eq!(got.track(), want.track());
             }
         }
+        prop_assert!(found <= requests.len() && (remembered == 0) == (found == 0));
     }
 }
