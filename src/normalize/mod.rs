@@ -259,4 +259,4 @@ fn visible(v: &HeaderValue) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

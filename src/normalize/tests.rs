@@ -8,7 +8,7 @@ use crate::key::CacheKey;
 
 const KEY: &str = "deployment-key-1";
 
-fn limits() -> Limits {
+pub(crate) fn limits() -> Limits {
     limits_with(FlagKeysParam::Both)
 }
 
@@ -20,7 +20,7 @@ fn limits_with(flag_keys_param: FlagKeysParam) -> Limits {
 }
 
 /// Headers from `(name, value)` pairs; a name may repeat.
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (name, value) in pairs {
         h.append(

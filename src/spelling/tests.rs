@@ -1,32 +1,15 @@
 //! The memo gives back exactly the key normalization gives, and only for the exact
 //! spelling (query, keyed headers, limits) it was given.
 
-use http::{HeaderName, HeaderValue, Method};
+use http::Method;
 use proptest::prelude::*;
 
 use super::*;
 use crate::config::FlagKeysParam;
+use crate::normalize::tests::{headers, limits};
 use crate::normalize::{Decision, v1_vardata};
 
 const QUERY: &str = "user_id=u1&device_id=d1&flag_key=b,a&context=%7B%22country%22%3A%22DE%22%7D";
-
-fn limits() -> Limits {
-    Limits {
-        max_context_bytes: 8192,
-        flag_keys_param: FlagKeysParam::Both,
-    }
-}
-
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (name, value) in pairs {
-        h.append(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
-    }
-    h
-}
 
 fn auth() -> HeaderMap {
     headers(&[("authorization", "Api-Key k1")])
