@@ -26,13 +26,6 @@ use http::HeaderMap;
 use crate::key::CacheKey;
 use crate::normalize::{self, Limits};
 
-/// The headers [`normalize::v1_vardata`] reads, in the order a spelling records them.
-const READ_HEADERS: [&http::HeaderName; 3] = [
-    &http::header::AUTHORIZATION,
-    &normalize::X_AMP_EXP_TRACK,
-    &normalize::X_AMP_EXP_EXPOSURE_TRACK,
-];
-
 /// Spellings per set: a spelling may sit in any way of the set its hash picks, so a few
 /// hot spellings that share a set do not push each other out.
 const WAYS: usize = 4;
@@ -165,7 +158,7 @@ fn spell(out: &mut Vec<u8>, query: Option<&str>, headers: &HeaderMap, max_bytes:
     if !fits {
         return false;
     }
-    for name in READ_HEADERS {
+    for name in normalize::KEYED_HEADERS {
         let values = headers.get_all(name);
         let count = values.iter().count();
         if !part(&count.to_le_bytes()) {

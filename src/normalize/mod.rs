@@ -37,6 +37,15 @@ pub static X_AMP_EXP_USER: HeaderName = HeaderName::from_static("x-amp-exp-user"
 /// `X-Amp-Exp-Flag-Keys`: the SDKs' base64 flag-key list.
 pub static X_AMP_EXP_FLAG_KEYS: HeaderName = HeaderName::from_static("x-amp-exp-flag-keys");
 
+/// Every header [`keyed_headers`] reads, and so every header `/v1/vardata` normalization
+/// reads: the spelling memo ([`crate::spelling`]) records exactly these. Keep the two in
+/// step.
+pub static KEYED_HEADERS: [&HeaderName; 3] = [
+    &header::AUTHORIZATION,
+    &X_AMP_EXP_TRACK,
+    &X_AMP_EXP_EXPOSURE_TRACK,
+];
+
 /// What to do with a request on a cacheable route.
 #[derive(Debug)]
 pub enum Decision {
@@ -173,8 +182,9 @@ fn read_only_head<'h>(
     keyed_headers(headers)
 }
 
-/// The checks every cacheable route makes on its headers: the deployment key, the track
-/// header, exposure tracking. Returns `(deployment, X-Amp-Exp-Track)`.
+/// The checks every cacheable route makes on its headers ([`KEYED_HEADERS`]): the
+/// deployment key, the track header, exposure tracking. Returns
+/// `(deployment, X-Amp-Exp-Track)`.
 fn keyed_headers(headers: &HeaderMap) -> Result<(&str, Option<&str>), BypassReason> {
     let deployment = deployment_key(headers).ok_or(BypassReason::Authorization)?;
     let track = single_header(headers, &X_AMP_EXP_TRACK).map_err(|()| BypassReason::TrackHeader)?;
