@@ -66,6 +66,10 @@ struct State {
     arrived: Notify,
     /// Upcoming requests to reset (drop the connection) before answering.
     resets_left: AtomicUsize,
+    /// Connections accepted so far, and open now (with a signal when one closes).
+    accepted: AtomicUsize,
+    open: AtomicUsize,
+    closed: Notify,
 }
 
 /// A real HTTP upstream on 127.0.0.1:0 that counts and records what it receives.
@@ -99,6 +103,9 @@ impl FakeUpstream {
             keys: [KEY, KEY2].into_iter().map(String::from).collect(),
             arrived: Notify::new(),
             resets_left: AtomicUsize::new(0),
+            accepted: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
+            closed: Notify::new(),
         });
         let (stop, mut stopped) = oneshot::channel::<()>();
         let st = state.clone();
@@ -109,8 +116,11 @@ impl FakeUpstream {
                     _ = &mut stopped => break,
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
+                        st.accepted.fetch_add(1, Ordering::SeqCst);
+                        st.open.fetch_add(1, Ordering::SeqCst);
                         let st = st.clone();
                         conns.push(tokio::spawn(async move {
+                            let conn_state = st.clone();
                             let svc = service_fn(move |req| {
                                 let st = st.clone();
                                 async move { answer(&st, req).await }
@@ -118,6 +128,8 @@ impl FakeUpstream {
                             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                                 .serve_connection(TokioIo::new(stream), svc)
                                 .await;
+                            conn_state.open.fetch_sub(1, Ordering::SeqCst);
+                            conn_state.closed.notify_waiters();
                         }));
                     }
                 }
@@ -178,6 +190,27 @@ impl FakeUpstream {
 
     pub fn set_delay(&self, delay: Duration) {
         self.state.script.lock().unwrap().delay = delay;
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at most `n` connections are open.
+    pub async fn wait_open_at_most(&self, n: usize) {
+        loop {
+            let closed = self.state.closed.notified();
+            if self.open_connections() <= n {
+                return;
+            }
+            closed.await;
+        }
     }
 
     /// Waits until at least `n` requests have arrived.

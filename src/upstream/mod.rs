@@ -1,16 +1,15 @@
 //! The upstream: an HTTP(S) evaluation server reached through pooled keep-alive
 //! connections (connect and whole-exchange timeouts, a cap on response size), or the
-//! embedded engine answering in-process.
+//! embedded engine answering in-process. [`pool`] keeps the connections.
+
+mod pool;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{ConfigError, UpstreamConfig, upstream_base};
 use crate::embedded::Embedded;
@@ -34,11 +33,9 @@ pub struct Upstream {
     max_response_bytes: usize,
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 #[derive(Clone)]
 enum Origin {
-    Http(Box<HttpClient>),
+    Http(pool::Pool),
     Embedded(Embedded),
 }
 
@@ -61,14 +58,19 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout())
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .build(https);
+        let origin: Uri = base.parse().map_err(|e| ConfigError::Invalid {
+            key: "upstream.url",
+            problem: format!("`{base}` is not a URL ({e})"),
+        })?;
+        let pool = pool::Pool::new(
+            https,
+            &origin,
+            config.pool_max_idle_per_host,
+            config.pool_idle_timeout(),
+        );
         Ok(Upstream {
             base,
-            origin: Origin::Http(Box::new(client)),
+            origin: Origin::Http(pool),
             timeout: config.timeout(),
             max_response_bytes: config.max_response_bytes,
         })
@@ -101,19 +103,18 @@ impl Upstream {
     pub async fn send(&self, request: Request<Bytes>) -> Result<UpstreamResponse, UpstreamError> {
         match &self.origin {
             Origin::Embedded(engine) => Ok(engine.answer(&request)),
-            Origin::Http(client) => {
+            Origin::Http(pool) => {
                 let attempts = async {
                     // A pooled connection the upstream closed in the meantime fails the
                     // request before any answer; a GET is retried once on another one.
                     let retry = matches!(*request.method(), Method::GET | Method::HEAD)
                         .then(|| copy_request(&request));
-                    match self.exchange(client, request.map(Full::new)).await {
-                        Err(Attempt::Closed(_)) if retry.is_some() => {
-                            let again = retry.expect("checked").map(Full::new);
-                            self.exchange(client, again)
-                                .await
-                                .map_err(Attempt::into_error)
-                        }
+                    let max = self.max_response_bytes;
+                    match pool.exchange(request, max).await {
+                        Err(Attempt::Closed(_)) if retry.is_some() => pool
+                            .exchange(retry.expect("checked"), max)
+                            .await
+                            .map_err(Attempt::into_error),
                         other => other.map_err(Attempt::into_error),
                     }
                 };
@@ -122,39 +123,6 @@ impl Upstream {
                     .map_err(|_| UpstreamError::Timeout)?
             }
         }
-    }
-
-    async fn exchange(
-        &self,
-        client: &HttpClient,
-        request: Request<Full<Bytes>>,
-    ) -> Result<UpstreamResponse, Attempt> {
-        let response: Response<_> = client.request(request).await.map_err(|e| {
-            if e.is_connect() {
-                Attempt::Failed(UpstreamError::Connect(e.to_string()))
-            } else if closed_before_answer(&e) {
-                Attempt::Closed(UpstreamError::Protocol(e.to_string()))
-            } else {
-                Attempt::Failed(UpstreamError::Protocol(e.to_string()))
-            }
-        })?;
-        let (parts, body) = response.into_parts();
-        let body = Limited::new(body, self.max_response_bytes)
-            .collect()
-            .await
-            .map_err(|e| {
-                Attempt::Failed(if e.is::<http_body_util::LengthLimitError>() {
-                    UpstreamError::TooLarge
-                } else {
-                    UpstreamError::Protocol(e.to_string())
-                })
-            })?
-            .to_bytes();
-        Ok(UpstreamResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
     }
 }
 
@@ -176,8 +144,8 @@ impl Attempt {
 
 /// Whether a client error means the connection went away before the response began (a
 /// pooled keep-alive connection the upstream had closed), as opposed to a bad answer.
-fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+fn closed_before_answer(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
             if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {

@@ -1,0 +1,308 @@
+//! The upstream's connection pool: HTTP/1.1 keep-alive connections, each driven by the
+//! task whose request it carries.
+//!
+//! hyper-util's pooled client runs every connection in a task of its own, hands each
+//! request to it through channels and returns the connection to the pool from yet another
+//! task, so one upstream exchange wakes three tasks. Here the task that sends a request
+//! polls the connection itself until the whole answer is read, then parks it: an exchange
+//! costs the wake-ups of its own socket only. Nobody polls a parked connection; a close by
+//! the upstream is noticed when it is next checked out, and a request that meets a close
+//! before any answer is retried once by [`super::Upstream::send`]. Parked connections idle
+//! longer than `upstream.pool_idle_timeout_ms` are closed (at checkout, and by a reaper
+//! task every idle timeout), at most `upstream.pool_max_idle_per_host` are kept.
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, Once, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, Parts as UriParts};
+use http::{HeaderValue, Request, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::{Attempt, UpstreamResponse, closed_before_answer};
+use crate::error::UpstreamError;
+
+type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+/// The pool of connections to one upstream origin. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct Pool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connector: HttpsConnector<HttpConnector>,
+    /// Scheme and authority of the upstream: what is connected to.
+    origin: Uri,
+    /// The `Host` header every request carries.
+    host: HeaderValue,
+    /// Parked connections, the longest idle first.
+    idle: Mutex<Vec<Parked>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    /// Starts the reaper the first time a connection is parked (inside the runtime).
+    reaper: Once,
+}
+
+struct Parked {
+    conn: Box<Conn>,
+    since: Instant,
+}
+
+/// One connection: the handle requests are sent through and the state machine that does
+/// its I/O, polled by whoever holds the connection. Always boxed: with its buffers and TLS
+/// state it is large, and it moves between the pool and the requests.
+struct Conn {
+    sender: http1::SendRequest<Full<Bytes>>,
+    driver: http1::Connection<Stream, Full<Bytes>>,
+    /// The driver finished (closed or failed): never poll it again, never reuse.
+    ended: bool,
+}
+
+impl Pool {
+    pub(super) fn new(
+        connector: HttpsConnector<HttpConnector>,
+        origin: &Uri,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) -> Pool {
+        let authority = origin.authority().cloned();
+        let mut parts = UriParts::default();
+        parts.scheme = origin.scheme().cloned();
+        parts.authority = authority.clone();
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        let origin = Uri::from_parts(parts).unwrap_or_else(|_| origin.clone());
+        Pool {
+            inner: Arc::new(Inner {
+                connector,
+                host: host_header(authority.as_ref()),
+                origin,
+                idle: Mutex::new(Vec::new()),
+                max_idle,
+                idle_timeout,
+                reaper: Once::new(),
+            }),
+        }
+    }
+
+    /// Sends `request` (its URI's path and query; the origin is the pool's) on a parked
+    /// connection or a new one, reads the whole answer within `max_body` bytes, and parks
+    /// the connection again if it can carry another request.
+    pub(super) async fn exchange(
+        &self,
+        request: Request<Bytes>,
+        max_body: usize,
+    ) -> Result<UpstreamResponse, Attempt> {
+        let mut conn = self.connection().await?;
+        let (mut parts, body) = request.into_parts();
+        parts.uri = origin_form(&parts.uri);
+        parts.headers.insert(header::HOST, self.inner.host.clone());
+        let request = Request::from_parts(parts, Full::new(body));
+        let response = conn.exchange(request, max_body).await?;
+        self.park(conn).await;
+        Ok(response)
+    }
+
+    /// A parked connection still open, else a new one.
+    async fn connection(&self) -> Result<Box<Conn>, Attempt> {
+        while let Some(mut conn) = self.checkout() {
+            if poll_fn(|cx| Poll::Ready(conn.reusable(cx))).await {
+                return Ok(conn);
+            }
+        }
+        self.connect().await
+    }
+
+    /// The most recently parked connection; closes those idle too long on the way.
+    fn checkout(&self) -> Option<Box<Conn>> {
+        let now = Instant::now();
+        let (conn, expired) = {
+            let mut idle = self.inner.lock_idle();
+            let expired = self.inner.expired(&mut idle, now);
+            (idle.pop().map(|p| p.conn), expired)
+        };
+        drop(expired); // closes the sockets outside the lock
+        conn
+    }
+
+    async fn connect(&self) -> Result<Box<Conn>, Attempt> {
+        let connect_failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+            Attempt::Failed(UpstreamError::Connect(error_chain(&*e)))
+        };
+        let mut connector = self.inner.connector.clone();
+        poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(connect_failed)?;
+        let stream = connector
+            .call(self.inner.origin.clone())
+            .await
+            .map_err(connect_failed)?;
+        let (sender, driver) = http1::handshake(stream)
+            .await
+            .map_err(|e| Attempt::Failed(UpstreamError::Connect(error_chain(&e))))?;
+        Ok(Box::new(Conn {
+            sender,
+            driver,
+            ended: false,
+        }))
+    }
+
+    /// Keeps `conn` for the next request if it can carry one and there is room.
+    async fn park(&self, mut conn: Box<Conn>) {
+        if !poll_fn(|cx| Poll::Ready(conn.reusable(cx))).await {
+            return;
+        }
+        let now = Instant::now();
+        let (refused, expired) = {
+            let mut idle = self.inner.lock_idle();
+            let expired = self.inner.expired(&mut idle, now);
+            if idle.len() < self.inner.max_idle {
+                idle.push(Parked { conn, since: now });
+                (None, expired)
+            } else {
+                (Some(conn), expired)
+            }
+        };
+        drop((refused, expired));
+        self.inner.reaper.call_once(|| spawn_reaper(&self.inner));
+    }
+}
+
+impl Inner {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Parked>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the connections parked at least the idle timeout before `now` out of `idle`
+    /// (they are at its front), for the caller to drop once the lock is released.
+    fn expired(&self, idle: &mut Vec<Parked>, now: Instant) -> Vec<Parked> {
+        let n = idle
+            .iter()
+            .take_while(|p| now.saturating_duration_since(p.since) >= self.idle_timeout)
+            .count();
+        idle.drain(..n).collect()
+    }
+}
+
+/// Closes connections idle past the timeout while nothing checks any out; ends with the
+/// pool.
+fn spawn_reaper(inner: &Arc<Inner>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let pool: Weak<Inner> = Arc::downgrade(inner);
+    let every = inner.idle_timeout;
+    runtime.spawn(async move {
+        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+        loop {
+            ticks.tick().await;
+            let Some(inner) = pool.upgrade() else { return };
+            let expired = inner.expired(&mut inner.lock_idle(), Instant::now());
+            drop(expired);
+        }
+    });
+}
+
+impl Conn {
+    /// Sends one request and reads its whole answer, driving the connection meanwhile.
+    async fn exchange(
+        &mut self,
+        request: Request<Full<Bytes>>,
+        max_body: usize,
+    ) -> Result<UpstreamResponse, Attempt> {
+        let sent = self.sender.try_send_request(request);
+        let response = self.driving(sent).await.map_err(|e| {
+            let e = e.into_error();
+            let message = error_chain(&e);
+            if closed_before_answer(&e) {
+                Attempt::Closed(UpstreamError::Protocol(message))
+            } else {
+                Attempt::Failed(UpstreamError::Protocol(message))
+            }
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = self
+            .driving(Limited::new(body, max_body).collect())
+            .await
+            .map_err(|e| {
+                Attempt::Failed(if e.is::<http_body_util::LengthLimitError>() {
+                    UpstreamError::TooLarge
+                } else {
+                    UpstreamError::Protocol(error_chain(&*e))
+                })
+            })?
+            .to_bytes();
+        Ok(UpstreamResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Awaits `work` while polling the connection, whose reads and writes it waits on.
+    async fn driving<F: Future>(&mut self, work: F) -> F::Output {
+        let mut work = pin!(work);
+        poll_fn(|cx| {
+            self.drive(cx);
+            work.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if !self.ended && self.driver.poll_without_shutdown(cx).is_ready() {
+            self.ended = true;
+        }
+    }
+
+    /// Whether the connection is open and idle, ready for another request. Polls it once,
+    /// which reads a close the upstream sent meanwhile.
+    fn reusable(&mut self, cx: &mut Context<'_>) -> bool {
+        self.drive(cx);
+        !self.ended && self.sender.is_ready()
+    }
+}
+
+/// The `Host` header for an authority, without any user info.
+fn host_header(authority: Option<&Authority>) -> HeaderValue {
+    let host = authority.map_or("localhost", |a| {
+        a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h)
+    });
+    HeaderValue::from_str(host).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+}
+
+/// The origin form (`/path?query`) of a request URI.
+fn origin_form(uri: &Uri) -> Uri {
+    let mut parts = UriParts::default();
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+/// An error with its sources, as one line.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = e.source();
+    }
+    text
+}
