@@ -237,6 +237,32 @@ async fn a_waiter_is_answered_when_the_first_client_hangs_up() {
 }
 
 #[tokio::test]
+async fn a_fetch_every_client_left_still_lands_and_is_stored() {
+    let upstream = FakeUpstream::start().await;
+    upstream.set_delay(std::time::Duration::from_millis(300));
+    let gw = TestGateway::start(config_for(&upstream.url())).await;
+    let url = gw.url("/v1/vardata?user_id=everyone-left");
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { get_with_key(&client(), &url, KEY).await })
+        })
+        .collect();
+    upstream.wait_for(1).await;
+    // Every client goes away while the one upstream request is in flight.
+    for c in clients {
+        c.abort();
+        assert!(c.await.unwrap_err().is_cancelled());
+    }
+    // The fetch was not cancelled with them: the next request joins it or finds its
+    // answer stored, and the upstream is not asked again.
+    let got = get_with_key(&client(), &url, KEY).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(get_with_key(&client(), &url, KEY).await.x_cache(), "HIT");
+    assert_eq!(upstream.count(), 1);
+}
+
+#[tokio::test]
 async fn only_the_canonical_request_reaches_the_upstream() {
     let upstream = FakeUpstream::start().await;
     let gw = TestGateway::start(config_for(&upstream.url())).await;

@@ -1,0 +1,163 @@
+//! Flights driven by their waiters: shared outcomes, hand-over when every waiter leaves,
+//! panics contained.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use tokio::sync::oneshot;
+
+use super::{Flights, Outcome};
+use crate::error::GatewayError;
+use crate::key::{CacheKey, RouteFamily};
+use crate::upstream::UpstreamResponse;
+
+/// Generous bound proving "does not hang", never a speed requirement.
+const BOUND: Duration = Duration::from_secs(10);
+
+fn key(name: &str) -> CacheKey {
+    CacheKey::new(
+        RouteFamily::V1Vardata,
+        "deployment-0001",
+        None,
+        format!("/v1/vardata?user_id={name}"),
+    )
+}
+
+fn ok(body: &'static str) -> Outcome {
+    Ok(Arc::new(UpstreamResponse {
+        status: StatusCode::OK,
+        headers: HeaderMap::new(),
+        body: Bytes::from_static(body.as_bytes()),
+    }))
+}
+
+/// A fetch that answers once `go` fires and reports on `done` that it ran to the end.
+async fn gated(go: oneshot::Receiver<()>, done: oneshot::Sender<()>) -> Outcome {
+    let _ = go.await;
+    let _ = done.send(());
+    ok("answer")
+}
+
+#[tokio::test]
+async fn every_waiter_gets_the_one_outcome() {
+    let flights = Flights::default();
+    let k = key("shared");
+    let (go, gate) = oneshot::channel();
+    let (done, _finished) = oneshot::channel();
+    let first = {
+        let (flights, k) = (flights.clone(), k.clone());
+        tokio::spawn(async move { flights.join_or_start(&k, gated(gate, done)).await })
+    };
+    // Wait until the flight is registered, then join it.
+    while flights.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let second = {
+        let (flights, k) = (flights.clone(), k.clone());
+        tokio::spawn(async move {
+            flights
+                .join_or_start(&k, async { panic!("a joiner's fetch never runs") })
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    go.send(()).unwrap();
+    let (a, joined_a) = first.await.unwrap();
+    let (b, joined_b) = second.await.unwrap();
+    assert!(!joined_a && joined_b);
+    assert_eq!(a.unwrap().body, "answer");
+    assert_eq!(b.unwrap().body, "answer");
+    assert!(flights.is_empty(), "a landed flight leaves the map");
+}
+
+#[tokio::test]
+async fn a_flight_every_waiter_left_still_lands() {
+    let flights = Flights::default();
+    let k = key("abandoned");
+    let (go, gate) = oneshot::channel();
+    let (done, finished) = oneshot::channel();
+    let waiter = {
+        let (flights, k) = (flights.clone(), k.clone());
+        tokio::spawn(async move { flights.join_or_start(&k, gated(gate, done)).await })
+    };
+    while flights.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    // The only waiter goes away (its client hung up) while the fetch is in progress.
+    waiter.abort();
+    assert!(waiter.await.unwrap_err().is_cancelled());
+    assert_eq!(flights.len(), 1, "the flight lives on");
+    go.send(()).unwrap();
+    tokio::time::timeout(BOUND, finished)
+        .await
+        .expect("the fetch runs to its end with nobody waiting")
+        .unwrap();
+    tokio::time::timeout(BOUND, async {
+        while !flights.is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("and then leaves the map");
+}
+
+#[tokio::test]
+async fn a_flight_one_waiter_left_is_driven_by_the_others() {
+    let flights = Flights::default();
+    let k = key("partly");
+    let (go, gate) = oneshot::channel();
+    let (done, _finished) = oneshot::channel();
+    let leader = {
+        let (flights, k) = (flights.clone(), k.clone());
+        tokio::spawn(async move { flights.join_or_start(&k, gated(gate, done)).await })
+    };
+    while flights.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let follower = {
+        let (flights, k) = (flights.clone(), k.clone());
+        tokio::spawn(async move { flights.join_or_start(&k, async { ok("unused") }).await })
+    };
+    tokio::task::yield_now().await;
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    go.send(()).unwrap();
+    let (outcome, _) = tokio::time::timeout(BOUND, follower)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.unwrap().body, "answer");
+}
+
+#[tokio::test]
+async fn a_panicking_fetch_is_an_internal_error_for_every_waiter() {
+    let flights = Flights::default();
+    let k = key("panics");
+    let (outcome, _) = flights
+        .join_or_start(&k, async { panic!("fetch bug") })
+        .await;
+    assert!(matches!(outcome, Err(GatewayError::Internal)));
+    assert!(flights.is_empty());
+    // The key is usable again.
+    let (outcome, joined) = flights.join_or_start(&k, async { ok("again") }).await;
+    assert!(!joined);
+    assert_eq!(outcome.unwrap().body, "again");
+}
+
+#[tokio::test]
+async fn a_background_refresh_runs_without_waiters() {
+    let flights = Flights::default();
+    let k = key("refresh");
+    let (go, gate) = oneshot::channel();
+    let (done, finished) = oneshot::channel();
+    flights.start_if_idle(&k, gated(gate, done));
+    // A second start while one is in progress does nothing.
+    flights.start_if_idle(&k, async { panic!("never started") });
+    go.send(()).unwrap();
+    tokio::time::timeout(BOUND, finished)
+        .await
+        .unwrap()
+        .unwrap();
+}
