@@ -153,6 +153,10 @@ pub struct ResponseCache {
     inner: Cache<CacheKey, CachedResponse, KeyHasher>,
     /// Deployment key → the upstream's 401 for it, for `cache.negative_ttl_s`.
     negative: Cache<Box<str>, CachedResponse>,
+    /// 401s inserted into `negative` and not yet reported removed by its listener: while
+    /// it is zero (the usual case) a miss skips the lookup. Counts up before an insert and
+    /// down after moka's removal, so it is never zero while an entry may be there.
+    negative_held: Arc<AtomicU64>,
     /// Entries removed so far by cause (size, expired, explicit, replaced), counted by
     /// moka's eviction listener during its maintenance, off the hit path.
     removed: Arc<[AtomicU64; 4]>,
@@ -202,13 +206,19 @@ impl ResponseCache {
                 counts[at].fetch_add(1, Ordering::Relaxed);
             })
             .build_with_hasher(KeyHasher::default());
+        let negative_held = Arc::new(AtomicU64::new(0));
+        let held = negative_held.clone();
         let negative = Cache::builder()
             .max_capacity(NEGATIVE_ENTRIES)
             .expire_after(PerEntryTtl)
+            .eviction_listener(move |_, _, _| {
+                held.fetch_sub(1, Ordering::AcqRel);
+            })
             .build();
         ResponseCache {
             inner,
             negative,
+            negative_held,
             removed,
             max_bytes: config.max_bytes,
         }
@@ -216,11 +226,15 @@ impl ResponseCache {
 
     /// The remembered 401 for a deployment key, if any.
     pub async fn unauthorized(&self, deployment: &str) -> Option<CachedResponse> {
+        if self.negative_held.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         self.negative.get(deployment).await
     }
 
     /// Remembers a 401 for a deployment key.
     pub async fn remember_unauthorized(&self, deployment: &str, response: CachedResponse) {
+        self.negative_held.fetch_add(1, Ordering::AcqRel);
         self.negative.insert(deployment.into(), response).await;
     }
 
@@ -310,6 +324,47 @@ mod tests {
         // The buffer is referenced by `buffer` alone again: the entry copied what it keeps.
         assert!(buffer.is_unique());
         assert_eq!(entry.body.len(), 288);
+    }
+
+    fn unauthorized_entry() -> CachedResponse {
+        let upstream = UpstreamResponse {
+            status: StatusCode::UNAUTHORIZED,
+            headers: http::HeaderMap::new(),
+            body: Bytes::from_static(b"Invalid deployment key"),
+        };
+        let ttl = Duration::from_secs(60);
+        CachedResponse::stored(
+            StatusCode::UNAUTHORIZED,
+            &upstream,
+            Instant::now(),
+            ttl,
+            ttl,
+        )
+    }
+
+    #[tokio::test]
+    async fn remembered_401s_are_counted_so_that_none_held_skips_the_lookup() {
+        let cache = ResponseCache::new(&CacheConfig::default());
+        let held = || cache.negative_held.load(Ordering::Acquire);
+        assert_eq!(held(), 0);
+        assert!(cache.unauthorized("bad-key").await.is_none());
+        cache
+            .remember_unauthorized("bad-key", unauthorized_entry())
+            .await;
+        assert!(cache.unauthorized("bad-key").await.is_some());
+        assert!(cache.unauthorized("other-key").await.is_none());
+        // Replacing counts once.
+        cache
+            .remember_unauthorized("bad-key", unauthorized_entry())
+            .await;
+        cache.negative.run_pending_tasks().await;
+        assert_eq!(held(), 1);
+        assert!(cache.unauthorized("bad-key").await.is_some());
+        // Removed: back to zero, and the lookup is skipped again.
+        cache.invalidate_deployment("bad-key").await;
+        cache.negative.run_pending_tasks().await;
+        assert_eq!(held(), 0);
+        assert!(cache.unauthorized("bad-key").await.is_none());
     }
 
     #[test]

@@ -100,6 +100,11 @@ impl CacheKey {
         })
     }
 
+    /// The key's hash (per-process SipHash of the canonical request).
+    pub fn hash_value(&self) -> u64 {
+        self.0.hash
+    }
+
     pub fn route(&self) -> RouteFamily {
         self.0.parts.route
     }

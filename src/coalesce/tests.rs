@@ -48,7 +48,11 @@ async fn every_waiter_gets_the_one_outcome() {
     let (done, _finished) = oneshot::channel();
     let first = {
         let (flights, k) = (flights.clone(), k.clone());
-        tokio::spawn(async move { flights.join_or_start(&k, gated(gate, done)).await })
+        tokio::spawn(async move {
+            flights
+                .join_or_start(&k, flights.mark(), |_| gated(gate, done))
+                .await
+        })
     };
     // Wait until the flight is registered, then join it.
     while flights.is_empty() {
@@ -58,7 +62,9 @@ async fn every_waiter_gets_the_one_outcome() {
         let (flights, k) = (flights.clone(), k.clone());
         tokio::spawn(async move {
             flights
-                .join_or_start(&k, async { panic!("a joiner's fetch never runs") })
+                .join_or_start(&k, flights.mark(), |_| async {
+                    panic!("a joiner's fetch never runs")
+                })
                 .await
         })
     };
@@ -80,7 +86,11 @@ async fn a_flight_every_waiter_left_still_lands() {
     let (done, finished) = oneshot::channel();
     let waiter = {
         let (flights, k) = (flights.clone(), k.clone());
-        tokio::spawn(async move { flights.join_or_start(&k, gated(gate, done)).await })
+        tokio::spawn(async move {
+            flights
+                .join_or_start(&k, flights.mark(), |_| gated(gate, done))
+                .await
+        })
     };
     while flights.is_empty() {
         tokio::task::yield_now().await;
@@ -111,14 +121,22 @@ async fn a_flight_one_waiter_left_is_driven_by_the_others() {
     let (done, _finished) = oneshot::channel();
     let leader = {
         let (flights, k) = (flights.clone(), k.clone());
-        tokio::spawn(async move { flights.join_or_start(&k, gated(gate, done)).await })
+        tokio::spawn(async move {
+            flights
+                .join_or_start(&k, flights.mark(), |_| gated(gate, done))
+                .await
+        })
     };
     while flights.is_empty() {
         tokio::task::yield_now().await;
     }
     let follower = {
         let (flights, k) = (flights.clone(), k.clone());
-        tokio::spawn(async move { flights.join_or_start(&k, async { ok("unused") }).await })
+        tokio::spawn(async move {
+            flights
+                .join_or_start(&k, flights.mark(), |_| async { ok("unused") })
+                .await
+        })
     };
     tokio::task::yield_now().await;
     leader.abort();
@@ -136,12 +154,14 @@ async fn a_panicking_fetch_is_an_internal_error_for_every_waiter() {
     let flights = Flights::default();
     let k = key("panics");
     let (outcome, _) = flights
-        .join_or_start(&k, async { panic!("fetch bug") })
+        .join_or_start(&k, flights.mark(), |_| async { panic!("fetch bug") })
         .await;
     assert!(matches!(outcome, Err(GatewayError::Internal)));
     assert!(flights.is_empty());
     // The key is usable again.
-    let (outcome, joined) = flights.join_or_start(&k, async { ok("again") }).await;
+    let (outcome, joined) = flights
+        .join_or_start(&k, flights.mark(), |_| async { ok("again") })
+        .await;
     assert!(!joined);
     assert_eq!(outcome.unwrap().body, "again");
 }
@@ -160,4 +180,43 @@ async fn a_background_refresh_runs_without_waiters() {
         .await
         .unwrap()
         .unwrap();
+}
+
+/// What a fetch for `k` is told about landings since `mark`.
+async fn told(flights: &Flights, k: &CacheKey, mark: super::Mark) -> bool {
+    let mut seen = None;
+    let (outcome, _) = flights
+        .join_or_start(k, mark, |maybe_landed| {
+            seen = Some(maybe_landed);
+            async { ok("x") }
+        })
+        .await;
+    assert!(outcome.is_ok());
+    seen.expect("a new flight calls its fetch")
+}
+
+#[tokio::test]
+async fn a_fetch_is_told_whether_its_key_may_have_landed_since_the_lookup() {
+    let flights = Flights::default();
+    let (a, b) = (key("a"), key("b"));
+    let before = flights.mark();
+    assert!(!told(&flights, &a, before).await, "nothing landed yet");
+    // `a` has landed since `before`: a request that looked up before must look again.
+    assert!(told(&flights, &a, before).await);
+    // Another key landing says nothing about this one.
+    let mark = flights.mark();
+    assert!(!told(&flights, &a, mark).await);
+    let mark = flights.mark();
+    told(&flights, &b, flights.mark()).await;
+    assert!(!told(&flights, &a, mark).await);
+}
+
+#[tokio::test]
+async fn too_many_landings_to_tell_mean_look_again() {
+    let flights = Flights::default();
+    let old = flights.mark();
+    for i in 0..=super::RECENT {
+        told(&flights, &key(&format!("other-{i}")), flights.mark()).await;
+    }
+    assert!(told(&flights, &key("unrelated"), old).await);
 }

@@ -30,6 +30,7 @@ impl Gateway {
     ) -> (Response<response::Body>, CacheStatus) {
         let cache = &self.inner.live.cache();
         let mut fallback = None;
+        let mark = self.inner.flights.mark();
         if let Some(entry) = self.inner.cache.get(&key).await {
             match entry.stale_by(now) {
                 None => {
@@ -62,7 +63,9 @@ impl Gateway {
         let (outcome, joined) = self
             .inner
             .flights
-            .join_or_start(&key, async move { this.fetch_and_store(fetch_key).await })
+            .join_or_start(&key, mark, move |recheck| async move {
+                this.fetch_and_store(fetch_key, recheck).await
+            })
             .await;
         if joined {
             self.inner.metrics.coalesced();
@@ -102,20 +105,23 @@ impl Gateway {
     fn refresh_in_background(&self, key: CacheKey) {
         let this = self.clone();
         let fetch_key = key.clone();
-        self.inner
-            .flights
-            .start_if_idle(&key, async move { this.fetch_and_store(fetch_key).await });
+        self.inner.flights.start_if_idle(&key, async move {
+            this.fetch_and_store(fetch_key, true).await
+        });
     }
 
     /// The body of a flight: one upstream request for `key`. A storable 200 is stored
     /// before the flight ends, and a 401 remembered for its deployment key; anything else
     /// is returned to the waiters and not stored, so an error never replaces an entry.
-    async fn fetch_and_store(&self, key: CacheKey) -> Outcome {
+    /// `recheck`: a flight for this key may have landed since the request missed.
+    async fn fetch_and_store(&self, key: CacheKey, recheck: bool) -> Outcome {
         // A request may have missed just before the previous flight for this key landed:
         // answer it from that flight's entry rather than asking the upstream again.
-        if let Some(entry) = self.inner.cache.get(&key).await {
-            if entry.stale_by(Instant::now()).is_none() {
-                return Ok(Arc::new(entry.into_upstream_response()));
+        if recheck {
+            if let Some(entry) = self.inner.cache.get(&key).await {
+                if entry.stale_by(Instant::now()).is_none() {
+                    return Ok(Arc::new(entry.into_upstream_response()));
+                }
             }
         }
         let request = key
