@@ -233,13 +233,15 @@ impl Gateway {
                 }
                 (response, Some(cache), Some(key))
             }
+            // Boxed: the passthrough's upstream exchange would otherwise make every
+            // request's future (moved into place per request) several KiB larger.
             Some(Decision::Bypass(reason)) => {
                 tracing::trace!(reason = reason.as_str(), "bypass");
-                let response = self.passthrough(parts, body).await;
+                let response = Box::pin(self.passthrough(parts, body)).await;
                 (response, Some(CacheStatus::Bypass), None)
             }
             None => {
-                let response = self.passthrough(parts, body).await;
+                let response = Box::pin(self.passthrough(parts, body)).await;
                 (response, Some(CacheStatus::Bypass), None)
             }
             Some(Decision::Reject(Rejection::ContextTooLong)) => {

@@ -120,7 +120,8 @@ impl Pool {
                 return Ok(conn);
             }
         }
-        self.connect().await
+        // Boxed: connecting (TCP, TLS, handshake) is rare and its future large.
+        Box::pin(self.connect()).await
     }
 
     /// The most recently parked connection; closes those idle too long on the way.
