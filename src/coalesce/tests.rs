@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use super::{Flights, Outcome};
 use crate::error::GatewayError;
@@ -40,13 +41,19 @@ async fn gated(go: oneshot::Receiver<()>, done: oneshot::Sender<()>) -> Outcome 
     ok("answer")
 }
 
-#[tokio::test]
-async fn every_waiter_gets_the_one_outcome() {
-    let flights = Flights::default();
-    let k = key("shared");
+/// A gated flight for `k` started in a task of its own, registered by the time this
+/// returns; fire `go` to let it answer, `finished` tells that its fetch ran to the end.
+async fn start_gated(
+    flights: &Flights,
+    k: &CacheKey,
+) -> (
+    JoinHandle<(Outcome, bool)>,
+    oneshot::Sender<()>,
+    oneshot::Receiver<()>,
+) {
     let (go, gate) = oneshot::channel();
-    let (done, _finished) = oneshot::channel();
-    let first = {
+    let (done, finished) = oneshot::channel();
+    let task = {
         let (flights, k) = (flights.clone(), k.clone());
         tokio::spawn(async move {
             flights
@@ -54,11 +61,15 @@ async fn every_waiter_gets_the_one_outcome() {
                 .await
         })
     };
-    // Wait until the flight is registered, then join it.
     while flights.is_empty() {
         tokio::task::yield_now().await;
     }
-    let second = {
+    (task, go, finished)
+}
+
+/// A second request for `k` in a task of its own, joined by the time this returns.
+async fn join(flights: &Flights, k: &CacheKey) -> JoinHandle<(Outcome, bool)> {
+    let task = {
         let (flights, k) = (flights.clone(), k.clone());
         tokio::spawn(async move {
             flights
@@ -69,6 +80,15 @@ async fn every_waiter_gets_the_one_outcome() {
         })
     };
     tokio::task::yield_now().await;
+    task
+}
+
+#[tokio::test]
+async fn every_waiter_gets_the_one_outcome() {
+    let flights = Flights::default();
+    let k = key("shared");
+    let (first, go, _finished) = start_gated(&flights, &k).await;
+    let second = join(&flights, &k).await;
     go.send(()).unwrap();
     let (a, joined_a) = first.await.unwrap();
     let (b, joined_b) = second.await.unwrap();
@@ -81,20 +101,7 @@ async fn every_waiter_gets_the_one_outcome() {
 #[tokio::test]
 async fn a_flight_every_waiter_left_still_lands() {
     let flights = Flights::default();
-    let k = key("abandoned");
-    let (go, gate) = oneshot::channel();
-    let (done, finished) = oneshot::channel();
-    let waiter = {
-        let (flights, k) = (flights.clone(), k.clone());
-        tokio::spawn(async move {
-            flights
-                .join_or_start(&k, flights.mark(), |_| gated(gate, done))
-                .await
-        })
-    };
-    while flights.is_empty() {
-        tokio::task::yield_now().await;
-    }
+    let (waiter, go, finished) = start_gated(&flights, &key("abandoned")).await;
     // The only waiter goes away (its client hung up) while the fetch is in progress.
     waiter.abort();
     assert!(waiter.await.unwrap_err().is_cancelled());
@@ -117,28 +124,8 @@ async fn a_flight_every_waiter_left_still_lands() {
 async fn a_flight_one_waiter_left_is_driven_by_the_others() {
     let flights = Flights::default();
     let k = key("partly");
-    let (go, gate) = oneshot::channel();
-    let (done, _finished) = oneshot::channel();
-    let leader = {
-        let (flights, k) = (flights.clone(), k.clone());
-        tokio::spawn(async move {
-            flights
-                .join_or_start(&k, flights.mark(), |_| gated(gate, done))
-                .await
-        })
-    };
-    while flights.is_empty() {
-        tokio::task::yield_now().await;
-    }
-    let follower = {
-        let (flights, k) = (flights.clone(), k.clone());
-        tokio::spawn(async move {
-            flights
-                .join_or_start(&k, flights.mark(), |_| async { ok("unused") })
-                .await
-        })
-    };
-    tokio::task::yield_now().await;
+    let (leader, go, _finished) = start_gated(&flights, &k).await;
+    let follower = join(&flights, &k).await;
     leader.abort();
     assert!(leader.await.unwrap_err().is_cancelled());
     go.send(()).unwrap();
