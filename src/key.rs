@@ -150,12 +150,12 @@ impl CacheKey {
         };
         let mut builder = Request::builder()
             .method(method)
-            .uri(format!("{base}{}", self.path_and_query()))
+            .uri(concat_exact(base, self.path_and_query()))
             .header(header::ACCEPT, HeaderValue::from_static("application/json"))
             .header(header::USER_AGENT, HeaderValue::from_static(USER_AGENT))
             .header(
                 header::AUTHORIZATION,
-                HeaderValue::try_from(format!("Api-Key {}", self.deployment()))?,
+                HeaderValue::try_from(concat_exact("Api-Key ", self.deployment()))?,
             );
         if let Some(track) = self.track() {
             builder = builder.header("x-amp-exp-track", HeaderValue::try_from(track)?);
@@ -173,6 +173,15 @@ impl CacheKey {
             None => builder.body(Bytes::new()),
         }
     }
+}
+
+/// `a` then `b` in one allocation of exactly their length (`format!` guesses the size and
+/// grows; a miss would pay for a second allocation and a copy).
+fn concat_exact(a: &str, b: &str) -> String {
+    let mut s = String::with_capacity(a.len() + b.len());
+    s.push_str(a);
+    s.push_str(b);
+    s
 }
 
 impl From<CanonicalRequest> for CacheKey {
