@@ -203,6 +203,11 @@ impl Drop for Waiter<'_> {
                 // Outside a runtime (it is shutting down): nothing could finish it.
                 Err(_) => tracing::debug!("flight abandoned outside a runtime"),
             }
+        } else {
+            // Let go of this hold before the lock: two waiters leaving at once must not
+            // both count the other as staying. (Never the last hold on an unfinished
+            // flight, which the map keeps: dropping it cannot run the flight's `Landing`.)
+            drop(flight);
         }
         drop(map);
     }

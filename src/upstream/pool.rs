@@ -6,8 +6,10 @@
 //! task, so one upstream exchange wakes three tasks. Here the task that sends a request
 //! polls the connection itself until the whole answer is read, then parks it: an exchange
 //! costs the wake-ups of its own socket only. Nobody polls a parked connection; a close by
-//! the upstream is noticed when it is next checked out, and a request that meets a close
-//! before any answer is retried once by [`super::Upstream::send`]. Parked connections idle
+//! the upstream is noticed when it is next checked out. A request the connection could not
+//! write (closed meanwhile) goes once more on another connection, whatever its method; one
+//! that meets a close after it was written, before any answer, is retried once by
+//! [`super::Upstream::send`] if it is a GET or HEAD. Parked connections idle
 //! longer than `upstream.pool_idle_timeout_ms` are closed (at checkout, and by a reaper
 //! task every idle timeout), at most `upstream.pool_max_idle_per_host` are kept.
 
@@ -18,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{Authority, Parts as UriParts};
+use http::uri::Parts as UriParts;
 use http::{HeaderValue, Request, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1;
@@ -64,9 +66,17 @@ struct Parked {
 /// state it is large, and it moves between the pool and the requests.
 struct Conn {
     sender: http1::SendRequest<Full<Bytes>>,
-    driver: http1::Connection<Stream, Full<Bytes>>,
-    /// The driver finished (closed or failed): never poll it again, never reuse.
-    ended: bool,
+    /// `None` once it finished (closed or failed). Dropped at once: hyper cancels a
+    /// request still queued in it only then, so it cannot be left waiting.
+    driver: Option<http1::Connection<Stream, Full<Bytes>>>,
+}
+
+/// How one exchange on one connection failed.
+enum Failure {
+    /// The connection went away before the request was written: it can go on another
+    /// connection whatever its method.
+    Unsent(Box<Request<Full<Bytes>>>, UpstreamError),
+    Attempt(Attempt),
 }
 
 impl Pool {
@@ -76,16 +86,15 @@ impl Pool {
         max_idle: usize,
         idle_timeout: Duration,
     ) -> Pool {
-        let authority = origin.authority().cloned();
         let mut parts = UriParts::default();
         parts.scheme = origin.scheme().cloned();
-        parts.authority = authority.clone();
+        parts.authority = origin.authority().cloned();
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
         let origin = Uri::from_parts(parts).unwrap_or_else(|_| origin.clone());
         Pool {
             inner: Arc::new(Inner {
                 connector,
-                host: host_header(authority.as_ref()),
+                host: host_header(&origin),
                 origin,
                 idle: Mutex::new(Vec::new()),
                 max_idle,
@@ -103,14 +112,27 @@ impl Pool {
         request: Request<Bytes>,
         max_body: usize,
     ) -> Result<UpstreamResponse, Attempt> {
-        let mut conn = self.connection().await?;
         let (mut parts, body) = request.into_parts();
         parts.uri = origin_form(&parts.uri);
         parts.headers.insert(header::HOST, self.inner.host.clone());
-        let request = Request::from_parts(parts, Full::new(body));
-        let response = conn.exchange(request, max_body).await?;
-        self.park(conn).await;
-        Ok(response)
+        let mut request = Request::from_parts(parts, Full::new(body));
+        let mut resent = false;
+        loop {
+            let mut conn = self.connection().await?;
+            match conn.exchange(request, max_body).await {
+                Ok(response) => {
+                    self.park(conn).await;
+                    return Ok(response);
+                }
+                // Closed under it before a byte was written: once more, on another one.
+                Err(Failure::Unsent(unsent, _)) if !resent => {
+                    resent = true;
+                    request = *unsent;
+                }
+                Err(Failure::Unsent(_, error)) => return Err(Attempt::Closed(error)),
+                Err(Failure::Attempt(attempt)) => return Err(attempt),
+            }
+        }
     }
 
     /// A parked connection still open, else a new one.
@@ -153,8 +175,7 @@ impl Pool {
             .map_err(|e| Attempt::Failed(UpstreamError::Connect(error_chain(&e))))?;
         Ok(Box::new(Conn {
             sender,
-            driver,
-            ended: false,
+            driver: Some(driver),
         }))
     }
 
@@ -220,15 +241,16 @@ impl Conn {
         &mut self,
         request: Request<Full<Bytes>>,
         max_body: usize,
-    ) -> Result<UpstreamResponse, Attempt> {
+    ) -> Result<UpstreamResponse, Failure> {
         let sent = self.sender.try_send_request(request);
-        let response = self.driving(sent).await.map_err(|e| {
+        let response = self.driving(sent).await.map_err(|mut e| {
+            let unsent = e.take_message();
             let e = e.into_error();
-            let message = error_chain(&e);
-            if closed_before_answer(&e) {
-                Attempt::Closed(UpstreamError::Protocol(message))
-            } else {
-                Attempt::Failed(UpstreamError::Protocol(message))
+            let error = UpstreamError::Protocol(error_chain(&e));
+            match unsent {
+                Some(request) => Failure::Unsent(Box::new(request), error),
+                None if closed_before_answer(&e) => Failure::Attempt(Attempt::Closed(error)),
+                None => Failure::Attempt(Attempt::Failed(error)),
             }
         })?;
         let (parts, body) = response.into_parts();
@@ -236,11 +258,13 @@ impl Conn {
             .driving(Limited::new(body, max_body).collect())
             .await
             .map_err(|e| {
-                Attempt::Failed(if e.is::<http_body_util::LengthLimitError>() {
-                    UpstreamError::TooLarge
-                } else {
-                    UpstreamError::Protocol(error_chain(&*e))
-                })
+                Failure::Attempt(Attempt::Failed(
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        UpstreamError::TooLarge
+                    } else {
+                        UpstreamError::Protocol(error_chain(&*e))
+                    },
+                ))
             })?
             .to_bytes();
         Ok(UpstreamResponse {
@@ -261,8 +285,10 @@ impl Conn {
     }
 
     fn drive(&mut self, cx: &mut Context<'_>) {
-        if !self.ended && self.driver.poll_without_shutdown(cx).is_ready() {
-            self.ended = true;
+        if let Some(driver) = &mut self.driver {
+            if driver.poll_without_shutdown(cx).is_ready() {
+                self.driver = None;
+            }
         }
     }
 
@@ -270,16 +296,25 @@ impl Conn {
     /// which reads a close the upstream sent meanwhile.
     fn reusable(&mut self, cx: &mut Context<'_>) -> bool {
         self.drive(cx);
-        !self.ended && self.sender.is_ready()
+        self.driver.is_some() && self.sender.is_ready()
     }
 }
 
-/// The `Host` header for an authority, without any user info.
-fn host_header(authority: Option<&Authority>) -> HeaderValue {
-    let host = authority.map_or("localhost", |a| {
-        a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h)
-    });
-    HeaderValue::from_str(host).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+/// The `Host` header for an origin: its host, and its port unless it is the scheme's
+/// default (as a client writes it); never user info.
+fn host_header(origin: &Uri) -> HeaderValue {
+    let Some(authority) = origin.authority() else {
+        return HeaderValue::from_static("localhost");
+    };
+    let default_port = match origin.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let host = match authority.port_u16() {
+        Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+        _ => authority.host().to_string(),
+    };
+    HeaderValue::from_str(&host).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
 }
 
 /// The origin form (`/path?query`) of a request URI.
@@ -307,3 +342,6 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests;
