@@ -117,12 +117,12 @@ impl Gateway {
     async fn fetch_and_store(&self, key: CacheKey, recheck: bool) -> Outcome {
         // A request may have missed just before the previous flight for this key landed:
         // answer it from that flight's entry rather than asking the upstream again.
-        if recheck {
-            if let Some(entry) = self.inner.cache.get(&key).await {
-                if entry.stale_by(Instant::now()).is_none() {
-                    return Ok(Arc::new(entry.into_upstream_response()));
-                }
-            }
+        let stored = match recheck {
+            true => self.inner.cache.get(&key).await,
+            false => None,
+        };
+        if let Some(entry) = stored.filter(|e| e.stale_by(Instant::now()).is_none()) {
+            return Ok(Arc::new(entry.into_upstream_response()));
         }
         let request = key
             .upstream_request(self.inner.upstream.base())

@@ -7,7 +7,7 @@ mod pool;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, Request, StatusCode, Uri};
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -104,73 +104,11 @@ impl Upstream {
         match &self.origin {
             Origin::Embedded(engine) => Ok(engine.answer(&request)),
             Origin::Http(pool) => {
-                let attempts = async {
-                    // A pooled connection the upstream closed in the meantime fails the
-                    // request before any answer; a GET is retried once on another one.
-                    let retry = matches!(*request.method(), Method::GET | Method::HEAD)
-                        .then(|| copy_request(&request));
-                    let max = self.max_response_bytes;
-                    match pool.exchange(request, max).await {
-                        Err(Attempt::Closed(_)) if retry.is_some() => pool
-                            .exchange(retry.expect("checked"), max)
-                            .await
-                            .map_err(Attempt::into_error),
-                        other => other.map_err(Attempt::into_error),
-                    }
-                };
-                tokio::time::timeout(self.timeout, attempts)
+                let exchange = pool.exchange(request, self.max_response_bytes);
+                tokio::time::timeout(self.timeout, exchange)
                     .await
                     .map_err(|_| UpstreamError::Timeout)?
             }
         }
     }
-}
-
-/// How one attempt at an upstream exchange failed.
-enum Attempt {
-    /// The connection was closed or reset before any answer: safe to retry an idempotent
-    /// request on another connection.
-    Closed(UpstreamError),
-    Failed(UpstreamError),
-}
-
-impl Attempt {
-    fn into_error(self) -> UpstreamError {
-        match self {
-            Attempt::Closed(e) | Attempt::Failed(e) => e,
-        }
-    }
-}
-
-/// Whether a client error means the connection went away before the response began (a
-/// pooled keep-alive connection the upstream had closed), as opposed to a bad answer.
-fn closed_before_answer(error: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
-                return true;
-            }
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            if matches!(
-                io.kind(),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
-            ) {
-                return true;
-            }
-        }
-        source = e.source();
-    }
-    false
-}
-
-/// A copy of a request with a cheaply cloned body, for one retry.
-fn copy_request(request: &Request<Bytes>) -> Request<Bytes> {
-    let mut copy = Request::new(request.body().clone());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.headers_mut() = request.headers().clone();
-    copy
 }

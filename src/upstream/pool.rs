@@ -7,9 +7,9 @@
 //! polls the connection itself until the whole answer is read, then parks it: an exchange
 //! costs the wake-ups of its own socket only. Nobody polls a parked connection; a close by
 //! the upstream is noticed when it is next checked out. A request the connection could not
-//! write (closed meanwhile) goes once more on another connection, whatever its method; one
-//! that meets a close after it was written, before any answer, is retried once by
-//! [`super::Upstream::send`] if it is a GET or HEAD. Parked connections idle
+//! write (closed meanwhile) goes once more on another connection, whatever its method; a
+//! GET or HEAD that meets a close after it was written, before any answer, also goes once
+//! more. Never more than two attempts. Parked connections idle
 //! longer than `upstream.pool_idle_timeout_ms` are closed (at checkout, and by a reaper
 //! task every idle timeout), at most `upstream.pool_max_idle_per_host` are kept.
 
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::Parts as UriParts;
-use http::{HeaderValue, Request, Uri, header};
+use http::{HeaderValue, Method, Request, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::{Attempt, UpstreamResponse, closed_before_answer};
+use super::UpstreamResponse;
 use crate::error::UpstreamError;
 
 type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
@@ -73,10 +73,13 @@ struct Conn {
 
 /// How one exchange on one connection failed.
 enum Failure {
-    /// The connection went away before the request was written: it can go on another
-    /// connection whatever its method.
+    /// The connection went away before the request was written: hyper hands it back, and
+    /// it can go on another connection whatever its method.
     Unsent(Box<Request<Full<Bytes>>>, UpstreamError),
-    Attempt(Attempt),
+    /// Closed or reset after the request was written, before any answer (typically a
+    /// parked connection the upstream was closing): only GET and HEAD may go again.
+    Closed(UpstreamError),
+    Failed(UpstreamError),
 }
 
 impl Pool {
@@ -106,37 +109,44 @@ impl Pool {
 
     /// Sends `request` (its URI's path and query; the origin is the pool's) on a parked
     /// connection or a new one, reads the whole answer within `max_body` bytes, and parks
-    /// the connection again if it can carry another request.
+    /// the connection again if it can carry another request. A request the connection was
+    /// closed under goes once more on another one: any request never written, a GET or
+    /// HEAD also when it was written but not answered.
     pub(super) async fn exchange(
         &self,
         request: Request<Bytes>,
         max_body: usize,
-    ) -> Result<UpstreamResponse, Attempt> {
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let (mut parts, body) = request.into_parts();
         parts.uri = origin_form(&parts.uri);
         parts.headers.insert(header::HOST, self.inner.host.clone());
+        // hyper does not hand back a request it wrote: keep a copy for the one retry.
+        let mut copy =
+            matches!(parts.method, Method::GET | Method::HEAD).then(|| copy_request(&parts, &body));
         let mut request = Request::from_parts(parts, Full::new(body));
         let mut resent = false;
         loop {
             let mut conn = self.connection().await?;
-            match conn.exchange(request, max_body).await {
+            let again = match conn.exchange(request, max_body).await {
                 Ok(response) => {
                     self.park(conn).await;
                     return Ok(response);
                 }
-                // Closed under it before a byte was written: once more, on another one.
-                Err(Failure::Unsent(unsent, _)) if !resent => {
-                    resent = true;
-                    request = *unsent;
+                Err(Failure::Unsent(unsent, _)) if !resent => *unsent,
+                Err(Failure::Closed(_)) if !resent && copy.is_some() => {
+                    copy.take().expect("checked")
                 }
-                Err(Failure::Unsent(_, error)) => return Err(Attempt::Closed(error)),
-                Err(Failure::Attempt(attempt)) => return Err(attempt),
-            }
+                Err(Failure::Unsent(_, e) | Failure::Closed(e) | Failure::Failed(e)) => {
+                    return Err(e);
+                }
+            };
+            resent = true;
+            request = again;
         }
     }
 
     /// A parked connection still open, else a new one.
-    async fn connection(&self) -> Result<Box<Conn>, Attempt> {
+    async fn connection(&self) -> Result<Box<Conn>, UpstreamError> {
         while let Some(mut conn) = self.checkout() {
             if poll_fn(|cx| Poll::Ready(conn.reusable(cx))).await {
                 return Ok(conn);
@@ -158,10 +168,9 @@ impl Pool {
         conn
     }
 
-    async fn connect(&self) -> Result<Box<Conn>, Attempt> {
-        let connect_failed = |e: Box<dyn std::error::Error + Send + Sync>| {
-            Attempt::Failed(UpstreamError::Connect(error_chain(&*e)))
-        };
+    async fn connect(&self) -> Result<Box<Conn>, UpstreamError> {
+        let connect_failed =
+            |e: Box<dyn std::error::Error + Send + Sync>| UpstreamError::Connect(error_chain(&*e));
         let mut connector = self.inner.connector.clone();
         poll_fn(|cx| connector.poll_ready(cx))
             .await
@@ -172,7 +181,7 @@ impl Pool {
             .map_err(connect_failed)?;
         let (sender, driver) = http1::handshake(stream)
             .await
-            .map_err(|e| Attempt::Failed(UpstreamError::Connect(error_chain(&e))))?;
+            .map_err(|e| UpstreamError::Connect(error_chain(&e)))?;
         Ok(Box::new(Conn {
             sender,
             driver: Some(driver),
@@ -249,8 +258,8 @@ impl Conn {
             let error = UpstreamError::Protocol(error_chain(&e));
             match unsent {
                 Some(request) => Failure::Unsent(Box::new(request), error),
-                None if closed_before_answer(&e) => Failure::Attempt(Attempt::Closed(error)),
-                None => Failure::Attempt(Attempt::Failed(error)),
+                None if closed_before_answer(&e) => Failure::Closed(error),
+                None => Failure::Failed(error),
             }
         })?;
         let (parts, body) = response.into_parts();
@@ -258,13 +267,11 @@ impl Conn {
             .driving(Limited::new(body, max_body).collect())
             .await
             .map_err(|e| {
-                Failure::Attempt(Attempt::Failed(
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        UpstreamError::TooLarge
-                    } else {
-                        UpstreamError::Protocol(error_chain(&*e))
-                    },
-                ))
+                Failure::Failed(if e.is::<http_body_util::LengthLimitError>() {
+                    UpstreamError::TooLarge
+                } else {
+                    UpstreamError::Protocol(error_chain(&*e))
+                })
             })?
             .to_bytes();
         Ok(UpstreamResponse {
@@ -326,6 +333,40 @@ fn origin_form(uri: &Uri) -> Uri {
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
     );
     Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+/// Whether a client error means the connection went away before the response began (a
+/// pooled keep-alive connection the upstream had closed), as opposed to a bad answer.
+fn closed_before_answer(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return true;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// A copy of a request head and its (cheaply cloned) body, for one retry.
+fn copy_request(parts: &http::request::Parts, body: &Bytes) -> Request<Full<Bytes>> {
+    let mut copy = Request::new(Full::new(body.clone()));
+    *copy.method_mut() = parts.method.clone();
+    *copy.uri_mut() = parts.uri.clone();
+    *copy.version_mut() = parts.version;
+    *copy.headers_mut() = parts.headers.clone();
+    copy
 }
 
 /// An error with its sources, as one line.

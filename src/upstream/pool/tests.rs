@@ -54,10 +54,10 @@ async fn a_request_on_a_connection_closed_after_checkout_comes_back_unsent() {
     let request = Request::get(format!("http://{addr}/"))
         .body(Bytes::new())
         .unwrap();
-    let first = pool.exchange(request, 1024).await.ok().expect("answered");
+    let first = pool.exchange(request, 1024).await.expect("answered");
     assert_eq!(first.body, "ok");
     // Checked out while still open...
-    let mut conn = pool.connection().await.ok().expect("the parked connection");
+    let mut conn = pool.connection().await.expect("the parked connection");
     // ...then closed before the request goes out.
     close.send(()).unwrap();
     is_closed.await.unwrap();
