@@ -17,7 +17,8 @@
 //!   stale serving) and the negative cache of 401s; [`freshness`] decides lifetimes.
 //! - [`coalesce`]: one upstream request for any number of concurrent identical misses.
 //! - [`upstream`]: the HTTP(S) client with its timeouts; its keep-alive connections are
-//!   pooled and driven by the requests that use them.
+//!   pooled and driven by the requests that use them, and cache fills may share pipelined
+//!   connections (`upstream.pipeline_depth`).
 //! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors.
 //! - [`error`]: errors evalgate answers itself, mapped to statuses in one place.
 //! - [`metrics`]: what the request path records, in an explicit Prometheus registry.

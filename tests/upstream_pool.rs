@@ -59,6 +59,7 @@ async fn at_most_pool_max_idle_per_host_connections_are_kept() {
     upstream.set_delay(Duration::from_millis(100));
     let mut config = config_for(&upstream.url());
     config.upstream.pool_max_idle_per_host = 1;
+    config.upstream.pipeline_depth = 1; // the pool's own behaviour, whatever the test run sets
     let gw = TestGateway::start(config).await;
     let gw_url = gw.url("/v1/vardata");
     let concurrent: Vec<_> = (0..4)

@@ -127,6 +127,9 @@ pub struct UpstreamConfig {
     pub pool_max_idle_per_host: usize,
     /// Largest upstream response body accepted; larger is a 502.
     pub max_response_bytes: usize,
+    /// Cache fills sent together on one connection (HTTP/1.1 pipelining); 1 = one request
+    /// per connection.
+    pub pipeline_depth: usize,
     /// Query parameter name(s) the canonical flag-key list is forwarded under.
     pub flag_keys_param: FlagKeysParam,
 }
@@ -237,6 +240,7 @@ impl Default for UpstreamConfig {
             pool_idle_timeout_ms: 30_000,
             pool_max_idle_per_host: 256,
             max_response_bytes: 4 * 1024 * 1024,
+            pipeline_depth: 1,
             flag_keys_param: FlagKeysParam::Both,
         }
     }

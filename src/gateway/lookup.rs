@@ -128,7 +128,7 @@ impl Gateway {
             .upstream_request(self.inner.upstream.base())
             .map_err(|_| GatewayError::Unforwardable)?;
         let generation = self.inner.generation.load(Ordering::SeqCst);
-        let upstream = self.exchange(request).await.inspect_err(|e| {
+        let upstream = self.exchange(request, true).await.inspect_err(|e| {
             if let GatewayError::Upstream(e) = e {
                 tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
             }

@@ -308,11 +308,16 @@ impl Gateway {
         let request = builder
             .body(body)
             .map_err(|_| GatewayError::Unforwardable)?;
-        self.exchange(request).await
+        self.exchange(request, false).await
     }
 
-    /// One upstream request within `upstream.max_inflight`, timed and counted.
-    async fn exchange(&self, request: Request<Bytes>) -> Result<UpstreamResponse, GatewayError> {
+    /// One upstream request within `upstream.max_inflight`, timed and counted. `fill`: a
+    /// request built from a cache key, which may share a pipelined connection.
+    async fn exchange(
+        &self,
+        request: Request<Bytes>,
+        fill: bool,
+    ) -> Result<UpstreamResponse, GatewayError> {
         let permit = self
             .inner
             .inflight
@@ -322,7 +327,11 @@ impl Gateway {
         let metrics = &self.inner.metrics;
         metrics.inflight(1);
         let started = Instant::now();
-        let result = self.inner.upstream.send(request).await;
+        let upstream = &self.inner.upstream;
+        let result = match fill {
+            true => upstream.fetch(request).await,
+            false => upstream.send(request).await,
+        };
         let outcome = match &result {
             Ok(r) => UpstreamOutcome::Status(r.status.as_u16()),
             Err(UpstreamError::Connect(_)) => UpstreamOutcome::Connect,

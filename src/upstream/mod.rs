@@ -1,7 +1,11 @@
 //! The upstream: an HTTP(S) evaluation server reached through pooled keep-alive
 //! connections (connect and whole-exchange timeouts, a cap on response size), or the
-//! embedded engine answering in-process. [`pool`] keeps the connections.
+//! embedded engine answering in-process. [`pool`] keeps the connections; cache fills
+//! may instead share pipelined ones ([`pipeline`], `upstream.pipeline_depth` > 1), read
+//! by [`codec`].
 
+mod codec;
+mod pipeline;
 mod pool;
 
 use std::time::Duration;
@@ -35,7 +39,11 @@ pub struct Upstream {
 
 #[derive(Clone)]
 enum Origin {
-    Http(pool::Pool),
+    Http {
+        pool: pool::Pool,
+        /// For cache fills, when `upstream.pipeline_depth` > 1.
+        pipeline: Option<pipeline::Pipeline>,
+    },
     Embedded(Embedded),
 }
 
@@ -62,6 +70,20 @@ impl Upstream {
             key: "upstream.url",
             problem: format!("`{base}` is not a URL ({e})"),
         })?;
+        let pipeline = (config.pipeline_depth > 1).then(|| {
+            pipeline::Pipeline::new(
+                https.clone(),
+                pipeline::Settings {
+                    origin: pool::connect_target(&origin),
+                    depth: config.pipeline_depth,
+                    max_body: config.max_response_bytes,
+                    max_idle: config.pool_max_idle_per_host,
+                    idle_timeout: config.pool_idle_timeout(),
+                    connect_timeout: config.connect_timeout(),
+                    answer_timeout: config.timeout(),
+                },
+            )
+        });
         let pool = pool::Pool::new(
             https,
             &origin,
@@ -70,7 +92,7 @@ impl Upstream {
         );
         Ok(Upstream {
             base,
-            origin: Origin::Http(pool),
+            origin: Origin::Http { pool, pipeline },
             timeout: config.timeout(),
             max_response_bytes: config.max_response_bytes,
         })
@@ -90,7 +112,7 @@ impl Upstream {
     pub fn as_embedded(&self) -> Option<&Embedded> {
         match &self.origin {
             Origin::Embedded(e) => Some(e),
-            Origin::Http(_) => None,
+            Origin::Http { .. } => None,
         }
     }
 
@@ -103,12 +125,46 @@ impl Upstream {
     pub async fn send(&self, request: Request<Bytes>) -> Result<UpstreamResponse, UpstreamError> {
         match &self.origin {
             Origin::Embedded(engine) => Ok(engine.answer(&request)),
-            Origin::Http(pool) => {
+            Origin::Http { pool, .. } => {
                 let exchange = pool.exchange(request, self.max_response_bytes);
-                tokio::time::timeout(self.timeout, exchange)
-                    .await
-                    .map_err(|_| UpstreamError::Timeout)?
+                self.within_timeout(exchange).await
             }
         }
+    }
+
+    /// Like [`Upstream::send`], for a request built from a cache key: a body-less GET or
+    /// HEAD goes on a pipelined connection when `upstream.pipeline_depth` > 1.
+    pub async fn fetch(&self, request: Request<Bytes>) -> Result<UpstreamResponse, UpstreamError> {
+        match &self.origin {
+            Origin::Http {
+                pipeline: Some(pipeline),
+                ..
+            } if pipeline::Pipeline::accepts(&request) => {
+                // Boxed like the pool's exchange: it would make every request's future larger.
+                let exchange = Box::pin(pipeline.exchange(&request));
+                self.within_timeout(exchange).await
+            }
+            _ => self.send(request).await,
+        }
+    }
+
+    /// Pipelined connections open now (0 without pipelining).
+    pub fn pipelined_connections(&self) -> usize {
+        match &self.origin {
+            Origin::Http {
+                pipeline: Some(pipeline),
+                ..
+            } => pipeline.lanes(),
+            _ => 0,
+        }
+    }
+
+    async fn within_timeout(
+        &self,
+        exchange: impl Future<Output = Result<UpstreamResponse, UpstreamError>>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| UpstreamError::Timeout)?
     }
 }

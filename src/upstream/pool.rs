@@ -34,7 +34,8 @@ use tower_service::Service;
 use super::UpstreamResponse;
 use crate::error::UpstreamError;
 
-type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
+/// A connection to the upstream, plain or TLS.
+pub(super) type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
 
 /// The pool of connections to one upstream origin. Cheap to clone.
 #[derive(Clone)]
@@ -89,11 +90,7 @@ impl Pool {
         max_idle: usize,
         idle_timeout: Duration,
     ) -> Pool {
-        let mut parts = UriParts::default();
-        parts.scheme = origin.scheme().cloned();
-        parts.authority = origin.authority().cloned();
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-        let origin = Uri::from_parts(parts).unwrap_or_else(|_| origin.clone());
+        let origin = connect_target(origin);
         Pool {
             inner: Arc::new(Inner {
                 connector,
@@ -169,16 +166,7 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Box<Conn>, UpstreamError> {
-        let connect_failed =
-            |e: Box<dyn std::error::Error + Send + Sync>| UpstreamError::Connect(error_chain(&*e));
-        let mut connector = self.inner.connector.clone();
-        poll_fn(|cx| connector.poll_ready(cx))
-            .await
-            .map_err(connect_failed)?;
-        let stream = connector
-            .call(self.inner.origin.clone())
-            .await
-            .map_err(connect_failed)?;
+        let stream = open(&self.inner.connector, &self.inner.origin).await?;
         let (sender, driver) = http1::handshake(stream)
             .await
             .map_err(|e| UpstreamError::Connect(error_chain(&e)))?;
@@ -307,9 +295,32 @@ impl Conn {
     }
 }
 
+/// The scheme and authority of `origin` (what is connected to), with path `/`.
+pub(super) fn connect_target(origin: &Uri) -> Uri {
+    let mut parts = UriParts::default();
+    parts.scheme = origin.scheme().cloned();
+    parts.authority = origin.authority().cloned();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    Uri::from_parts(parts).unwrap_or_else(|_| origin.clone())
+}
+
+/// Opens a connection (TCP, and TLS for `https`) to `origin`.
+pub(super) async fn open(
+    connector: &HttpsConnector<HttpConnector>,
+    origin: &Uri,
+) -> Result<Stream, UpstreamError> {
+    let connect_failed =
+        |e: Box<dyn std::error::Error + Send + Sync>| UpstreamError::Connect(error_chain(&*e));
+    let mut connector = connector.clone();
+    poll_fn(|cx| connector.poll_ready(cx))
+        .await
+        .map_err(connect_failed)?;
+    connector.call(origin.clone()).await.map_err(connect_failed)
+}
+
 /// The `Host` header for an origin: its host, and its port unless it is the scheme's
 /// default (as a client writes it); never user info.
-fn host_header(origin: &Uri) -> HeaderValue {
+pub(super) fn host_header(origin: &Uri) -> HeaderValue {
     let Some(authority) = origin.authority() else {
         return HeaderValue::from_static("localhost");
     };

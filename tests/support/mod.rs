@@ -435,6 +435,14 @@ pub fn config_for(upstream_url: &str) -> Config {
     config.cache.stale_while_revalidate_s = 0;
     config.cache.stale_if_error_s = 0;
     config.cache.negative_ttl_s = 0;
+    // `EVALGATE_TEST_PIPELINE_DEPTH=8 cargo test` runs every test with cache fills on
+    // pipelined upstream connections.
+    if let Some(depth) = std::env::var("EVALGATE_TEST_PIPELINE_DEPTH")
+        .ok()
+        .and_then(|d| d.parse().ok())
+    {
+        config.upstream.pipeline_depth = depth;
+    }
     config
 }
 
