@@ -175,6 +175,53 @@ impl CacheKey {
     }
 }
 
+impl CacheKey {
+    /// The same request as [`CacheKey::upstream_request`], as the HTTP/1.1 head written on
+    /// the wire: a GET of `prefix` + the canonical path and query, with `host` as its
+    /// `Host`. `None` for a POST key, or a field that may not go on the wire as is (the
+    /// caller then takes the [`CacheKey::upstream_request`] path, which rejects it).
+    pub fn upstream_head(&self, prefix: &str, host: &HeaderValue) -> Option<Vec<u8>> {
+        if self.body().is_some() {
+            return None;
+        }
+        let target_ok = |s: &str| s.bytes().all(|b| (0x21..0x7f).contains(&b));
+        let value_ok = |s: &str| s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+        let extra = [
+            ("x-amp-exp-track", self.track()),
+            ("x-amp-exp-flag-keys", self.flag_keys_header()),
+        ];
+        let fields_ok =
+            value_ok(self.deployment()) && extra.iter().all(|(_, v)| v.is_none_or(value_ok));
+        if !(target_ok(prefix) && target_ok(self.path_and_query()) && fields_ok) {
+            return None;
+        }
+        let mut head = Vec::with_capacity(192 + self.weight());
+        let mut line = |parts: &[&[u8]]| {
+            for part in parts {
+                head.extend_from_slice(part);
+            }
+            head.extend_from_slice(b"\r\n");
+        };
+        line(&[
+            b"GET ",
+            prefix.as_bytes(),
+            self.path_and_query().as_bytes(),
+            b" HTTP/1.1",
+        ]);
+        line(&[b"host: ", host.as_bytes()]);
+        line(&[b"accept: application/json"]);
+        line(&[b"user-agent: ", USER_AGENT.as_bytes()]);
+        line(&[b"authorization: Api-Key ", self.deployment().as_bytes()]);
+        for (name, value) in extra {
+            if let Some(value) = value {
+                line(&[name.as_bytes(), b": ", value.as_bytes()]);
+            }
+        }
+        line(&[]);
+        Some(head)
+    }
+}
+
 /// `a` then `b` in one allocation of exactly their length (`format!` guesses the size and
 /// grows; a miss would pay for a second allocation and a copy).
 fn concat_exact(a: &str, b: &str) -> String {

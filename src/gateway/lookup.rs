@@ -124,11 +124,18 @@ impl Gateway {
         if let Some(entry) = stored.filter(|e| e.stale_by(Instant::now()).is_none()) {
             return Ok(Arc::new(entry.into_upstream_response()));
         }
-        let request = key
-            .upstream_request(self.inner.upstream.base())
-            .map_err(|_| GatewayError::Unforwardable)?;
         let generation = self.inner.generation.load(Ordering::SeqCst);
-        let upstream = self.exchange(request, true).await.inspect_err(|e| {
+        let origin = &self.inner.upstream;
+        let sent = match origin.pipelined(&key) {
+            Some(request) => self.exchange(origin.send_pipelined(request)).await,
+            None => {
+                let request = key
+                    .upstream_request(origin.base())
+                    .map_err(|_| GatewayError::Unforwardable)?;
+                self.exchange(origin.send(request)).await
+            }
+        };
+        let upstream = sent.inspect_err(|e| {
             if let GatewayError::Upstream(e) = e {
                 tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
             }

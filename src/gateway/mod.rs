@@ -308,15 +308,14 @@ impl Gateway {
         let request = builder
             .body(body)
             .map_err(|_| GatewayError::Unforwardable)?;
-        self.exchange(request, false).await
+        self.exchange(self.inner.upstream.send(request)).await
     }
 
-    /// One upstream request within `upstream.max_inflight`, timed and counted. `fill`: a
-    /// request built from a cache key, which may share a pipelined connection.
+    /// One upstream exchange (`send`, not started until then) within
+    /// `upstream.max_inflight`, timed and counted.
     async fn exchange(
         &self,
-        request: Request<Bytes>,
-        fill: bool,
+        send: impl Future<Output = Result<UpstreamResponse, UpstreamError>>,
     ) -> Result<UpstreamResponse, GatewayError> {
         let permit = self
             .inner
@@ -327,11 +326,7 @@ impl Gateway {
         let metrics = &self.inner.metrics;
         metrics.inflight(1);
         let started = Instant::now();
-        let upstream = &self.inner.upstream;
-        let result = match fill {
-            true => upstream.fetch(request).await,
-            false => upstream.send(request).await,
-        };
+        let result = send.await;
         let outcome = match &result {
             Ok(r) => UpstreamOutcome::Status(r.status.as_u16()),
             Err(UpstreamError::Connect(_)) => UpstreamOutcome::Connect,

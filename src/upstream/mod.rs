@@ -11,13 +11,14 @@ mod pool;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::config::{ConfigError, UpstreamConfig, upstream_base};
 use crate::embedded::Embedded;
 use crate::error::UpstreamError;
+use crate::key::CacheKey;
 
 /// A fully read upstream response.
 #[derive(Debug, Clone)]
@@ -27,11 +28,18 @@ pub struct UpstreamResponse {
     pub body: Bytes,
 }
 
+/// A cache fill ready for a pipelined connection: the request head, from the key alone.
+#[derive(Debug, Clone)]
+pub struct Pipelined(Bytes);
+
 /// Where misses and bypasses are answered: an HTTP(S) server, or the embedded engine.
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct Upstream {
     base: String,
+    /// The path of `upstream.url` without its trailing slash ("" for none): what request
+    /// paths go under.
+    prefix: String,
     origin: Origin,
     timeout: Duration,
     max_response_bytes: usize,
@@ -91,6 +99,7 @@ impl Upstream {
             config.pool_idle_timeout(),
         );
         Ok(Upstream {
+            prefix: origin.path().trim_end_matches('/').to_string(),
             base,
             origin: Origin::Http { pool, pipeline },
             timeout: config.timeout(),
@@ -102,6 +111,7 @@ impl Upstream {
     pub fn embedded(config: &UpstreamConfig, engine: Embedded) -> Upstream {
         Upstream {
             base: EMBEDDED_BASE.into(),
+            prefix: String::new(),
             origin: Origin::Embedded(engine),
             timeout: config.timeout(),
             max_response_bytes: config.max_response_bytes,
@@ -132,19 +142,37 @@ impl Upstream {
         }
     }
 
-    /// Like [`Upstream::send`], for a request built from a cache key: a body-less GET or
-    /// HEAD goes on a pipelined connection when `upstream.pipeline_depth` > 1.
-    pub async fn fetch(&self, request: Request<Bytes>) -> Result<UpstreamResponse, UpstreamError> {
+    /// The pipelined request a miss of `key` sends, when `upstream.pipeline_depth` > 1
+    /// and the key is a GET: its head, written from the key alone. `None`: send
+    /// [`CacheKey::upstream_request`] instead.
+    pub fn pipelined(&self, key: &CacheKey) -> Option<Pipelined> {
         match &self.origin {
             Origin::Http {
                 pipeline: Some(pipeline),
                 ..
-            } if pipeline::Pipeline::accepts(&request) => {
-                // Boxed like the pool's exchange: it would make every request's future larger.
-                let exchange = Box::pin(pipeline.exchange(&request));
+            } => key
+                .upstream_head(&self.prefix, pipeline.host())
+                .map(|head| Pipelined(Bytes::from(head))),
+            _ => None,
+        }
+    }
+
+    /// Sends a [`Upstream::pipelined`] request on a pipelined connection and reads the
+    /// whole response, all within `upstream.timeout_ms`.
+    pub async fn send_pipelined(
+        &self,
+        request: Pipelined,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        match &self.origin {
+            Origin::Http {
+                pipeline: Some(pipeline),
+                ..
+            } => {
+                // Boxed like the pool's connect: it would make every request's future larger.
+                let exchange = Box::pin(pipeline.exchange(request.0, Method::GET));
                 self.within_timeout(exchange).await
             }
-            _ => self.send(request).await,
+            _ => Err(UpstreamError::Protocol("no pipelined connections".into())),
         }
     }
 

@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Method, Request, Uri};
+use http::{HeaderValue, Method, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
@@ -39,7 +39,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use super::UpstreamResponse;
-use super::codec::{self, ResponseReader};
+use super::codec::ResponseReader;
 use super::pool::{self, Stream};
 use crate::error::UpstreamError;
 
@@ -124,27 +124,25 @@ impl Pipeline {
         }
     }
 
-    /// Whether `request` may be pipelined: a GET or HEAD without a body.
-    pub(super) fn accepts(request: &Request<Bytes>) -> bool {
-        matches!(*request.method(), Method::GET | Method::HEAD) && request.body().is_empty()
+    /// The `Host` field requests on this pipeline carry.
+    pub(super) fn host(&self) -> &HeaderValue {
+        &self.shared.host
     }
 
-    /// Sends `request` (an [`Pipeline::accepts`] one; its path and query, the origin is
-    /// the pipeline's) on a lane and reads its answer; once more on another lane if the
-    /// first ended before answering it.
+    /// Sends a request (its encoded head: a GET or HEAD without a body, safe to send
+    /// again) on a lane and reads its answer; once more on another lane if the first
+    /// ended before answering it.
     pub(super) async fn exchange(
         &self,
-        request: &Request<Bytes>,
+        head: Bytes,
+        method: Method,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let mut head = Vec::with_capacity(256);
-        codec::encode_request(request, &self.shared.host, &mut head);
-        let head = Bytes::from(head);
         let mut again = true;
         loop {
             let (reply, answer) = oneshot::channel();
             self.shared.submit(Job {
                 head: head.clone(),
-                method: request.method().clone(),
+                method: method.clone(),
                 reply,
             });
             let failure = match answer.await {
@@ -374,7 +372,7 @@ impl Connection {
             self.write.extend_from_slice(&job.head);
         }
         let mut written = 0;
-        poll_fn(|cx| {
+        let reusable = poll_fn(|cx| {
             while written < self.write.len() {
                 match Pin::new(&mut self.io).poll_write(cx, &self.write[written..]) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(closed())),
@@ -390,7 +388,9 @@ impl Connection {
             }
             self.answer(cx, jobs)
         })
-        .await
+        .await?;
+        // Answers to requests not yet (fully) written mean the stream is out of step.
+        Ok(reusable && written == self.write.len())
     }
 
     /// Fails the jobs a broken connection left unanswered: the one whose answer was

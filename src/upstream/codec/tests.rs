@@ -57,6 +57,68 @@ fn a_request_head_is_written_in_origin_form_with_the_pools_host() {
 }
 
 #[test]
+fn a_keys_upstream_head_is_the_request_it_builds_on_the_wire() {
+    use crate::key::{CacheKey, CanonicalRequest, RouteFamily};
+    let host = HeaderValue::from_static("up.example:8080");
+    let keys = [
+        CacheKey::new(
+            RouteFamily::V1Vardata,
+            "server-k",
+            None,
+            "/v1/vardata?user_id=u".into(),
+        ),
+        CacheKey::from(CanonicalRequest {
+            route: RouteFamily::SdkV2Vardata,
+            deployment: "client-k".into(),
+            track: Some("track".into()),
+            path_and_query: "/sdk/v2/vardata?v=0".into(),
+            flag_keys_header: Some("WyJhIl0".into()),
+            body: None,
+        }),
+    ];
+    for prefix in ["", "/prefix"] {
+        for key in &keys {
+            let request = key
+                .upstream_request(&format!("http://up.example:8080{prefix}"))
+                .unwrap();
+            let mut reference = Vec::new();
+            encode_request(&request, &host, &mut reference);
+            let head = key.upstream_head(prefix, &host).expect("a GET key");
+            assert_eq!(
+                String::from_utf8(head).unwrap(),
+                String::from_utf8(reference).unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn keys_that_cannot_go_on_the_wire_as_is_have_no_upstream_head() {
+    use crate::key::{CacheKey, CanonicalRequest, RouteFamily};
+    let host = HeaderValue::from_static("up");
+    let post = CacheKey::from(CanonicalRequest {
+        route: RouteFamily::SdkV2Vardata,
+        deployment: "k".into(),
+        track: None,
+        path_and_query: "/sdk/v2/vardata".into(),
+        flag_keys_header: None,
+        body: Some("{}".into()),
+    });
+    assert!(post.upstream_head("", &host).is_none(), "a POST");
+    for (deployment, path) in [
+        ("k\r\nx: y", "/v1/vardata"),
+        ("k", "/v1/vardata x"),
+        ("k", "/v1/\n"),
+    ] {
+        let key = CacheKey::new(RouteFamily::V1Vardata, deployment, None, path.into());
+        assert!(
+            key.upstream_head("", &host).is_none(),
+            "{deployment:?} {path:?}"
+        );
+    }
+}
+
+#[test]
 fn content_length_frames_pipelined_responses() {
     let wire = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{\"a\":1}\
                 HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\nwww-authenticate: Api-Key\r\n\r\n{}";
