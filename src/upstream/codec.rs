@@ -124,9 +124,10 @@ impl ResponseReader {
         }
     }
 
-    /// Whether no byte of the current response has been taken yet.
-    pub(super) fn at_boundary(&self) -> bool {
-        matches!(self.state, State::Head)
+    /// Whether no byte of the next response has arrived: nothing of it parsed, and `buf`
+    /// (the connection's read buffer) empty.
+    pub(super) fn at_boundary(&self, buf: &BytesMut) -> bool {
+        matches!(self.state, State::Head) && buf.is_empty()
     }
 
     /// Takes the next complete response to a request of `method` from the front of
@@ -145,8 +146,10 @@ impl ResponseReader {
                     let Some(framing) = framing else {
                         continue; // an interim response: the real one follows
                     };
+                    // What the upstream announces is reserved only up to a point: the
+                    // body grows as it arrives.
                     let capacity = match framing {
-                        Framing::Length(n) => n,
+                        Framing::Length(n) => n.min(MAX_HEAD_BYTES),
                         _ => 0,
                     };
                     self.state = State::Body {
@@ -257,7 +260,7 @@ fn parse_head(
     {
         Framing::Length(0)
     } else {
-        body_framing(&headers, max_body)?
+        body_framing(&headers, http11, max_body)?
     };
     let reusable = reusable && !matches!(framing, Framing::UntilClose);
     Ok(Some((
@@ -286,9 +289,15 @@ fn keeps_alive(headers: &HeaderMap, http11: bool) -> bool {
 }
 
 /// How the body of a response that has one is delimited (RFC 9112 §6.3).
-fn body_framing(headers: &HeaderMap, max_body: usize) -> Result<Framing, CodecError> {
+fn body_framing(headers: &HeaderMap, http11: bool, max_body: usize) -> Result<Framing, CodecError> {
     let lengths = headers.get_all(CONTENT_LENGTH);
     if headers.contains_key(TRANSFER_ENCODING) {
+        if !http11 {
+            // RFC 9112 §6.1: faulty framing in an HTTP/1.0 message.
+            return Err(CodecError::Framing(
+                "Transfer-Encoding in an HTTP/1.0 response",
+            ));
+        }
         if lengths.iter().next().is_some() {
             return Err(CodecError::Framing(
                 "both Transfer-Encoding and Content-Length",
@@ -365,6 +374,11 @@ fn read_chunked(
 ) -> Result<bool, CodecError> {
     loop {
         match *chunk {
+            // httparse reads a size line without digits as 0 (the last chunk): a stray
+            // CRLF would end the body early and shift every answer after it.
+            Chunk::Size if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+                return Err(CodecError::Chunk);
+            }
             Chunk::Size => match httparse::parse_chunk_size(buf) {
                 Ok(httparse::Status::Complete((len, size))) => {
                     buf.advance(len);
@@ -403,16 +417,20 @@ fn read_chunked(
                 *chunk = Chunk::Size;
             }
             Chunk::Trailers => {
-                let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
-                    if buf.len() > MAX_HEAD_BYTES {
-                        return Err(CodecError::HeadTooLarge);
+                // Parsed as header fields (then dropped), so that anything else, such as
+                // the next answer's status line, is an error and not a trailer.
+                let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                return match httparse::parse_headers(buf, &mut fields) {
+                    Ok(httparse::Status::Complete((len, _))) => {
+                        buf.advance(len);
+                        Ok(true)
                     }
-                    return Ok(false);
+                    Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+                        Err(CodecError::HeadTooLarge)
+                    }
+                    Ok(httparse::Status::Partial) => Ok(false),
+                    Err(_) => Err(CodecError::Chunk),
                 };
-                buf.advance(end + 2);
-                if end == 0 {
-                    return Ok(true); // the empty line ending the trailer section
-                }
             }
         }
     }

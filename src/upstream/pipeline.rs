@@ -12,36 +12,44 @@
 //! only then does it take the next. So a request never waits behind an older batch, only
 //! behind the ones that arrived with it, and an upstream that answers in parallel (RFC
 //! 9112 §9.3.2 allows it for safe methods) costs no latency at all. Requests that find
-//! no collecting or idle lane open a new one.
+//! no collecting or idle lane open a new one. This module schedules; [`lane`] drives one
+//! connection.
 //!
-//! Only body-less GET and HEAD fetches built from cache keys come here: they are safe to
-//! send again. A request the lane could not write, or whose answer had not begun when
-//! the connection closed (an upstream closing a keep-alive connection, a `Connection:
-//! close` answer in the middle of a batch), goes once more on another lane; at most two
-//! attempts, as in [`super::pool`]. A batch must be answered within `upstream.timeout_ms`,
-//! or its lane is closed. Idle lanes close after `upstream.pool_idle_timeout_ms`, or at
-//! once when the upstream closes them; at most `upstream.pool_max_idle_per_host` stay.
+//! Only body-less GET and HEAD fills built from cache keys come here: they are safe to
+//! send again. What happens to the requests of a batch that ends early:
+//! - never written (the lane closed first, or found the upstream had closed it while it
+//!   idled), or written after an answer that said `Connection: close` (the upstream does
+//!   not process those): queued again, at no cost;
+//! - written, and the connection ended before their answer began: once more on another
+//!   lane; at most two attempts, as in [`super::pool`];
+//! - the one whose answer had begun, or was unreadable: fails.
+//!
+//! An upstream that does not keep a connection for a second pipelined answer (HTTP/1.0,
+//! `Connection: close` on every answer, a reset before any answer) makes the pipeline
+//! send one request per lane for [`SOLO_FOR`]. A batch must be answered within
+//! `upstream.timeout_ms`, or its lane is closed. Idle lanes close after
+//! `upstream.pool_idle_timeout_ms`, or at once when the upstream closes them; at most
+//! `upstream.pool_max_idle_per_host` stay.
 
-use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::pin::Pin;
+mod lane;
+
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderValue, Method, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use super::UpstreamResponse;
-use super::codec::ResponseReader;
-use super::pool::{self, Stream};
+use super::pool;
 use crate::error::UpstreamError;
+
+/// How long the pipeline sends one request per lane after the upstream showed it does
+/// not keep connections for pipelined requests.
+pub(super) const SOLO_FOR: Duration = Duration::from_secs(60);
 
 /// Pipelined connections to one upstream origin. Cheap to clone.
 #[derive(Clone)]
@@ -72,13 +80,15 @@ struct Shared {
 struct Lanes {
     slots: Vec<Slot>,
     next_id: u64,
+    /// One request per lane until then (see [`SOLO_FOR`]).
+    solo_until: Option<Instant>,
 }
 
 /// One lane as the scheduler sees it; the connection itself lives in its driver task.
 struct Slot {
     id: u64,
     phase: Phase,
-    /// Requests waiting to be written, at most `depth`.
+    /// Requests waiting to be written, at most the depth.
     queued: Vec<Job>,
     /// Wakes the driver when a request joins an idle lane.
     wake: Arc<Notify>,
@@ -105,11 +115,19 @@ struct Job {
 }
 
 /// How a job failed.
+#[derive(Clone)]
 enum Failure {
-    /// Never written, or written and the connection ended before its answer began: it may
-    /// go again on another lane.
+    /// Written, and the connection ended before its answer began: it may go once more.
     Unanswered(UpstreamError),
     Failed(UpstreamError),
+}
+
+/// What becomes of the requests still queued on a lane that closes.
+enum Leftover {
+    /// They go to another lane: the lane closed in an orderly way.
+    Requeue,
+    /// They fail so: the lane could not connect, or its task ended abnormally.
+    Fail(Failure),
 }
 
 impl Pipeline {
@@ -171,18 +189,21 @@ impl Shared {
         self.lanes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `job` on the lane collecting a batch, else a connecting one with room, else
-    /// the most recently idle one, else a new lane.
+    /// Queues `job` on the lane collecting a batch, else an idle one, else one still
+    /// connecting, else a new lane.
     fn submit(self: &Arc<Self>, job: Job) {
-        let depth = self.settings.depth;
         let mut lanes = self.lock();
+        let depth = match lanes.solo_until {
+            Some(until) if Instant::now() < until => 1,
+            _ => self.settings.depth,
+        };
         let room = |s: &Slot, phase| s.phase == phase && s.queued.len() < depth;
         let found = lanes
             .slots
             .iter()
             .position(|s| room(s, Phase::Collecting))
-            .or_else(|| lanes.slots.iter().position(|s| room(s, Phase::Connecting)))
-            .or_else(|| lanes.slots.iter().rposition(|s| s.phase == Phase::Idle));
+            .or_else(|| lanes.slots.iter().rposition(|s| s.phase == Phase::Idle))
+            .or_else(|| lanes.slots.iter().position(|s| room(s, Phase::Connecting)));
         if let Some(at) = found {
             let slot = &mut lanes.slots[at];
             slot.queued.push(job);
@@ -202,7 +223,12 @@ impl Shared {
             wake: wake.clone(),
         });
         drop(lanes);
-        tokio::spawn(drive(self.clone(), id, wake));
+        // Made before the task, so the lane is closed even if the task never runs.
+        let guard = CloseOnDrop {
+            shared: self.clone(),
+            id,
+        };
+        tokio::spawn(lane::drive(guard, wake));
     }
 
     /// The driver of lane `id` is ready for work: takes its queued requests (moving it to
@@ -246,28 +272,50 @@ impl Shared {
         true
     }
 
-    /// Removes lane `id`; the requests still queued on it are failed with `why`.
-    fn close(&self, id: u64, why: impl Fn() -> Failure) {
+    /// The upstream did not keep a connection for pipelined requests: one per lane for a
+    /// while.
+    fn go_solo(&self) {
+        self.lock().solo_until = Some(Instant::now() + SOLO_FOR);
+    }
+
+    /// Removes lane `id`; the requests still queued on it go as `leftover` says.
+    fn close(self: &Arc<Self>, id: u64, leftover: Leftover) {
         let slot = {
             let mut lanes = self.lock();
             let at = lanes.slots.iter().position(|s| s.id == id);
             at.map(|at| lanes.slots.swap_remove(at))
         };
-        for job in slot.into_iter().flat_map(|s| s.queued) {
-            let _ = job.reply.send(Err(why()));
+        let jobs = slot.into_iter().flat_map(|s| s.queued);
+        match leftover {
+            Leftover::Requeue => self.requeue(jobs),
+            Leftover::Fail(failure) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(failure.clone()));
+                }
+            }
+        }
+    }
+
+    /// Queues requests that were never processed again, each on whatever lane takes it.
+    fn requeue(self: &Arc<Self>, jobs: impl IntoIterator<Item = Job>) {
+        for job in jobs {
+            if !job.reply.is_closed() {
+                self.submit(job);
+            }
         }
     }
 }
 
-/// Not answered because the lane closed: goes again.
-fn lane_closed() -> Failure {
+/// Not answered because the lane's task ended: goes again.
+fn dropped() -> Failure {
     Failure::Unanswered(UpstreamError::Protocol(
-        "upstream closed the connection".into(),
+        "upstream connection dropped".into(),
     ))
 }
 
-/// Ends the lane when dropped, however the driver stops (returns, panics, is cancelled
-/// with the runtime), so queued requests are never left waiting.
+/// Ends the lane when dropped, however its task stops (returns, panics, is cancelled or
+/// never run with the runtime), so queued requests are never left waiting. Its orderly
+/// closes go through [`Shared::close`] first, which leaves this nothing to do.
 struct CloseOnDrop {
     shared: Arc<Shared>,
     id: u64,
@@ -275,213 +323,10 @@ struct CloseOnDrop {
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.shared.close(self.id, lane_closed);
+        // Failed, not queued again: during a shutdown a new lane's task may never run.
+        self.shared.close(self.id, Leftover::Fail(dropped()));
     }
 }
-
-/// The task of one lane: connects, then writes batches and reads their answers until the
-/// connection ends, idles out or is not needed.
-async fn drive(shared: Arc<Shared>, id: u64, wake: Arc<Notify>) {
-    let _guard = CloseOnDrop {
-        shared: shared.clone(),
-        id,
-    };
-    let settings = &shared.settings;
-    let connect = pool::open(&shared.connector, &settings.origin);
-    let stream = match tokio::time::timeout(settings.connect_timeout, connect).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return shared.close(id, || Failure::Failed(e.clone())),
-        Err(_) => {
-            let e = UpstreamError::Connect("connect timed out".into());
-            return shared.close(id, || Failure::Failed(e.clone()));
-        }
-    };
-    let mut conn = Connection {
-        io: TokioIo::new(stream),
-        read: BytesMut::with_capacity(READ_CHUNK),
-        write: Vec::new(),
-        reader: ResponseReader::new(settings.max_body),
-    };
-    loop {
-        if !shared.has_queued(id) {
-            let notified = wake.notified();
-            if !shared.has_queued(id) && !conn.idle(notified, settings.idle_timeout).await {
-                // Out of the scheduler before the socket closes: a request arriving now
-                // opens a new lane instead of joining this one.
-                return shared.close(id, lane_closed);
-            }
-        }
-        // Every miss of this scheduler pass may still join the batch.
-        tokio::task::yield_now().await;
-        let Some(batch) = shared.take_batch(id) else {
-            continue;
-        };
-        let mut jobs: VecDeque<Job> = batch.into();
-        let deadline = Instant::now() + settings.answer_timeout;
-        let outcome = tokio::time::timeout_at(deadline, conn.run(&mut jobs)).await;
-        let reusable = match outcome {
-            Ok(Ok(reusable)) => reusable,
-            Ok(Err(error)) => {
-                conn.fail(&mut jobs, &error);
-                false
-            }
-            Err(_) => {
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(Failure::Failed(UpstreamError::Timeout)));
-                }
-                false
-            }
-        };
-        // A close-delimited or `Connection: close` answer ends the batch early.
-        for job in jobs.drain(..) {
-            let _ = job.reply.send(Err(lane_closed()));
-        }
-        if !reusable || !shared.settle(id) {
-            return shared.close(id, lane_closed);
-        }
-    }
-}
-
-/// How much more room a read makes in the read buffer.
-const READ_CHUNK: usize = 16 * 1024;
-
-struct Connection {
-    io: TokioIo<Stream>,
-    read: BytesMut,
-    write: Vec<u8>,
-    reader: ResponseReader,
-}
-
-impl Connection {
-    /// Waits while the lane is idle: `true` when work arrives, `false` when the idle
-    /// timeout passes or the upstream closes the connection (or sends unasked bytes).
-    async fn idle(&mut self, work: tokio::sync::futures::Notified<'_>, timeout: Duration) -> bool {
-        tokio::select! {
-            _ = work => true,
-            _ = tokio::time::sleep(timeout) => false,
-            _ = self.io.read_buf(&mut self.read) => false,
-        }
-    }
-
-    /// Writes `jobs` and reads their answers, handing each to its requester (and taking
-    /// it off `jobs`); whether the connection may carry another batch. What is left in
-    /// `jobs` when it returns was not answered.
-    async fn run(&mut self, jobs: &mut VecDeque<Job>) -> Result<bool, AnswerError> {
-        self.write.clear();
-        for job in jobs.iter() {
-            self.write.extend_from_slice(&job.head);
-        }
-        let mut written = 0;
-        let reusable = poll_fn(|cx| {
-            while written < self.write.len() {
-                match Pin::new(&mut self.io).poll_write(cx, &self.write[written..]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(closed())),
-                    Poll::Ready(Ok(n)) => written += n,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(io_error(&e))),
-                    Poll::Pending => break,
-                }
-            }
-            if written == self.write.len() {
-                if let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
-                    return Poll::Ready(Err(io_error(&e)));
-                }
-            }
-            self.answer(cx, jobs)
-        })
-        .await?;
-        // Answers to requests not yet (fully) written mean the stream is out of step.
-        Ok(reusable && written == self.write.len())
-    }
-
-    /// Fails the jobs a broken connection left unanswered: the one whose answer was
-    /// garbage or cut short fails; those not begun may go again.
-    fn fail(&self, jobs: &mut VecDeque<Job>, error: &AnswerError) {
-        let first_failed = matches!(error, AnswerError::Bad(_)) || !self.reader.at_boundary();
-        for (i, job) in jobs.drain(..).enumerate() {
-            let failure = if i == 0 && first_failed {
-                Failure::Failed(error.upstream())
-            } else {
-                Failure::Unanswered(error.upstream())
-            };
-            let _ = job.reply.send(Err(failure));
-        }
-    }
-
-    /// Reads and hands out answers until every job has one (`Ready(Ok(reusable))`),
-    /// the connection fails, or it has to wait for bytes.
-    fn answer(
-        &mut self,
-        cx: &mut Context<'_>,
-        jobs: &mut VecDeque<Job>,
-    ) -> Poll<Result<bool, AnswerError>> {
-        loop {
-            while let Some(job) = jobs.front() {
-                match self.reader.read(&mut self.read, &job.method) {
-                    Ok(Some(parsed)) => {
-                        let job = jobs.pop_front().expect("checked");
-                        let _ = job.reply.send(Ok(parsed.response));
-                        if !parsed.reusable {
-                            return Poll::Ready(Ok(false));
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => return Poll::Ready(Err(AnswerError::Bad(e.to_string()))),
-                }
-            }
-            if jobs.is_empty() {
-                // An answer nobody asked for means the stream is out of step.
-                return Poll::Ready(Ok(self.read.is_empty()));
-            }
-            self.read.reserve(READ_CHUNK);
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(match self.reader.read_eof(&mut self.read) {
-                        Ok(Some(parsed)) => {
-                            let job = jobs.pop_front().expect("checked");
-                            let _ = job.reply.send(Ok(parsed.response));
-                            Ok(false)
-                        }
-                        Ok(None) => Err(closed()),
-                        Err(e) => Err(AnswerError::Bad(e.to_string())),
-                    });
-                }
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(io_error(&e))),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-}
-
-/// Why a batch stopped being answered.
-enum AnswerError {
-    /// The connection closed or failed: an answer not begun may be asked again.
-    Gone(String),
-    /// The upstream sent something unreadable.
-    Bad(String),
-}
-
-impl AnswerError {
-    fn upstream(&self) -> UpstreamError {
-        match self {
-            AnswerError::Gone(e) | AnswerError::Bad(e) => UpstreamError::Protocol(e.clone()),
-        }
-    }
-}
-
-fn closed() -> AnswerError {
-    AnswerError::Gone("upstream closed the connection".into())
-}
-
-fn io_error(e: &std::io::Error) -> AnswerError {
-    AnswerError::Gone(format!("upstream connection failed: {e}"))
-}
-
-// The stream type is only read and written through tokio's traits here.
-const _: fn() = || {
-    fn io<T: AsyncRead + AsyncWrite + Unpin>() {}
-    io::<TokioIo<Stream>>();
-};
 
 #[cfg(test)]
 mod tests;

@@ -240,10 +240,35 @@ fn malformed_input_is_an_error() {
         one("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n").unwrap_err(),
         CodecError::Chunk
     );
+    assert!(matches!(
+        one("HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"),
+        Err(CodecError::Framing(_))
+    ));
     assert_eq!(
         one("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}XX").unwrap_err(),
         CodecError::Chunk
     );
+}
+
+/// A chunked body that ends wrongly must never let the next answer's head be read as part
+/// of it (and so shift every answer after it to the wrong request).
+#[test]
+fn a_malformed_chunked_end_never_swallows_the_next_answer() {
+    let next = "HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n\
+                HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+    for bad_end in [
+        "2\r\n{}\r\n\r\n0\r\n\r\n", // a size line without digits
+        "2\r\n{}\r\n;ext\r\n",      // the same, with only an extension
+        "2\r\n{}\r\n0\r\n",         // no empty line after the last chunk
+    ] {
+        let wire = format!("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{bad_end}{next}");
+        let read = read_all(
+            wire.as_bytes(),
+            &[Method::GET, Method::GET, Method::GET],
+            &[],
+        );
+        assert!(read.is_err(), "{bad_end:?}: {read:?}");
+    }
 }
 
 #[test]
@@ -296,13 +321,16 @@ fn limits_bound_bodies_and_heads() {
 #[test]
 fn the_reader_knows_when_it_is_between_responses() {
     let mut reader = ResponseReader::new(MAX);
-    assert!(reader.at_boundary());
-    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n{"[..]);
+    assert!(reader.at_boundary(&BytesMut::new()));
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncont"[..]);
     assert!(reader.read(&mut buf, &Method::GET).unwrap().is_none());
-    assert!(!reader.at_boundary());
+    assert!(!reader.at_boundary(&buf), "part of a head has arrived");
+    buf.extend_from_slice(b"ent-length: 4\r\n\r\n{");
+    assert!(reader.read(&mut buf, &Method::GET).unwrap().is_none());
+    assert!(!reader.at_boundary(&buf));
     buf.extend_from_slice(b"\"\"}");
     assert!(reader.read(&mut buf, &Method::GET).unwrap().is_some());
-    assert!(reader.at_boundary());
+    assert!(reader.at_boundary(&buf));
 }
 
 proptest! {

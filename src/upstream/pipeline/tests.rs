@@ -216,8 +216,9 @@ async fn a_connection_close_in_the_middle_of_a_batch_sends_the_rest_again() {
 
 #[tokio::test]
 async fn requests_never_answered_go_once_more_then_fail() {
-    let up = raw(|mut s, _| async move {
-        read_heads(&mut s, 3).await; // and close without a word
+    let up = raw(|mut s, n| async move {
+        // All three on the first connection, one on each after; then close without a word.
+        read_heads(&mut s, if n == 0 { 3 } else { 1 }).await;
     })
     .await;
     let p = pipeline(up.addr, 8);
@@ -228,11 +229,9 @@ async fn requests_never_answered_go_once_more_then_fail() {
             "{result:?}"
         );
     }
-    assert_eq!(
-        up.accepted.load(Ordering::SeqCst),
-        2,
-        "one more attempt, together"
-    );
+    // A fresh connection reset with requests unanswered: the upstream does not
+    // pipeline, so the one more attempt of each goes on a lane of its own.
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1 + 3);
 }
 
 #[tokio::test]
@@ -370,5 +369,81 @@ async fn idle_lanes_close_after_the_idle_timeout() {
         p.lanes(),
         0,
         "out of the scheduler before the socket closed"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_after_every_answer_gets_one_request_per_lane() {
+    // An HTTP/1.0-style server: one answer per connection, then it closes.
+    let up = raw(|mut s, _| async move {
+        let t = read_heads(&mut s, 1).await;
+        let wire = format!(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{}",
+            t[0].len(),
+            t[0]
+        );
+        s.write_all(wire.as_bytes()).await.unwrap();
+    })
+    .await;
+    let p = pipeline(up.addr, 8);
+    let paths = paths(4);
+    let results = exchange_all(&p, &paths).await;
+    for (path, result) in paths.iter().zip(&results) {
+        assert_eq!(
+            body(result),
+            path,
+            "never a 502: the rest were not processed"
+        );
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 4);
+    // Now it knows: later fills go one per lane from the start.
+    let results = exchange_all(&p, &paths).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 8);
+}
+
+#[tokio::test]
+async fn bytes_nobody_asked_for_close_the_lane_and_never_answer_a_request() {
+    let up = raw(|mut s, n| async move {
+        if n == 0 {
+            // An answer, then a 408 of the upstream's own (its idle timer), on an open
+            // connection.
+            let t = read_heads(&mut s, 1).await;
+            let wire = format!(
+                "{}HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n",
+                ok(&t[0])
+            );
+            s.write_all(wire.as_bytes()).await.unwrap();
+            let _ = s.read(&mut [0u8; 16]).await;
+        } else {
+            echo(s, n).await;
+        }
+    })
+    .await;
+    let p = pipeline(up.addr, 8);
+    assert_eq!(body(&exchange_all(&p, &paths(1)).await[0]), paths(1)[0]);
+    let again = exchange_all(&p, &["/again".to_string()]).await;
+    assert_eq!(body(&again[0]), "/again", "not the 408");
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_too_large() {
+    let up = raw(|mut s, _| async move {
+        read_heads(&mut s, 1).await;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            2 * 1024 * 1024
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let _ = s.read(&mut [0u8; 16]).await;
+    })
+    .await;
+    let p = pipeline(up.addr, 8);
+    let results = exchange_all(&p, &paths(1)).await;
+    assert!(
+        matches!(results[0], Err(UpstreamError::TooLarge)),
+        "{:?}",
+        results[0]
     );
 }
