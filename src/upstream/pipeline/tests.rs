@@ -145,6 +145,22 @@ async fn exchange_all(
     tokio::time::timeout(BOUND, all).await.expect("answered")
 }
 
+/// Sends `paths` together and checks that each got the answer echoing its own target.
+async fn each_gets_its_own_answer(p: &Pipeline, paths: &[String]) {
+    let results = exchange_all(p, paths).await;
+    for (path, result) in paths.iter().zip(&results) {
+        assert_eq!(body(result), path);
+    }
+}
+
+/// A 200 whose body is `body`, closing the connection.
+fn ok_closing(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 fn paths(n: usize) -> Vec<String> {
     (0..n)
         .map(|i| format!("/v1/vardata?user_id=u{i}"))
@@ -167,10 +183,7 @@ async fn fills_started_together_go_out_together_and_each_gets_its_own_answer() {
     .await;
     let p = pipeline(up.addr, 8);
     let paths = paths(5);
-    let results = exchange_all(&p, &paths).await;
-    for (path, result) in paths.iter().zip(&results) {
-        assert_eq!(body(result), path);
-    }
+    each_gets_its_own_answer(&p, &paths).await;
     assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
     assert_eq!(p.lanes(), 1, "the lane stays open for the next batch");
 }
@@ -180,10 +193,7 @@ async fn a_batch_holds_at_most_the_depth() {
     let up = raw(echo).await;
     let p = pipeline(up.addr, 2);
     let paths = paths(5);
-    let results = exchange_all(&p, &paths).await;
-    for (path, result) in paths.iter().zip(&results) {
-        assert_eq!(body(result), path);
-    }
+    each_gets_its_own_answer(&p, &paths).await;
     assert_eq!(up.accepted.load(Ordering::SeqCst), 3, "2 + 2 + 1");
 }
 
@@ -192,12 +202,7 @@ async fn a_connection_close_in_the_middle_of_a_batch_sends_the_rest_again() {
     let up = raw(|mut s, n| async move {
         if n == 0 {
             let t = read_heads(&mut s, 4).await;
-            let close = format!(
-                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{}",
-                t[1].len(),
-                t[1]
-            );
-            s.write_all(format!("{}{close}", ok(&t[0])).as_bytes())
+            s.write_all(format!("{}{}", ok(&t[0]), ok_closing(&t[1])).as_bytes())
                 .await
                 .unwrap();
         } else {
@@ -207,10 +212,7 @@ async fn a_connection_close_in_the_middle_of_a_batch_sends_the_rest_again() {
     .await;
     let p = pipeline(up.addr, 8);
     let paths = paths(4);
-    let results = exchange_all(&p, &paths).await;
-    for (path, result) in paths.iter().zip(&results) {
-        assert_eq!(body(result), path);
-    }
+    each_gets_its_own_answer(&p, &paths).await;
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
 }
 
@@ -377,12 +379,7 @@ async fn an_upstream_that_closes_after_every_answer_gets_one_request_per_lane() 
     // An HTTP/1.0-style server: one answer per connection, then it closes.
     let up = raw(|mut s, _| async move {
         let t = read_heads(&mut s, 1).await;
-        let wire = format!(
-            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{}",
-            t[0].len(),
-            t[0]
-        );
-        s.write_all(wire.as_bytes()).await.unwrap();
+        s.write_all(ok_closing(&t[0]).as_bytes()).await.unwrap();
     })
     .await;
     let p = pipeline(up.addr, 8);
