@@ -1,6 +1,6 @@
 //! The response cache: a byte-bounded `moka::future::Cache` of upstream 200 responses,
 //! kept past their freshness for stale serving, plus a small negative cache of 401s per
-//! deployment key.
+//! deployment key and route.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +16,7 @@ use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
 use crate::config::{CacheConfig, Eviction};
-use crate::key::{CacheKey, KeyHasher};
+use crate::key::{CacheKey, KeyHasher, RouteFamily};
 use crate::upstream::UpstreamResponse;
 
 /// What is stored: status (200, or 401 in the negative cache), content type, body, and
@@ -151,8 +151,9 @@ impl<K> Expiry<K, CachedResponse> for PerEntryTtl {
 #[derive(Clone)]
 pub struct ResponseCache {
     inner: Cache<CacheKey, CachedResponse, KeyHasher>,
-    /// Deployment key → the upstream's 401 for it, for `cache.negative_ttl_s`.
-    negative: Cache<Box<str>, CachedResponse>,
+    /// (Route, deployment key) → the upstream's 401 for that key on that route, for
+    /// `cache.negative_ttl_s`.
+    negative: Cache<Denied, CachedResponse>,
     /// 401s inserted into `negative` and not yet reported removed by its listener: while
     /// it is zero (the usual case) a miss skips the lookup. Counts up before an insert and
     /// down after moka's removal, so it is never zero while an entry may be there.
@@ -174,9 +175,28 @@ pub struct CacheCounts {
     pub removed: [u64; 4],
 }
 
-/// Deployment keys remembered as unauthorized at once; a flood of distinct bad keys
-/// cannot grow this past it.
+/// (Deployment key, route) pairs remembered as unauthorized at once; a flood of distinct
+/// bad keys cannot grow this past it.
 const NEGATIVE_ENTRIES: u64 = 10_000;
+
+/// What a remembered 401 is for: one deployment key on one route. A key can be refused on
+/// one route and accepted on another (the upstream decides per endpoint), so a 401 from
+/// `/sdk/v2/flags` says nothing about `/v1/vardata`. Each [`RouteFamily`] is one upstream
+/// path, so this is exactly where the 401 came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Denied {
+    route: RouteFamily,
+    deployment: Box<str>,
+}
+
+impl Denied {
+    fn new(route: RouteFamily, deployment: &str) -> Denied {
+        Denied {
+            route,
+            deployment: deployment.into(),
+        }
+    }
+}
 
 impl ResponseCache {
     pub fn new(config: &CacheConfig) -> ResponseCache {
@@ -224,22 +244,25 @@ impl ResponseCache {
         }
     }
 
-    /// The remembered 401 for a deployment key, if any.
-    pub async fn unauthorized(&self, deployment: &str) -> Option<CachedResponse> {
+    /// The remembered 401 for `key`'s deployment key on `key`'s route, if any.
+    pub async fn unauthorized(&self, key: &CacheKey) -> Option<CachedResponse> {
         if self.negative_held.load(Ordering::Acquire) == 0 {
             return None;
         }
-        self.negative.get(deployment).await
+        self.negative
+            .get(&Denied::new(key.route(), key.deployment()))
+            .await
     }
 
-    /// Remembers a 401 for a deployment key.
-    pub async fn remember_unauthorized(&self, deployment: &str, response: CachedResponse) {
+    /// Remembers the upstream's 401 to `key`, for its deployment key on its route.
+    pub async fn remember_unauthorized(&self, key: &CacheKey, response: CachedResponse) {
         self.negative_held.fetch_add(1, Ordering::AcqRel);
-        self.negative.insert(deployment.into(), response).await;
+        let denied = Denied::new(key.route(), key.deployment());
+        self.negative.insert(denied, response).await;
     }
 
-    /// Drops one deployment's entries: they stop being served at once, and are removed
-    /// by moka's maintenance in the background.
+    /// Drops one deployment's entries, and its remembered 401s on every route: they stop
+    /// being served at once, and are removed by moka's maintenance in the background.
     pub async fn invalidate_deployment(&self, deployment: &str) {
         let owned: Box<str> = deployment.into();
         let predicate = move |key: &CacheKey, _: &CachedResponse| key.deployment() == &*owned;
@@ -247,7 +270,11 @@ impl ResponseCache {
             // Only fails without support_invalidation_closures(), which is always set.
             self.inner.invalidate_all();
         }
-        self.negative.invalidate(deployment).await;
+        for route in RouteFamily::ALL {
+            self.negative
+                .invalidate(&Denied::new(route, deployment))
+                .await;
+        }
     }
 
     pub async fn get(&self, key: &CacheKey) -> Option<CachedResponse> {
@@ -291,98 +318,4 @@ impl ResponseCache {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_stored_entry_holds_no_part_of_the_buffer_it_was_read_from() {
-        // As hyper hands them over: body and header value are views into one larger
-        // read buffer.
-        let buffer = Bytes::from(vec![b'x'; 16 * 1024]);
-        let mut headers = http::HeaderMap::new();
-        let ct = HeaderValue::from_maybe_shared(buffer.slice(0..24)).unwrap();
-        headers.insert(http::header::CONTENT_TYPE, ct);
-        let upstream = UpstreamResponse {
-            status: StatusCode::OK,
-            headers,
-            body: buffer.slice(100..388),
-        };
-        let now = Instant::now();
-        let entry = CachedResponse::stored(
-            StatusCode::OK,
-            &upstream,
-            now,
-            Duration::from_secs(60),
-            Duration::ZERO,
-        );
-        assert_eq!(entry.body, upstream.body);
-        assert_eq!(
-            entry.content_type.as_ref().unwrap().as_bytes(),
-            &buffer[..24]
-        );
-        drop(upstream);
-        // The buffer is referenced by `buffer` alone again: the entry copied what it keeps.
-        assert!(buffer.is_unique());
-        assert_eq!(entry.body.len(), 288);
-    }
-
-    fn unauthorized_entry() -> CachedResponse {
-        let upstream = UpstreamResponse {
-            status: StatusCode::UNAUTHORIZED,
-            headers: http::HeaderMap::new(),
-            body: Bytes::from_static(b"Invalid deployment key"),
-        };
-        let ttl = Duration::from_secs(60);
-        CachedResponse::stored(
-            StatusCode::UNAUTHORIZED,
-            &upstream,
-            Instant::now(),
-            ttl,
-            ttl,
-        )
-    }
-
-    #[tokio::test]
-    async fn remembered_401s_are_counted_so_that_none_held_skips_the_lookup() {
-        let cache = ResponseCache::new(&CacheConfig::default());
-        let held = || cache.negative_held.load(Ordering::Acquire);
-        assert_eq!(held(), 0);
-        assert!(cache.unauthorized("bad-key").await.is_none());
-        cache
-            .remember_unauthorized("bad-key", unauthorized_entry())
-            .await;
-        assert!(cache.unauthorized("bad-key").await.is_some());
-        assert!(cache.unauthorized("other-key").await.is_none());
-        // Replacing counts once.
-        cache
-            .remember_unauthorized("bad-key", unauthorized_entry())
-            .await;
-        cache.negative.run_pending_tasks().await;
-        assert_eq!(held(), 1);
-        assert!(cache.unauthorized("bad-key").await.is_some());
-        // Removed: back to zero, and the lookup is skipped again.
-        cache.invalidate_deployment("bad-key").await;
-        cache.negative.run_pending_tasks().await;
-        assert_eq!(held(), 0);
-        assert!(cache.unauthorized("bad-key").await.is_none());
-    }
-
-    #[test]
-    fn json_content_type_is_stored() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(JSON));
-        let upstream = UpstreamResponse {
-            status: StatusCode::OK,
-            headers,
-            body: Bytes::from_static(b"{}"),
-        };
-        let entry = CachedResponse::stored(
-            StatusCode::OK,
-            &upstream,
-            Instant::now(),
-            Duration::from_secs(1),
-            Duration::ZERO,
-        );
-        assert_eq!(entry.content_type.unwrap(), JSON);
-    }
-}
+mod tests;

@@ -27,6 +27,15 @@ pub enum RouteFamily {
 }
 
 impl RouteFamily {
+    /// Every family.
+    pub const ALL: [RouteFamily; 5] = [
+        RouteFamily::V1Vardata,
+        RouteFamily::SdkV2Vardata,
+        RouteFamily::SdkVardata,
+        RouteFamily::SdkV2Flags,
+        RouteFamily::V1Flags,
+    ];
+
     /// A short label for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -288,5 +297,25 @@ impl fmt::Debug for CacheKey {
             .field("flag_keys_header", &self.flag_keys_header())
             .field("body", &self.body())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RouteFamily;
+
+    #[test]
+    fn all_lists_every_family_once() {
+        for (at, family) in RouteFamily::ALL.into_iter().enumerate() {
+            // Exhaustive: a new family does not compile here until it is placed in `ALL`.
+            let expected = match family {
+                RouteFamily::V1Vardata => 0,
+                RouteFamily::SdkV2Vardata => 1,
+                RouteFamily::SdkVardata => 2,
+                RouteFamily::SdkV2Flags => 3,
+                RouteFamily::V1Flags => 4,
+            };
+            assert_eq!(at, expected, "{family:?}");
+        }
     }
 }

@@ -52,7 +52,7 @@ impl Gateway {
                 Some(_) => {}
             }
         }
-        if let Some(denied) = self.inner.cache.unauthorized(key.deployment()).await {
+        if let Some(denied) = self.inner.cache.unauthorized(&key).await {
             return (
                 from_entry(&denied, now, CacheStatus::Hit, head),
                 CacheStatus::Hit,
@@ -111,8 +111,9 @@ impl Gateway {
     }
 
     /// The body of a flight: one upstream request for `key`. A storable 200 is stored
-    /// before the flight ends, and a 401 remembered for its deployment key; anything else
-    /// is returned to the waiters and not stored, so an error never replaces an entry.
+    /// before the flight ends, and a 401 remembered for its deployment key on its route;
+    /// anything else is returned to the waiters and not stored, so an error never replaces
+    /// an entry.
     /// `recheck`: a flight for this key may have landed since the request missed.
     async fn fetch_and_store(&self, key: CacheKey, recheck: bool) -> Outcome {
         // A request may have missed just before the previous flight for this key landed:
@@ -184,10 +185,7 @@ impl Gateway {
                     Duration::from_secs(cache.negative_ttl_s),
                     Duration::ZERO,
                 );
-                self.inner
-                    .cache
-                    .remember_unauthorized(key.deployment(), entry)
-                    .await;
+                self.inner.cache.remember_unauthorized(&key, entry).await;
             }
             _ => {}
         }
