@@ -49,6 +49,10 @@ pub enum GatewayError {
     /// A request evalgate could not turn into an upstream request.
     #[error("request cannot be forwarded")]
     Unforwardable,
+    /// `CONNECT` or `TRACE`: methods that mean nothing to an evaluation API, never forwarded
+    /// (a tunnel through evalgate, or an echo of the client's headers).
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// A bug: a task evalgate started failed.
     #[error("internal error")]
     Internal,
@@ -65,6 +69,7 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BodyRead | GatewayError::Unforwardable => StatusCode::BAD_REQUEST,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +91,7 @@ impl GatewayError {
             GatewayError::BodyTooLarge => "request body exceeds server.max_body_bytes",
             GatewayError::BodyRead => "request body could not be read",
             GatewayError::Unforwardable => "request cannot be forwarded upstream",
+            GatewayError::MethodNotAllowed => "CONNECT and TRACE are not served",
             GatewayError::Internal => "internal error",
         }
     }

@@ -95,11 +95,21 @@ pub fn error(err: &GatewayError, cache: Option<CacheStatus>) -> Response<Body> {
         headers.insert(X_CACHE.clone(), cache.header_value());
         headers.insert(header::AGE, HeaderValue::from_static("0"));
     }
-    if matches!(err, GatewayError::Overloaded) {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    match err {
+        GatewayError::Overloaded => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        GatewayError::MethodNotAllowed => {
+            headers.insert(header::ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
+        }
+        _ => {}
     }
     response
 }
+
+/// The `Allow` of a 405: the standard methods evalgate serves or forwards (any method
+/// but `CONNECT` and `TRACE` is; RFC 9110 §15.5.6 asks a 405 to list them).
+pub const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Headers that describe one connection, never forwarded in either direction
 /// (RFC 9110 §7.6.1), plus any the `Connection` header names.

@@ -313,3 +313,26 @@ async fn curl_bad_key_gets_the_upstream_401_verbatim() {
     gw.shutdown().await;
     upstream.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_trace_gets_405_json_and_is_not_forwarded() {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::start(config_for(&upstream.url())).await;
+    let url = gw.url("/v1/vardata?user_id=u6");
+    let auth = auth(KEY);
+    for http2 in [false, true] {
+        let mut args = vec!["-X", "TRACE", "-H", &auth, &url];
+        if http2 {
+            args.insert(0, "--http2-prior-knowledge");
+        }
+        let got = curl(&args).await;
+        assert_eq!(got.status, 405, "{got:?}");
+        assert_eq!(got.header("content-type"), Some("application/json"));
+        assert!(got.header("allow").is_some(), "{got:?}");
+        let json: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+        assert!(json["error"].is_string(), "{got:?}");
+    }
+    assert_eq!(upstream.count(), 0);
+    gw.shutdown().await;
+    upstream.stop().await;
+}

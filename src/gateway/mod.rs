@@ -170,6 +170,15 @@ impl Gateway {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let live = &self.inner.live;
+        // Nothing to forward: CONNECT would open a tunnel to wherever the client names
+        // (the upstream saw it as `CONNECT /`), TRACE would echo the client's headers.
+        if matches!(*request.method(), Method::CONNECT | Method::TRACE) {
+            return (
+                response::error(&GatewayError::MethodNotAllowed, None),
+                None,
+                None,
+            );
+        }
         if header_bytes(request.headers()) > live.max_header_bytes() {
             return (
                 response::error(&GatewayError::HeadersTooLarge, None),
