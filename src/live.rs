@@ -1,5 +1,6 @@
 //! Settings that change while evalgate runs (SIGHUP, see [`crate::reload`]): the request
-//! limits, the cache lifetimes, the access log, the admin token and the readiness window.
+//! limits, whether underscored header names are forwarded, the cache lifetimes, the access
+//! log, the admin token and the readiness window.
 //!
 //! Each value is its own atomic, read with a relaxed load where it is used: no lock and no
 //! reference count on the request path. A reload stores the values one by one, so a
@@ -20,6 +21,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "server.max_context_bytes",
     "server.max_header_bytes",
     "server.max_body_bytes",
+    "server.underscores_in_headers",
     "cache.ttl_s",
     "cache.flags_ttl_s",
     "cache.max_ttl_s",
@@ -40,6 +42,7 @@ pub struct LiveSettings {
     max_context_bytes: AtomicUsize,
     max_header_bytes: AtomicUsize,
     max_body_bytes: AtomicUsize,
+    underscores_in_headers: AtomicBool,
     ttl_s: AtomicU64,
     flags_ttl_s: AtomicU64,
     max_ttl_s: AtomicU64,
@@ -67,6 +70,7 @@ impl LiveSettings {
             max_context_bytes: AtomicUsize::new(0),
             max_header_bytes: AtomicUsize::new(0),
             max_body_bytes: AtomicUsize::new(0),
+            underscores_in_headers: AtomicBool::new(false),
             ttl_s: AtomicU64::new(0),
             flags_ttl_s: AtomicU64::new(0),
             max_ttl_s: AtomicU64::new(0),
@@ -98,6 +102,7 @@ impl LiveSettings {
         r.server.max_context_bytes = config.server.max_context_bytes;
         r.server.max_header_bytes = config.server.max_header_bytes;
         r.server.max_body_bytes = config.server.max_body_bytes;
+        r.server.underscores_in_headers = config.server.underscores_in_headers;
         let (c, n) = (&mut r.cache, &config.cache);
         c.ttl_s = n.ttl_s;
         c.flags_ttl_s = n.flags_ttl_s;
@@ -128,6 +133,8 @@ impl LiveSettings {
         set(&self.max_context_bytes, s.max_context_bytes);
         set(&self.max_header_bytes, s.max_header_bytes);
         set(&self.max_body_bytes, s.max_body_bytes);
+        self.underscores_in_headers
+            .store(s.underscores_in_headers, Ordering::Relaxed);
         let set = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
         let c = &config.cache;
         set(&self.ttl_s, c.ttl_s);
@@ -157,6 +164,11 @@ impl LiveSettings {
 
     pub fn max_body_bytes(&self) -> usize {
         self.max_body_bytes.load(Ordering::Relaxed)
+    }
+
+    /// `server.underscores_in_headers`: whether passthrough forwards header names with `_`.
+    pub fn underscores_in_headers(&self) -> bool {
+        self.underscores_in_headers.load(Ordering::Relaxed)
     }
 
     /// The normalization limits (`server.max_context_bytes` live).

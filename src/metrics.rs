@@ -32,8 +32,8 @@ pub use health::UpstreamHealth;
 use histogram::{AtomicHistogram, HIT_BOUNDS, Percentiles, UPSTREAM_BOUNDS};
 pub use labels::REMOVAL_CAUSES;
 use labels::{
-    CACHE, CLASSES, Labels, OUTCOMES, POLL_RESULTS, PURGE_SCOPES, ROUTES, cache_index, family,
-    one_label, route_index,
+    CACHE, CLASSES, DROP_REASONS, Labels, OUTCOMES, POLL_RESULTS, PURGE_SCOPES, ROUTES,
+    cache_index, family, one_label, route_index,
 };
 use traffic::Traffic;
 
@@ -72,6 +72,7 @@ pub struct Metrics {
     hit_latency: AtomicHistogram,
     coalesced: Counter,
     spelling_memo_hits: Counter,
+    headers_dropped: [Counter; DROP_REASONS.len()],
     inflight: Gauge,
     purges: [Counter; PURGE_SCOPES.len()],
     polls: [Counter; POLL_RESULTS.len()],
@@ -145,6 +146,12 @@ impl Metrics {
             "/v1/vardata requests whose key came from the spelling memo (not normalized again)",
             spelling_memo_hits.clone(),
         );
+        let headers_dropped = family(
+            r,
+            "request_headers_dropped",
+            "Request header fields a passthrough did not forward, by reason",
+            one_label("reason", DROP_REASONS),
+        );
         let inflight = Gauge::default();
         r.register(
             "upstream_inflight",
@@ -195,6 +202,7 @@ impl Metrics {
             hit_latency,
             coalesced,
             spelling_memo_hits,
+            headers_dropped,
             inflight,
             purges,
             polls,
@@ -273,6 +281,11 @@ impl Metrics {
     /// A request's key came from the spelling memo.
     pub fn spelling_memo_hit(&self) {
         self.spelling_memo_hits.inc();
+    }
+
+    /// `n` request header fields with `_` in their name were not forwarded.
+    pub fn underscored_headers_dropped(&self, n: u64) {
+        self.headers_dropped[0].inc_by(n);
     }
 
     /// Upstream requests now in flight changed by `delta`.

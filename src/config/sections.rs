@@ -107,6 +107,10 @@ pub struct ServerConfig {
     pub keepalive_idle_timeout_ms: u64,
     /// On SIGINT/SIGTERM, in-flight requests get this long to finish.
     pub shutdown_timeout_ms: u64,
+    /// Forward request header fields whose name contains `_` (nginx's setting of the same
+    /// name). Off: they are dropped from passthrough requests, since an upstream that folds
+    /// `_` into `-` (CGI, WSGI) would read `Content_Length` as `Content-Length`.
+    pub underscores_in_headers: bool,
 }
 
 /// `[upstream]`: the evaluation server that misses are forwarded to.
@@ -226,6 +230,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 10_000,
             keepalive_idle_timeout_ms: 60_000,
             shutdown_timeout_ms: 10_000,
+            underscores_in_headers: false,
         }
     }
 }

@@ -283,8 +283,9 @@ impl Gateway {
             })
     }
 
-    /// Forwards a request as is (method, path, query, body, end-to-end headers) and
-    /// relays the answer, storing nothing.
+    /// Forwards a request as is (method, path, query, body, end-to-end headers but those
+    /// with `_` in their name, see [`drop_underscored`]) and relays the answer, storing
+    /// nothing.
     async fn passthrough(
         &self,
         parts: http::request::Parts,
@@ -314,6 +315,12 @@ impl Gateway {
         response::copy_end_to_end(&parts.headers, headers);
         headers.remove(header::HOST);
         headers.remove(header::CONTENT_LENGTH);
+        if !self.inner.live.underscores_in_headers() {
+            let dropped = drop_underscored(headers);
+            if dropped > 0 {
+                self.inner.metrics.underscored_headers_dropped(dropped);
+            }
+        }
         let request = builder
             .body(body)
             .map_err(|_| GatewayError::Unforwardable)?;
@@ -357,6 +364,27 @@ fn without_body(response: Response<response::Body>) -> Response<response::Body> 
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     Response::from_parts(parts, response::Body::default())
+}
+
+/// Removes every header field whose name contains `_` and returns how many there were.
+///
+/// CGI and WSGI servers (and anything built on them) turn `-` into `_` when they put header
+/// names in the environment, so to them `Content_Length` and `Content-Length` are one
+/// header: forwarded beside a real `Content-Length`, a look-alike would make the upstream
+/// frame the request differently than evalgate did. Like nginx (`underscores_in_headers
+/// off`), such fields are not forwarded.
+fn drop_underscored(headers: &mut http::HeaderMap) -> u64 {
+    let names: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .cloned()
+        .collect();
+    let mut dropped = 0;
+    for name in names {
+        dropped += headers.get_all(&name).iter().count() as u64;
+        headers.remove(&name);
+    }
+    dropped
 }
 
 /// Total bytes of header names and values.

@@ -29,6 +29,8 @@ pub(super) const OUTCOMES: [&str; 8] = [
 pub const REMOVAL_CAUSES: [&str; 4] = ["size", "expired", "explicit", "replaced"];
 pub(super) const PURGE_SCOPES: [&str; 2] = ["all", "deployment"];
 pub(super) const POLL_RESULTS: [&str; 2] = ["ok", "error"];
+/// `reason` label values of request header fields not forwarded.
+pub(super) const DROP_REASONS: [&str; 1] = ["underscore"];
 
 pub(super) type Labels = Vec<(&'static str, &'static str)>;
 
