@@ -29,6 +29,8 @@ pub(super) const OUTCOMES: [&str; 8] = [
 pub const REMOVAL_CAUSES: [&str; 4] = ["size", "expired", "explicit", "replaced"];
 pub(super) const PURGE_SCOPES: [&str; 2] = ["all", "deployment"];
 pub(super) const POLL_RESULTS: [&str; 2] = ["ok", "error"];
+/// `outcome` label values of fills nobody waited for.
+pub(super) const ABANDONED_OUTCOMES: [&str; 3] = ["finished", "cancelled", "skipped"];
 
 pub(super) type Labels = Vec<(&'static str, &'static str)>;
 
