@@ -320,6 +320,7 @@ impl Drop for Waiter<'_> {
                         let registered = map.flights.remove(self.key);
                         drop(map);
                         self.flights.budget.metrics.cancelled();
+                        tracing::debug!("abandoned fill cancelled: upstream.max_abandoned_fills");
                         drop(registered);
                         drop(flight);
                         return;
