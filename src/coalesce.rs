@@ -350,10 +350,15 @@ struct Landing {
 impl Drop for Landing {
     fn drop(&mut self) {
         let mut map = self.flights.lock();
-        if map.flights.get(&self.key).is_none_or(|r| r.id != self.id) {
-            return;
+        match map.flights.remove(&self.key) {
+            Some(r) if r.id == self.id => {}
+            // Cancelled, and a new flight for the key started since: it stays (rare).
+            Some(newer) => {
+                map.flights.insert(self.key.clone(), newer);
+                return;
+            }
+            None => return,
         }
-        map.flights.remove(&self.key);
         let landed = self.flights.landed.load(Ordering::Relaxed);
         map.recent[landed as usize % RECENT] = self.key.hash_value();
         self.flights.landed.store(landed + 1, Ordering::Release);
