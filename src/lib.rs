@@ -15,7 +15,8 @@
 //! - [`key`]: the cache key, which is also the canonical upstream request.
 //! - [`cache`]: the byte-bounded moka cache of 200 responses (kept past freshness for
 //!   stale serving) and the negative cache of 401s; [`freshness`] decides lifetimes.
-//! - [`coalesce`]: one upstream request for any number of concurrent identical misses.
+//! - [`coalesce`]: one upstream request for any number of concurrent identical misses;
+//!   fills nobody waits for any more run on within `upstream.max_abandoned_fills`.
 //! - [`upstream`]: the HTTP(S) client with its timeouts; its keep-alive connections are
 //!   pooled and driven by the requests that use them, and cache fills may share pipelined
 //!   connections (`upstream.pipeline_depth`).

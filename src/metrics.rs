@@ -9,6 +9,7 @@
 //! one of 16 shards. Labels are bounded: route families, cache statuses, status classes
 //! and outcomes, never raw paths, users or keys.
 
+mod abandoned;
 mod health;
 pub mod histogram;
 mod labels;
@@ -27,6 +28,7 @@ use crate::cache::CacheCounts;
 use crate::gateway::PurgeScope;
 use crate::key::{CacheKey, RouteFamily};
 use crate::response::CacheStatus;
+pub use abandoned::AbandonedFills;
 use health::LastExchanges;
 pub use health::UpstreamHealth;
 use histogram::{AtomicHistogram, HIT_BOUNDS, Percentiles, UPSTREAM_BOUNDS};
@@ -74,6 +76,7 @@ pub struct Metrics {
     spelling_memo_hits: Counter,
     headers_dropped: [Counter; DROP_REASONS.len()],
     inflight: Gauge,
+    abandoned: AbandonedFills,
     purges: [Counter; PURGE_SCOPES.len()],
     polls: [Counter; POLL_RESULTS.len()],
     /// Set from the cache at each scrape ([`Metrics::observe_cache`]).
@@ -158,6 +161,7 @@ impl Metrics {
             "Upstream requests in flight",
             inflight.clone(),
         );
+        let abandoned = AbandonedFills::register(r);
         let purges = family(
             r,
             "purges",
@@ -204,6 +208,7 @@ impl Metrics {
             spelling_memo_hits,
             headers_dropped,
             inflight,
+            abandoned,
             purges,
             polls,
             cache_entries,
@@ -296,6 +301,11 @@ impl Metrics {
     /// Upstream requests in flight now.
     pub fn inflight_now(&self) -> i64 {
         self.inflight.get()
+    }
+
+    /// The abandoned-fill metrics, for [`crate::coalesce::Flights`] to record into.
+    pub fn abandoned_fills(&self) -> &AbandonedFills {
+        &self.abandoned
     }
 
     /// Copies the cache's current size and removal totals into their metrics; called

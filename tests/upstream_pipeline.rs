@@ -125,3 +125,49 @@ async fn passthrough_requests_never_use_the_pipeline() {
     answer(&gateway, vardata("fill", KEY)).await;
     assert_eq!(gateway.upstream().pipelined_connections(), 1);
 }
+
+#[tokio::test]
+async fn a_fill_cancelled_on_a_pipelined_lane_frees_its_permit_and_shifts_no_answer() {
+    let upstream = FakeUpstream::start().await;
+    // The upstream answers a connection's requests in turn, and holds b's.
+    upstream.update(|s| s.hold = Some("user_id=b"));
+    let mut config = pipelined(&upstream, 8);
+    config.upstream.max_abandoned_fills = 0;
+    let gateway = Gateway::new(config.validate().unwrap()).unwrap();
+    // Spawned in one pass of this single-threaded runtime: one batch, a then b then c.
+    let fills: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|user| {
+            let gateway = gateway.clone();
+            tokio::spawn(async move { answer(&gateway, vardata(user, KEY)).await })
+        })
+        .collect();
+    let [a, b, c]: [_; 3] = fills.try_into().unwrap();
+    upstream.wait_for(2).await; // a answered, b held, c behind it on the lane
+    assert_eq!(upstream.connections(), 1);
+    let (_, _, a_body) = a.await.unwrap();
+    assert!(a_body.contains("user_id=a\""), "{a_body}");
+    // b's client hangs up: with no budget its fill is cancelled and its permit freed.
+    b.abort();
+    assert!(b.await.unwrap_err().is_cancelled());
+    assert_eq!(gateway.metrics().abandoned_fills().totals(), [0, 1, 0]);
+    assert_eq!(
+        gateway.metrics().inflight_now(),
+        1,
+        "only c's exchange is left"
+    );
+    // b's answer, when it comes, is read and dropped: c gets its own.
+    upstream.release_held();
+    let (status, x_cache, c_body) = c.await.unwrap();
+    assert_eq!((status, x_cache.as_str()), (200, "MISS"));
+    assert!(c_body.contains("user_id=c\""), "{c_body}");
+    for (user, body) in [("a", &a_body), ("c", &c_body)] {
+        let (_, x_cache, again) = answer(&gateway, vardata(user, KEY)).await;
+        assert_eq!((x_cache.as_str(), &again), ("HIT", body));
+    }
+    // b was never stored: asked afresh.
+    let (status, x_cache, b_body) = answer(&gateway, vardata("b", KEY)).await;
+    assert_eq!((status, x_cache.as_str()), (200, "MISS"));
+    assert!(b_body.contains("user_id=b\""), "{b_body}");
+    assert_eq!(upstream.count(), 4);
+}

@@ -1,5 +1,5 @@
-//! Flights driven by their waiters: shared outcomes, hand-over when every waiter leaves,
-//! panics contained.
+//! Flights driven by their waiters: shared outcomes, hand-over when every waiter leaves
+//! (within the budget of flights nobody waits for, cancelled past it), panics contained.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use super::{Flights, Outcome};
 use crate::error::GatewayError;
 use crate::key::{CacheKey, RouteFamily};
+use crate::metrics::AbandonedFills;
 use crate::upstream::UpstreamResponse;
 
 /// Generous bound proving "does not hang", never a speed requirement.
@@ -62,6 +63,33 @@ async fn start_gated(
         })
     };
     while flights.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    (task, go, finished)
+}
+
+/// [`start_gated`] while `n - 1` other flights are in progress: registered by the time
+/// this returns.
+async fn start_gated_beside(
+    flights: &Flights,
+    k: &CacheKey,
+    n: usize,
+) -> (
+    JoinHandle<(Outcome, bool)>,
+    oneshot::Sender<()>,
+    oneshot::Receiver<()>,
+) {
+    let (go, gate) = oneshot::channel();
+    let (done, finished) = oneshot::channel();
+    let task = {
+        let (flights, k) = (flights.clone(), k.clone());
+        tokio::spawn(async move {
+            flights
+                .join_or_start(&k, flights.mark(), |_| gated(gate, done))
+                .await
+        })
+    };
+    while flights.len() < n {
         tokio::task::yield_now().await;
     }
     (task, go, finished)
@@ -206,4 +234,114 @@ async fn too_many_landings_to_tell_mean_look_again() {
         told(&flights, &key(&format!("other-{i}")), flights.mark()).await;
     }
     assert!(told(&flights, &key("unrelated"), old).await);
+}
+
+/// The only waiter of `waiter`'s flight goes away (its client hung up).
+async fn abandon(waiter: JoinHandle<(Outcome, bool)>) {
+    waiter.abort();
+    assert!(waiter.await.unwrap_err().is_cancelled());
+}
+
+#[tokio::test]
+async fn with_no_budget_an_abandoned_flight_is_cancelled_and_leaves_the_map() {
+    let metrics = AbandonedFills::default();
+    let flights = Flights::new(0, metrics.clone());
+    let k = key("cancelled");
+    let (waiter, _go, finished) = start_gated(&flights, &k).await;
+    abandon(waiter).await;
+    assert!(flights.is_empty(), "cancelled at once, out of the map");
+    assert!(
+        finished.await.is_err(),
+        "its fetch was dropped, never run to its end"
+    );
+    assert_eq!(metrics.totals(), [0, 1, 0]);
+    assert_eq!(metrics.running(), 0);
+    // The next request for the key starts afresh.
+    let (outcome, joined) = flights
+        .join_or_start(&k, flights.mark(), |_| async { ok("afresh") })
+        .await;
+    assert!(!joined);
+    assert_eq!(outcome.unwrap().body, "afresh");
+}
+
+#[tokio::test]
+async fn abandoned_flights_run_within_the_budget_and_are_cancelled_past_it() {
+    let metrics = AbandonedFills::default();
+    let flights = Flights::new(1, metrics.clone());
+    let (a, b, c) = (key("a"), key("b"), key("c"));
+    let (waiter_a, go_a, finished_a) = start_gated(&flights, &a).await;
+    abandon(waiter_a).await;
+    assert_eq!((flights.len(), metrics.running()), (1, 1), "a runs on");
+    // The budget is spent: b is cancelled when its waiter leaves, and leaves the map.
+    let (waiter_b, _go_b, finished_b) = start_gated_beside(&flights, &b, 2).await;
+    abandon(waiter_b).await;
+    assert_eq!(flights.len(), 1, "only a is left");
+    assert!(finished_b.await.is_err(), "b's fetch was dropped");
+    assert_eq!(metrics.totals(), [0, 1, 0]);
+    // A request for b starts a new flight, not one joining the cancelled one.
+    let (outcome, joined) = flights
+        .join_or_start(&b, flights.mark(), |_| async { ok("b again") })
+        .await;
+    assert!(!joined);
+    assert_eq!(outcome.unwrap().body, "b again");
+    // a lands, which gives its share of the budget back.
+    go_a.send(()).unwrap();
+    tokio::time::timeout(BOUND, finished_a)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(BOUND, async {
+        while metrics.running() != 0 || !flights.is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a's task ends and a leaves the map");
+    assert_eq!(metrics.totals(), [1, 1, 0]);
+    // So c, abandoned now, runs on.
+    let (waiter_c, go_c, finished_c) = start_gated(&flights, &c).await;
+    abandon(waiter_c).await;
+    assert_eq!((flights.len(), metrics.running()), (1, 1));
+    go_c.send(()).unwrap();
+    tokio::time::timeout(BOUND, finished_c)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_flight_with_a_waiter_left_is_never_cancelled() {
+    let metrics = AbandonedFills::default();
+    let flights = Flights::new(0, metrics.clone());
+    let k = key("one-stays");
+    let (leader, go, _finished) = start_gated(&flights, &k).await;
+    let follower = join(&flights, &k).await;
+    abandon(leader).await;
+    go.send(()).unwrap();
+    let (outcome, joined) = tokio::time::timeout(BOUND, follower)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(joined);
+    assert_eq!(outcome.unwrap().body, "answer");
+    assert_eq!(metrics.totals(), [0, 0, 0]);
+}
+
+#[tokio::test]
+async fn a_refresh_past_the_budget_is_not_started() {
+    let metrics = AbandonedFills::default();
+    let flights = Flights::new(1, metrics.clone());
+    let (go, gate) = oneshot::channel();
+    let (done, finished) = oneshot::channel();
+    flights.start_if_idle(&key("first"), gated(gate, done));
+    assert_eq!((flights.len(), metrics.running()), (1, 1));
+    // The budget is spent by the first refresh: this one is skipped.
+    flights.start_if_idle(&key("second"), async { panic!("never started") });
+    assert_eq!(flights.len(), 1);
+    assert_eq!(metrics.totals(), [0, 0, 1]);
+    go.send(()).unwrap();
+    tokio::time::timeout(BOUND, finished)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -125,6 +125,9 @@ pub struct UpstreamConfig {
     pub connect_timeout_ms: u64,
     /// Upstream requests in flight at once; misses past it get 503 with `Retry-After`.
     pub max_inflight: usize,
+    /// Cache fills running with nobody waiting (every client hung up, or a background
+    /// refresh); an abandoned fill past it is cancelled, a refresh past it not started.
+    pub max_abandoned_fills: usize,
     /// Idle pooled connections are closed after this; keep it below the upstream's own.
     pub pool_idle_timeout_ms: u64,
     /// Idle pooled connections kept per upstream host.
@@ -242,6 +245,7 @@ impl Default for UpstreamConfig {
             timeout_ms: 10_000,
             connect_timeout_ms: 2_000,
             max_inflight: 512,
+            max_abandoned_fills: crate::coalesce::DEFAULT_MAX_ABANDONED,
             pool_idle_timeout_ms: 30_000,
             pool_max_idle_per_host: 256,
             max_response_bytes: 4 * 1024 * 1024,

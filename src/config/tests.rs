@@ -105,3 +105,13 @@ fn effective_settings_round_trip() {
     let again = Config::from_toml_str(&cfg.to_toml()).unwrap();
     assert_eq!(cfg, again);
 }
+
+#[test]
+fn max_abandoned_fills_is_checked() {
+    let cfg = Config::from_toml_str("[upstream]\nmax_abandoned_fills = 2000000\n").unwrap();
+    let msg = cfg.validate().unwrap_err().to_string();
+    assert!(msg.starts_with("`upstream.max_abandoned_fills`"), "{msg}");
+    // 0: every abandoned fill is cancelled at once.
+    let off = Config::from_toml_str("[upstream]\nmax_abandoned_fills = 0\n").unwrap();
+    off.validate().unwrap();
+}

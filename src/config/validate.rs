@@ -109,6 +109,12 @@ impl Config {
         )?;
         range("upstream.max_inflight", u.max_inflight as u64, 1, 1_000_000)?;
         range(
+            "upstream.max_abandoned_fills",
+            u.max_abandoned_fills as u64,
+            0,
+            1_000_000,
+        )?;
+        range(
             "upstream.pool_idle_timeout_ms",
             u.pool_idle_timeout_ms,
             1,

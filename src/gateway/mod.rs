@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::access_log;
@@ -86,6 +86,11 @@ impl Gateway {
         } else {
             Upstream::http(&config.upstream)?
         };
+        let metrics = Metrics::new();
+        let flights = Flights::new(
+            config.upstream.max_abandoned_fills,
+            metrics.abandoned_fills().clone(),
+        );
         Ok(Gateway {
             inner: Arc::new(Inner {
                 cache: ResponseCache::new(&config.cache),
@@ -94,8 +99,8 @@ impl Gateway {
                     config.cache.spelling_memo_max_bytes,
                 ),
                 inflight: Arc::new(Semaphore::new(config.upstream.max_inflight)),
-                flights: Flights::default(),
-                metrics: Metrics::new(),
+                flights,
+                metrics,
                 deployments: Default::default(),
                 generation: AtomicU64::new(0),
                 upstream,
@@ -340,7 +345,9 @@ impl Gateway {
             .try_acquire_owned()
             .map_err(|_| GatewayError::Overloaded)?;
         let metrics = &self.inner.metrics;
-        metrics.inflight(1);
+        // Counted out when dropped, with the permit: a cancelled fill (or a client that
+        // hung up on a passthrough) leaves nothing counted in flight.
+        let _inflight = Inflight::count(metrics, permit);
         let started = Instant::now();
         let result = send.await;
         let outcome = match &result {
@@ -350,9 +357,30 @@ impl Gateway {
             Err(_) => UpstreamOutcome::Invalid,
         };
         metrics.upstream(outcome, started.elapsed());
-        metrics.inflight(-1);
-        drop(permit);
         Ok(result?)
+    }
+}
+
+/// One upstream exchange in flight: its `upstream.max_inflight` permit and its count in
+/// the in-flight gauge, both given back when it is dropped, however the exchange ends.
+struct Inflight<'a> {
+    metrics: &'a Metrics,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Inflight<'_> {
+    fn count(metrics: &Metrics, permit: OwnedSemaphorePermit) -> Inflight<'_> {
+        metrics.inflight(1);
+        Inflight {
+            metrics,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.metrics.inflight(-1);
     }
 }
 

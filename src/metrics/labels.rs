@@ -32,6 +32,9 @@ pub(super) const POLL_RESULTS: [&str; 2] = ["ok", "error"];
 /// `reason` label values of request header fields not forwarded.
 pub(super) const DROP_REASONS: [&str; 1] = ["underscore"];
 
+/// `outcome` label values of fills nobody waited for.
+pub(super) const ABANDONED_OUTCOMES: [&str; 3] = ["finished", "cancelled", "skipped"];
+
 pub(super) type Labels = Vec<(&'static str, &'static str)>;
 
 /// Registers a family with every label set in `sets` created up front; returns their

@@ -24,6 +24,12 @@
 //!   lane; at most two attempts, as in [`super::pool`];
 //! - the one whose answer had begun, or was unreadable: fails.
 //!
+//! A fill cancelled while its request waits to be written is never written. One whose
+//! request is written stays on the wire, and its answer is read and dropped, so the
+//! answers after it still reach their own requests; when every request of a batch still
+//! unanswered was cancelled, the lane closes its connection at once rather than wait for
+//! answers nobody wants, which frees the upstream of them too.
+//!
 //! An upstream that does not keep a connection for a second pipelined answer (HTTP/1.0,
 //! `Connection: close` on every answer, a reset before any answer) makes the pipeline
 //! send one request per lane for [`SOLO_FOR`]. A batch must be answered within
@@ -232,10 +238,12 @@ impl Shared {
     }
 
     /// The driver of lane `id` is ready for work: takes its queued requests (moving it to
-    /// `Busy`), or marks it idle (`None`).
+    /// `Busy`), or marks it idle (`None`). Requests nobody waits for any more (their fill
+    /// was cancelled) are dropped here, never written.
     fn take_batch(&self, id: u64) -> Option<Vec<Job>> {
         let mut lanes = self.lock();
         let slot = lanes.slots.iter_mut().find(|s| s.id == id)?;
+        slot.queued.retain(|job| !job.reply.is_closed());
         if slot.queued.is_empty() {
             slot.phase = Phase::Idle;
             return None;

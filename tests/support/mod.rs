@@ -56,6 +56,9 @@ pub struct Script {
     pub flags: Option<Vec<(&'static str, u64)>>,
     /// `/sdk/v2/flags` answers 500.
     pub flags_fail: bool,
+    /// Requests whose path and query contain this are held (received and counted, not
+    /// answered) until [`FakeUpstream::release_held`].
+    pub hold: Option<&'static str>,
 }
 
 struct State {
@@ -70,6 +73,32 @@ struct State {
     accepted: AtomicUsize,
     open: AtomicUsize,
     closed: Notify,
+    /// Requests being handled now (from arrival until answered or dropped with their
+    /// connection), the most at once so far, and a signal when one ends.
+    active: AtomicUsize,
+    peak: AtomicUsize,
+    ended: Notify,
+    /// Held requests go on once this is set.
+    released: std::sync::atomic::AtomicBool,
+    release: Notify,
+}
+
+/// One request being handled, counted in [`State::active`] until dropped.
+struct Active<'a>(&'a State);
+
+impl<'a> Active<'a> {
+    fn enter(state: &'a State) -> Active<'a> {
+        let now = state.active.fetch_add(1, Ordering::SeqCst) + 1;
+        state.peak.fetch_max(now, Ordering::SeqCst);
+        Active(state)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.0.ended.notify_waiters();
+    }
 }
 
 /// A real HTTP upstream on 127.0.0.1:0 that counts and records what it receives.
@@ -106,6 +135,11 @@ impl FakeUpstream {
             accepted: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             closed: Notify::new(),
+            active: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            ended: Notify::new(),
+            released: Default::default(),
+            release: Notify::new(),
         });
         let (stop, mut stopped) = oneshot::channel::<()>();
         let st = state.clone();
@@ -224,6 +258,33 @@ impl FakeUpstream {
         }
     }
 
+    /// Requests being handled now (received, neither answered nor dropped).
+    pub fn active(&self) -> usize {
+        self.state.active.load(Ordering::SeqCst)
+    }
+
+    /// The most requests handled at once so far.
+    pub fn peak(&self) -> usize {
+        self.state.peak.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at most `n` requests are being handled.
+    pub async fn wait_active_at_most(&self, n: usize) {
+        loop {
+            let ended = self.state.ended.notified();
+            if self.active() <= n {
+                return;
+            }
+            ended.await;
+        }
+    }
+
+    /// Lets every held request (see [`Script::hold`]) go on, now and from now on.
+    pub fn release_held(&self) {
+        self.state.released.store(true, Ordering::SeqCst);
+        self.state.release.notify_waiters();
+    }
+
     /// Stops accepting and drops every open connection.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -248,6 +309,7 @@ async fn answer(
     state: &State,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let _active = Active::enter(state);
     let script = state.script.lock().unwrap().clone();
     let mut response = evaluate(state, req, &script).await;
     let reset_once = state
@@ -288,6 +350,18 @@ async fn evaluate(state: &State, req: Request<Incoming>, script: &Script) -> Res
     state.requests.lock().unwrap().push(recorded.clone());
     state.count.fetch_add(1, Ordering::SeqCst);
     state.arrived.notify_waiters();
+    if script
+        .hold
+        .is_some_and(|h| recorded.path_and_query.contains(h))
+    {
+        loop {
+            let released = state.release.notified();
+            if state.released.load(Ordering::SeqCst) {
+                break;
+            }
+            released.await;
+        }
+    }
     if !script.delay.is_zero() {
         tokio::time::sleep(script.delay).await;
     }

@@ -64,6 +64,10 @@ pub(super) async fn drive(guard: CloseOnDrop, wake: Arc<Notify>) {
         let reusable = match outcome {
             Ok(Ok(reusable)) => reusable,
             Ok(Err(AnswerError::Stale)) => false, // nothing was written: all go again
+            Ok(Err(AnswerError::Abandoned)) => {
+                jobs.clear(); // nobody waits for them: nothing to fail or send again
+                false
+            }
             Ok(Err(error)) => {
                 if conn.answers <= 1 && jobs.len() > 1 {
                     shared.go_solo(); // e.g. reset with the pipelined requests unread
@@ -115,6 +119,8 @@ enum AnswerError {
     Gone(String),
     /// The upstream sent something unreadable.
     Bad(UpstreamError),
+    /// Every request still unanswered was cancelled: nobody wants their answers.
+    Abandoned,
 }
 
 impl AnswerError {
@@ -123,6 +129,7 @@ impl AnswerError {
             AnswerError::Stale => UpstreamError::Protocol("upstream closed the connection".into()),
             AnswerError::Gone(e) => UpstreamError::Protocol(e.clone()),
             AnswerError::Bad(e) => e.clone(),
+            AnswerError::Abandoned => UpstreamError::Protocol("fills cancelled".into()),
         }
     }
 }
@@ -260,6 +267,12 @@ impl Connection {
                 }
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(io_error(&e))),
+                // Before waiting for bytes: if every request left was cancelled, stop;
+                // else be woken when the first one still wanted is cancelled (one
+                // registration, on the front request, while it is wanted).
+                Poll::Pending if jobs.iter_mut().all(|j| j.reply.poll_closed(cx).is_ready()) => {
+                    return Poll::Ready(Err(AnswerError::Abandoned));
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }

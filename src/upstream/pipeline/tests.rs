@@ -444,3 +444,5 @@ async fn a_body_over_the_limit_is_too_large() {
         results[0]
     );
 }
+
+mod cancelled;
