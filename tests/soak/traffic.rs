@@ -1,11 +1,10 @@
 //! The soak's requests: what a request means ([`Meaning`]) and the many ways to spell it
-//! ([`spell`]), plus bypasses and bad inputs. Each [`Spec`] says what it must get: the
-//! model's answer (checked by [`crate::check`]) or a status evalgate answers itself.
+//! ([`spell`]). Each [`Spec`] says what it must get: the model's answer (checked by
+//! [`crate::check`]) or a status evalgate answers itself ([`crate::inputs`]).
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use crate::model::BAD_KEY_PREFIX;
 use crate::rng::Rng;
 
 pub const KEY: &str = "server-soak-key-0001";
@@ -206,133 +205,6 @@ pub fn spell(m: &Meaning, rng: &mut Rng, kind: &'static str) -> Spec {
     }
 }
 
-/// A request that goes around the cache, answered by the upstream.
-pub fn bypass(rng: &mut Rng, n: u64) -> Spec {
-    let m = meaning(rng, format!("bypass-{n}"));
-    let mut spec = match rng.below(4) {
-        0 => Spec {
-            kind: "bypass",
-            method: "GET",
-            path_and_query: format!("/soak/other/{n}?b=2&a={}", rng.below(10)),
-            headers: vec![("authorization".into(), format!("Api-Key {KEY}"))],
-            body: Vec::new(),
-            expect: Expect::Model,
-        },
-        1 => Spec {
-            kind: "bypass",
-            method: "POST",
-            path_and_query: format!("/v1/vardata?user_id=post-{n}"),
-            headers: vec![
-                ("authorization".into(), format!("Api-Key {KEY}")),
-                ("content-type".into(), "application/json".into()),
-            ],
-            body: format!("{{\"user_id\":\"post-{n}\"}}").into_bytes(),
-            expect: Expect::Model,
-        },
-        // The SDKs' cache buster.
-        2 => {
-            let mut s = spell(&m, rng, "bypass");
-            let sep = if s.path_and_query.contains('?') {
-                '&'
-            } else {
-                '?'
-            };
-            s.path_and_query.push_str(&format!("{sep}d={n}"));
-            s
-        }
-        _ => {
-            let mut s = spell(&m, rng, "bypass");
-            s.headers
-                .push(("x-amp-exp-exposure-track".into(), "track".into()));
-            s
-        }
-    };
-    spec.kind = "bypass";
-    spec
-}
-
-/// A bad input: the upstream's 400/401 (through a bypass or the negative cache) or one of
-/// evalgate's own limits. `raw_limits` allows the inputs an HTTP/2 client cannot send as
-/// such (oversized header blocks).
-pub fn bad(rng: &mut Rng, n: u64, raw_limits: bool) -> Spec {
-    let auth = ("authorization".to_string(), format!("Api-Key {KEY}"));
-    let get = |path_and_query: String, headers: Vec<(String, String)>, expect| Spec {
-        kind: "bad",
-        method: "GET",
-        path_and_query,
-        headers,
-        body: Vec::new(),
-        expect,
-    };
-    let choices = if raw_limits { 9 } else { 7 };
-    match rng.below(choices) {
-        0 => get(
-            format!("/v1/vardata?user_id=u{n}&context=%7B%22plan%22%3A"),
-            vec![auth],
-            Expect::Model,
-        ),
-        1 => get(
-            "/v1/vardata?user_id=u1&context=%5B1%2C2%5D".into(),
-            vec![auth],
-            Expect::Model,
-        ),
-        2 => {
-            let key = format!("{BAD_KEY_PREFIX}{}", rng.below(3));
-            get(
-                format!("/v1/vardata?user_id=u{}", rng.below(5)),
-                vec![("authorization".into(), format!("Api-Key {key}"))],
-                Expect::Model,
-            )
-        }
-        3 => get(
-            "/sdk/v2/vardata".into(),
-            vec![auth, ("x-amp-exp-user".into(), "!!not*base64".into())],
-            Expect::Model,
-        ),
-        4 => get(
-            format!("/v1/vardata?user_id={}", "x".repeat(MAX_QUERY_BYTES)),
-            vec![auth],
-            Expect::Gateway(414),
-        ),
-        5 => {
-            let context = format!("{{\"pad\":\"{}\"}}", "p".repeat(MAX_CONTEXT_BYTES));
-            get(
-                format!("/v1/vardata?user_id=u1&context={}", percent(&context, true)),
-                vec![auth],
-                Expect::Gateway(414),
-            )
-        }
-        6 => Spec {
-            kind: "bad",
-            method: "POST",
-            path_and_query: "/sdk/v2/vardata".into(),
-            headers: vec![auth],
-            body: vec![b' '; MAX_BODY_BYTES + 1],
-            expect: Expect::Gateway(413),
-        },
-        7 => Spec {
-            kind: "bad",
-            method: "POST",
-            path_and_query: "/sdk/v2/vardata".into(),
-            headers: vec![auth],
-            body: b"[1, 2]".to_vec(),
-            expect: Expect::Model,
-        },
-        _ => {
-            let mut headers = vec![auth];
-            let filler = "h".repeat(400);
-            for i in 0..(MAX_HEADER_BYTES / 400 + 2) {
-                headers.push((format!("x-filler-{i}"), filler.clone()));
-            }
-            get(
-                "/v1/vardata?user_id=u1".into(),
-                headers,
-                Expect::Gateway(431),
-            )
-        }
-    }
-}
-
 fn authorization(rng: &mut Rng, key: &str) -> String {
     let scheme = *rng.pick(&["Api-Key", "api-key", "API-KEY"]);
     let pad = *rng.pick(&["", " ", "  "]);
@@ -434,7 +306,7 @@ fn with_query(path: &str, query: &str) -> String {
 
 /// Percent-encodes for a query: `strict` escapes everything but unreserved characters (in
 /// lower-case hex, spaces as `%20`); otherwise only what must be, spaces as `+`.
-fn percent(text: &str, strict: bool) -> String {
+pub fn percent(text: &str, strict: bool) -> String {
     let mut out = String::new();
     for &b in text.as_bytes() {
         match b {
