@@ -120,7 +120,7 @@ impl Process {
         let status = std::process::Command::new("kill")
             .args([signal, &self.pid().to_string()])
             .status()
-            .expect("run kill");
+            .expect("run `kill` (Debian package procps: `apt-get install procps`)");
         assert!(status.success(), "kill {signal} failed");
     }
 
