@@ -95,7 +95,7 @@ impl Gateway {
         let status = std::process::Command::new("kill")
             .args([signal, &pid.to_string()])
             .status()
-            .expect("run kill");
+            .expect("run `kill` (Debian package procps: `apt-get install procps`)");
         assert!(status.success());
     }
 
