@@ -51,7 +51,8 @@ impl RawResponse {
 }
 
 /// Reads one response with a `content-length` body (skipping `100 Continue`), within
-/// [`NO_HANG`].
+/// [`NO_HANG`]. Bytes after it are dropped: read pipelined answers with [`await_close`] and
+/// [`parse_responses`].
 pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
     timeout(NO_HANG, read_response_now(stream))
         .await
@@ -61,20 +62,42 @@ pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
 async fn read_response_now(stream: &mut TcpStream) -> RawResponse {
     let mut buf = Vec::new();
     loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            fill(stream, &mut buf, "head").await;
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        if let Some((response, _)) = parse_response(&buf) {
+            return response;
+        }
+        fill(stream, &mut buf).await;
+    }
+}
+
+/// Every complete response in `bytes`, in order (`100 Continue` skipped).
+pub fn parse_responses(mut bytes: &[u8]) -> Vec<RawResponse> {
+    let mut responses = Vec::new();
+    while let Some((response, used)) = parse_response(bytes) {
+        responses.push(response);
+        bytes = &bytes[used..];
+    }
+    assert!(
+        bytes.is_empty(),
+        "trailing bytes: {:?}",
+        String::from_utf8_lossy(bytes)
+    );
+    responses
+}
+
+/// The first response in `bytes` with the bytes it took, if it is complete.
+fn parse_response(bytes: &[u8]) -> Option<(RawResponse, usize)> {
+    let mut skipped = 0;
+    loop {
+        let rest = &bytes[skipped..];
+        let head_end = rest.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&rest[..head_end]).to_string();
         let status: u16 = head
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
             .expect("status line");
         if status == 100 {
-            buf.drain(..head_end);
+            skipped += head_end;
             continue;
         }
         let mut response = RawResponse {
@@ -86,20 +109,21 @@ async fn read_response_now(stream: &mut TcpStream) -> RawResponse {
             .header("content-length")
             .and_then(|v| v.parse().ok())
             .expect("content-length");
-        while buf.len() < head_end + length {
-            fill(stream, &mut buf, "body").await;
-        }
-        response.body = buf[head_end..head_end + length].to_vec();
-        return response;
+        let body = rest.get(head_end..head_end + length)?;
+        response.body = body.to_vec();
+        return Some((response, skipped + head_end + length));
     }
 }
 
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, what: &str) {
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) {
     let mut chunk = [0u8; 16 * 1024];
-    let n = stream.read(&mut chunk).await.unwrap_or(0);
+    let n = match stream.read(&mut chunk).await {
+        Ok(n) => n,
+        Err(e) => panic!("{e} mid-response: {:?}", String::from_utf8_lossy(buf)),
+    };
     assert!(
         n > 0,
-        "connection closed mid-{what}: {:?}",
+        "connection closed mid-response: {:?}",
         String::from_utf8_lossy(buf)
     );
     buf.extend_from_slice(&chunk[..n]);
