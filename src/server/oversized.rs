@@ -14,15 +14,18 @@
 //!   after it (`connection: close`, `content-length: 0`, `date`); evalgate's own answers
 //!   always carry `content-type` or `x-cache`, so they never look like it. Each write is
 //!   checked at its tail only: a few byte compares, and only for writes ending in a blank
-//!   line.
+//!   line. (A relayed passthrough body ending in exactly such a head, dated this second,
+//!   would be taken for one; only an upstream echoing a client's own bytes could send it,
+//!   and only that client's connection would see the swap.)
 //! - *Which part overflowed*: the read side keeps the length of the line being read (bytes
-//!   since the last line feed, one `memrchr` per read) and whether the last line feed ended
-//!   an empty line. The request line overflowed when that line is at least a whole buffer
-//!   long and follows an empty line (the end of the previous head) or the start of the
-//!   connection; otherwise some header line ended before the buffer filled. This is exact
-//!   on a new connection and after requests without a body; after a request whose body has
-//!   a line break, its last line may be taken for a header line, and the answer is `431`
-//!   rather than `414` (still evalgate's JSON).
+//!   since the last line feed) and whether the last line feed ended an empty line: one
+//!   `memrchr` per read, none for a read ending in a line feed, as a whole head does. The
+//!   request line overflowed when that line is at least a whole buffer long and follows an
+//!   empty line (the end of the previous head) or the start of the connection; otherwise
+//!   some header line ended before the buffer filled. This is exact on a new connection and
+//!   after requests without a body; after a request whose body has a line break, its last
+//!   line may be taken for a header line, and the answer is `431` rather than `414` (still
+//!   evalgate's JSON).
 //!
 //! After its answer it closes the sending side and reads (and drops) what the client still
 //! sends, until the client closes or `server.header_read_timeout_ms` passes, so the answer
@@ -125,7 +128,12 @@ impl<IO> Oversized<IO> {
             return;
         }
         let line = &mut self.line;
-        match memchr::memrchr(b'\n', new) {
+        // A request head read whole ends with its line feed: no scan at all.
+        let last_lf = match new.last() {
+            Some(b'\n') => Some(new.len() - 1),
+            _ => memchr::memrchr(b'\n', new),
+        };
+        match last_lf {
             None => line.len = line.len.saturating_add(new.len()),
             Some(i) => {
                 // The line this line feed ends is empty when it holds nothing or a lone CR.

@@ -157,3 +157,53 @@ fn the_answer_is_json_dated_like_hyper() {
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     assert!(json["error"].as_str().unwrap().contains("max_query_bytes"));
 }
+
+#[tokio::test]
+async fn the_bare_answer_is_replaced_after_what_precedes_it_and_the_client_is_drained() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (server, mut client) = tokio::io::duplex(64 * 1024);
+    let mut guard = Oversized::new(server, BUFFER, Duration::from_secs(600));
+    // The client sends a request line longer than the buffer.
+    let mut target = b"GET /".to_vec();
+    target.extend(std::iter::repeat_n(b'a', 2 * BUFFER));
+    client.write_all(&target).await.unwrap();
+    let mut read = vec![0u8; 4 * BUFFER];
+    let n = guard.read(&mut read).await.unwrap();
+    assert_eq!(n, target.len());
+
+    // hyper writes the end of an earlier answer and its bare 431 in one write.
+    let earlier = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+    let bare = format!(
+        "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\n\
+         content-length: 0\r\ndate: {DATE}\r\n\r\n"
+    );
+    let writer = tokio::spawn(async move {
+        guard
+            .write_all(format!("{earlier}{bare}").as_bytes())
+            .await
+            .unwrap();
+        guard.flush().await.unwrap();
+        // After the answer hyper reads the end of the connection.
+        assert_eq!(guard.read(&mut [0u8; 16]).await.unwrap(), 0);
+    });
+
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = client.read(&mut chunk).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    let seen = String::from_utf8(seen).unwrap();
+    let answer =
+        String::from_utf8(answer_bytes(&GatewayError::UriTooLong, DATE.as_bytes())).unwrap();
+    assert_eq!(seen, format!("{earlier}{answer}"));
+    // Still draining what the client sends, until it closes.
+    client.write_all(b"more of the target").await.unwrap();
+    assert!(!writer.is_finished());
+    drop(client);
+    writer.await.unwrap();
+}
