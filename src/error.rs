@@ -46,6 +46,9 @@ pub enum GatewayError {
     /// The request body could not be read from the client.
     #[error("request body could not be read")]
     BodyRead,
+    /// The request body did not arrive within `server.body_read_timeout_ms`.
+    #[error("request body timed out")]
+    BodyTimeout,
     /// A request evalgate could not turn into an upstream request.
     #[error("request cannot be forwarded")]
     Unforwardable,
@@ -68,6 +71,7 @@ impl GatewayError {
             GatewayError::UriTooLong | GatewayError::ContextTooLong => StatusCode::URI_TOO_LONG,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::BodyRead | GatewayError::Unforwardable => StatusCode::BAD_REQUEST,
             GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -90,6 +94,9 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => "request headers exceed server.max_header_bytes",
             GatewayError::BodyTooLarge => "request body exceeds server.max_body_bytes",
             GatewayError::BodyRead => "request body could not be read",
+            GatewayError::BodyTimeout => {
+                "request body not received within server.body_read_timeout_ms"
+            }
             GatewayError::Unforwardable => "request cannot be forwarded upstream",
             GatewayError::MethodNotAllowed => "CONNECT and TRACE are not served",
             GatewayError::Internal => "internal error",

@@ -5,9 +5,11 @@
 //! A request flows through these modules, in order:
 //!
 //! - [`server`]: accepts connections (HTTP/1.1 and h2c), connection limits, idle and
-//!   header timeouts, graceful drain.
-//! - [`gateway`]: the pipeline for one request; routes `/v1/vardata` to the cache and
-//!   everything else to the passthrough.
+//!   header timeouts, graceful drain; `server::oversized` answers a request head too long
+//!   for the connection's buffer with evalgate's JSON 414/431 instead of hyper's bare one.
+//! - [`gateway`]: the pipeline for one request (its body read within
+//!   `server.body_read_timeout_ms`); routes `/v1/vardata` to the cache and everything else
+//!   to the passthrough.
 //! - [`normalize`]: pure; turns a request head into a [`CacheKey`] or a reason to bypass
 //!   ([`normalize::form`] decodes the query, [`normalize::user`] canonicalizes user JSON);
 //!   [`spelling`] remembers the keys of `/v1/vardata` spellings seen to hit, so the same

@@ -80,11 +80,16 @@ pub fn relayed(
     response
 }
 
-/// evalgate's own error: `{"error": "…"}` with the status of its class.
-pub fn error(err: &GatewayError, cache: Option<CacheStatus>) -> Response<Body> {
+/// The body of evalgate's own error: `{"error": "…"}`.
+pub fn error_json(err: &GatewayError) -> Bytes {
     let body = serde_json::to_vec(&serde_json::json!({ "error": err.public_message() }))
         .expect("json serializes");
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    Bytes::from(body)
+}
+
+/// evalgate's own error: `{"error": "…"}` with the status of its class.
+pub fn error(err: &GatewayError, cache: Option<CacheStatus>) -> Response<Body> {
+    let mut response = Response::new(Full::new(error_json(err)));
     *response.status_mut() = err.status();
     let headers = response.headers_mut();
     headers.insert(

@@ -15,6 +15,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+mod oversized;
+
 use crate::admin::{AdminServer, Readiness};
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -82,22 +84,34 @@ async fn serve_public(
         idle: server.keepalive_idle_timeout(),
     };
     let shutdown_timeout = server.shutdown_timeout();
+    // The most of a request head a connection holds: the header and target limits plus
+    // room for the request line's method and version and each header's `: ` and CRLF.
+    // Anything up to it reaches the gateway's own checks (JSON 414/431).
+    let head_buffer = (server.max_header_bytes + server.max_query_bytes + 8192).max(8192);
+    let overflow = OverflowLimits {
+        buffer: head_buffer,
+        linger: server.header_read_timeout(),
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         // Slowloris guard: a client that dribbles its request head is cut off.
         .header_read_timeout(server.header_read_timeout())
-        // hyper answers 431 by itself past this; our own check (JSON 431) runs first
-        // for anything up to it.
-        .max_buf_size((server.max_header_bytes + server.max_query_bytes + 8192).max(8192));
+        // A longer head is answered by hyper itself, and [`oversized`] puts evalgate's
+        // JSON answer in place of hyper's bare one.
+        .max_buf_size(head_buffer);
     // Note: hyper's HTTP/1 header timer also runs while a keep-alive connection waits for
     // its next request, so an idle HTTP/1.1 connection is closed after the shorter of the
     // header and idle timeouts; HTTP/2 connections follow the idle timeout alone.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(server.max_header_bytes + 1024).unwrap_or(u32::MAX));
+        // The same bound as an HTTP/1 head (h2 counts each field's name and value plus
+        // 32 bytes): anything up to it reaches the gateway's own checks (JSON 414/431).
+        // Past it the h2 library answers the stream itself: a bare 431 and a reset
+        // (REFUSED_STREAM); the connection's other streams go on.
+        .max_header_list_size(u32::try_from(head_buffer).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -157,7 +171,7 @@ async fn serve_public(
         let builder = builder.clone();
         let stop = stop_rx.clone();
         tracker.spawn(async move {
-            serve_connection(stream, gateway, &builder, stop, limits).await;
+            serve_connection(stream, gateway, &builder, stop, limits, overflow).await;
             tracing::trace!(%peer, "connection closed");
             drop(permit);
         });
@@ -226,6 +240,14 @@ struct IdleLimits {
     idle: Duration,
 }
 
+/// What [`oversized::Oversized`] needs: hyper's HTTP/1 head buffer, and how long to read
+/// and drop a client's bytes after answering its oversized head.
+#[derive(Clone, Copy)]
+struct OverflowLimits {
+    buffer: usize,
+    linger: Duration,
+}
+
 /// Counts a request in flight for its lifetime.
 struct InFlight(Arc<Activity>);
 
@@ -241,6 +263,7 @@ async fn serve_connection(
     builder: &auto::Builder<TokioExecutor>,
     mut stop: watch::Receiver<bool>,
     limits: IdleLimits,
+    overflow: OverflowLimits,
 ) {
     let activity = Arc::new(Activity::default());
     let mut watchdog = Watchdog {
@@ -261,7 +284,8 @@ async fn serve_connection(
             }
         })
     };
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let io = oversized::Oversized::new(stream, overflow.buffer, overflow.linger);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let idle = tokio::time::sleep(limits.first.min(limits.idle));
     tokio::pin!(idle);

@@ -103,6 +103,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// A client must send a complete request head within this time (slowloris guard).
     pub header_read_timeout_ms: u64,
+    /// A client must send a request's whole body within this time, counted from when its
+    /// head was complete (slow-body guard); else 408.
+    pub body_read_timeout_ms: u64,
     /// A keep-alive connection with no request in flight is closed after this time.
     pub keepalive_idle_timeout_ms: u64,
     /// On SIGINT/SIGTERM, in-flight requests get this long to finish.
@@ -231,6 +234,7 @@ impl Default for ServerConfig {
             max_header_bytes: 32 * 1024,
             max_body_bytes: 64 * 1024,
             header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
             keepalive_idle_timeout_ms: 60_000,
             shutdown_timeout_ms: 10_000,
             underscores_in_headers: false,
@@ -277,6 +281,9 @@ impl Default for CacheConfig {
 impl ServerConfig {
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
+    }
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
     }
     pub fn keepalive_idle_timeout(&self) -> Duration {
         Duration::from_millis(self.keepalive_idle_timeout_ms)

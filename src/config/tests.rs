@@ -115,3 +115,20 @@ fn max_abandoned_fills_is_checked() {
     let off = Config::from_toml_str("[upstream]\nmax_abandoned_fills = 0\n").unwrap();
     off.validate().unwrap();
 }
+
+#[test]
+fn body_read_timeout_is_checked() {
+    for text in [
+        "[server]\nbody_read_timeout_ms = 0\n",
+        "[server]\nbody_read_timeout_ms = 3600001\n",
+    ] {
+        let cfg = Config::from_toml_str(text).unwrap();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(
+            msg.starts_with("`server.body_read_timeout_ms`"),
+            "{text}: {msg}"
+        );
+    }
+    let ok = Config::from_toml_str("[server]\nbody_read_timeout_ms = 1\n").unwrap();
+    assert_eq!(ok.validate().unwrap().server.body_read_timeout_ms, 1);
+}

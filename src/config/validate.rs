@@ -57,6 +57,12 @@ impl Config {
             HOUR_MS,
         )?;
         range(
+            "server.body_read_timeout_ms",
+            s.body_read_timeout_ms,
+            1,
+            HOUR_MS,
+        )?;
+        range(
             "server.keepalive_idle_timeout_ms",
             s.keepalive_idle_timeout_ms,
             1,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, header};
+use http::{HeaderValue, Method, Request, Response, Version, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -199,14 +199,19 @@ impl Gateway {
             return (response::error(&GatewayError::UriTooLong, None), None, None);
         }
         let (parts, body) = request.into_parts();
-        let body = match self.read_body(body).await {
+        let body = match self.read_body(body, now).await {
             Ok(body) => body,
             Err(err) => {
-                return (
-                    response::error(&err, Some(CacheStatus::Bypass)),
-                    Some(CacheStatus::Bypass),
-                    None,
-                );
+                let mut response = response::error(&err, Some(CacheStatus::Bypass));
+                if matches!(err, GatewayError::BodyTimeout) && parts.version < Version::HTTP_2 {
+                    // hyper closes an HTTP/1.x connection after an answer that says so,
+                    // without waiting for the rest of the body. (HTTP/2: the answer ends
+                    // the stream; the connection's other streams go on.)
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                return (response, Some(CacheStatus::Bypass), None);
             }
         };
         let limits = live.limits();
@@ -266,8 +271,11 @@ impl Gateway {
         }
     }
 
-    /// Reads a request body within `server.max_body_bytes`; an empty body costs nothing.
-    async fn read_body<B>(&self, body: B) -> Result<Bytes, GatewayError>
+    /// Reads a request body within `server.max_body_bytes`, all of it by
+    /// `server.body_read_timeout_ms` after `head_at` (when the head was handed over): a
+    /// client that sends its body slowly, or never, holds its connection no longer. An
+    /// empty body costs nothing (no timer).
+    async fn read_body<B>(&self, body: B, head_at: Instant) -> Result<Bytes, GatewayError>
     where
         B: Body<Data = Bytes> + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -275,9 +283,11 @@ impl Gateway {
         if body.is_end_stream() {
             return Ok(Bytes::new());
         }
-        Limited::new(body, self.inner.live.max_body_bytes())
-            .collect()
+        let deadline = head_at + self.inner.config.server.body_read_timeout();
+        let collect = Limited::new(body, self.inner.live.max_body_bytes()).collect();
+        tokio::time::timeout_at(deadline, collect)
             .await
+            .map_err(|_| GatewayError::BodyTimeout)?
             .map(|collected| collected.to_bytes())
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {

@@ -1,6 +1,8 @@
 //! Test support: a scriptable in-test upstream and a gateway, both on 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod raw_http;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
