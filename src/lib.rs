@@ -11,7 +11,8 @@
 //!   `server.body_read_timeout_ms`); routes `/v1/vardata` to the cache and everything else
 //!   to the passthrough.
 //! - [`normalize`]: pure; turns a request head into a [`CacheKey`] or a reason to bypass
-//!   ([`normalize::form`] decodes the query, [`normalize::user`] canonicalizes user JSON);
+//!   ([`normalize::form`] decodes the query, [`normalize::user`] canonicalizes user JSON,
+//!   [`normalize::json`] writes its strings one way);
 //!   [`spelling`] remembers the keys of `/v1/vardata` spellings seen to hit, so the same
 //!   spelling again skips it.
 //! - [`key`]: the cache key, which is also the canonical upstream request.

@@ -341,3 +341,54 @@ fn flag_beats_environment() {
     assert_eq!(config.upstream.url, "http://flag.example");
     assert_eq!(config.server.listen, "127.0.0.1:4444");
 }
+
+#[test]
+fn every_url_setting_is_fully_checked_before_starting() {
+    let dir = TempDir::new();
+    let bad = [
+        "http://127.0.0.1:notaport/",
+        "http://127.0.0.1:0/",
+        "http://127.0.0.1:65536/",
+    ];
+    for url in bad {
+        for (section, name) in [("upstream", "url"), ("invalidation", "flags_url")] {
+            let key = format!("{section}.{name}");
+            let path = dir.config(&format!("[{section}]\n{name} = \"{url}\"\n"));
+            let out = run(
+                &dir.0,
+                &["--config", path.to_str().unwrap(), "--check"],
+                &[],
+            );
+            let err = config_error(&out, &key);
+            assert!(err.contains("port"), "{err}");
+            // Without --check nothing starts either.
+            let out = run(
+                &dir.0,
+                &[
+                    "--config",
+                    path.to_str().unwrap(),
+                    "--listen",
+                    "127.0.0.1:0",
+                ],
+                &[],
+            );
+            config_error(&out, &key);
+        }
+    }
+    for url in [
+        "https://h.example/prefix/v1",
+        "http://[::1]:8080/",
+        "http://localhost",
+    ] {
+        let path = dir.config(&format!(
+            "[upstream]\nurl = \"{url}\"\n\n[invalidation]\nflags_url = \"{url}\"\n"
+        ));
+        let config = checked(&run(
+            &dir.0,
+            &["--config", path.to_str().unwrap(), "--check"],
+            &[],
+        ));
+        assert_eq!(config.upstream.url, url);
+        assert_eq!(config.invalidation.flags_url, url);
+    }
+}

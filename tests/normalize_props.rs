@@ -3,10 +3,11 @@
 //! Requests are generated as a *model* (user id, device id, flag keys, a user object,
 //! headers) and then *rendered* into a query string and headers with a seeded random
 //! spelling: parameter order, `+`/`%20`, hex case, needless percent-encoding, member order
-//! and null members at the user's lookup levels, `\u` escapes in member names, JSON
-//! whitespace, and the split of the flag list between `flag_key` and `flag_keys`. Every
-//! spelling of one model must give one key, and that key must be the canonical request
-//! the model describes.
+//! and null members at the user's lookup levels, JSON string escapes (`\u` in either hex
+//! case, surrogate pairs, `\/`, short escapes) in every member name and string value at
+//! every depth, JSON whitespace, and the split of the flag list between `flag_key` and
+//! `flag_keys`. Every spelling of one model must give one key, and that key must be the
+//! canonical request the model describes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,7 +55,8 @@ impl Rng {
 // --- The model ------------------------------------------------------------------------
 
 /// A JSON value below the lookup levels: its text is significant, so it renders one way
-/// (up to whitespace). Objects keep their member order and may repeat names.
+/// up to whitespace and string escapes. Objects keep their member order and may repeat
+/// names.
 #[derive(Debug, Clone)]
 enum J {
     Null,
@@ -263,9 +265,10 @@ fn ws(out: &mut String, rng: &mut Rng) {
     }
 }
 
-/// A member name at a lookup level: names are compared decoded there, so characters may
-/// be spelled as `\u` escapes (hex in either case, surrogate pairs above the BMP).
-fn lookup_name(name: &str, rng: &mut Rng) -> String {
+/// A JSON string (a member name or a string value, at any depth), spelled at random:
+/// any character may be a `\u` escape (hex in either case, surrogate pairs above the
+/// BMP) or its short escape (`\/`, `\n`, …); all strings are the same to a parser.
+fn json_string(name: &str, rng: &mut Rng) -> String {
     fn unicode_escape(out: &mut String, unit: u16, rng: &mut Rng) {
         let hex = if rng.one_in(2) { HEX_UPPER } else { HEX_LOWER };
         out.push_str("\\u");
@@ -305,13 +308,14 @@ fn lookup_name(name: &str, rng: &mut Rng) -> String {
     out
 }
 
-/// A value below the lookup levels: always the same text, up to whitespace.
+/// A value below the lookup levels: always the same text, up to whitespace and string
+/// escapes.
 fn render_j(j: &J, out: &mut String, rng: &mut Rng) {
     match j {
         J::Null => out.push_str("null"),
         J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         J::Num(n) => out.push_str(n),
-        J::Str(s) => out.push_str(&serde_json::to_string(s).unwrap()),
+        J::Str(s) => out.push_str(&json_string(s, rng)),
         J::Arr(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -332,7 +336,7 @@ fn render_j(j: &J, out: &mut String, rng: &mut Rng) {
                     out.push(',');
                 }
                 ws(out, rng);
-                out.push_str(&serde_json::to_string(name).unwrap());
+                out.push_str(&json_string(name, rng));
                 ws(out, rng);
                 out.push(':');
                 ws(out, rng);
@@ -363,7 +367,7 @@ fn render_lookup(members: Vec<(&str, Option<String>)>, rng: &mut Rng) -> String 
             out.push(',');
         }
         ws(&mut out, rng);
-        out.push_str(&lookup_name(name, rng));
+        out.push_str(&json_string(name, rng));
         ws(&mut out, rng);
         out.push(':');
         ws(&mut out, rng);
@@ -560,6 +564,7 @@ fn canonical_enc(s: &str) -> String {
     out
 }
 
+/// A value below the lookup levels, canonically: as sent, strings as serde_json writes them.
 fn canonical_j(j: &J) -> String {
     let mut out = String::new();
     fn go(j: &J, out: &mut String) {
@@ -766,6 +771,61 @@ proptest! {
         let ka = key_of_req(&a, s1, mode)?;
         let kb = key_of_req(&b, s2, mode)?;
         prop_assert_ne!(ka, kb);
+    }
+
+    /// A user spelled with arbitrary string escapes (and member order, nulls, whitespace)
+    /// canonicalizes to its plain serialization, and the canonical form is a fixed point.
+    #[test]
+    fn string_escapes_never_change_the_canonical_user(user in user(), seed in any::<u64>()) {
+        let spelled = render_user(&user, &mut Rng(seed));
+        let canonical = evalgate::normalize::user::canonical_user(&spelled)
+            .map_err(|e| TestCaseError::fail(format!("{spelled}: {e:?}")))?;
+        prop_assert_eq!(&canonical, &canonical_user(&user), "{}", spelled);
+        if let Some(c) = &canonical {
+            prop_assert_eq!(
+                evalgate::normalize::user::canonical_user(c),
+                Ok(Some(c.clone()))
+            );
+        }
+    }
+
+    /// The same for SDK users: an escaped body and a plain base64 header share one key.
+    #[test]
+    fn sdk_users_with_any_escapes_share_one_key(user in user(), seed in any::<u64>()) {
+        let spelled = render_user(&user, &mut Rng(seed));
+        let plain = canonical_user(&user).unwrap_or_else(|| "{}".into());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Api-Key props-key"),
+        );
+        let body = sdk_key(&Method::POST, &headers, spelled.as_bytes())?;
+        headers.insert(
+            "x-amp-exp-user",
+            HeaderValue::try_from(evalgate::b64::encode_url(plain.as_bytes())).unwrap(),
+        );
+        let header = sdk_key(&Method::GET, &headers, b"")?;
+        prop_assert_eq!(body.body(), Some(plain.as_str()));
+        prop_assert_eq!(body, header);
+    }
+}
+
+fn sdk_key(
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<evalgate::CacheKey, TestCaseError> {
+    match evalgate::normalize::sdk::vardata(
+        evalgate::key::RouteFamily::SdkV2Vardata,
+        method,
+        None,
+        headers,
+        body,
+    ) {
+        Decision::Cache(k) => Ok(k),
+        other => Err(TestCaseError::fail(format!(
+            "expected a key, got {other:?}"
+        ))),
     }
 }
 

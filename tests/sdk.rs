@@ -156,6 +156,49 @@ async fn every_spelling_of_one_sdk_request_is_one_upstream_request() {
     assert_eq!(got[0].json(), echo("/sdk/v2/vardata?v=0", CANON));
 }
 
+/// A Python service (`json.dumps` escapes non-ASCII, POST body) and a Node service
+/// (`JSON.stringify`, base64 header) asking for the same user share one entry.
+#[tokio::test]
+async fn string_escapes_in_sdk_users_make_one_upstream_request() {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::start(config_for(&upstream.url())).await;
+    let c = client();
+    let a = auth(KEY);
+    let python = r#"{"user_id": "u1", "user_properties": {"city": "Z\u00fcrich", "mood": "\ud83d\ude00", "o": {"\u006b": "a\/b"}}}"#;
+    let node =
+        r#"{"user_id":"u1","user_properties":{"city":"Zürich","mood":"😀","o":{"k":"a/b"}}}"#;
+    let url = gw.url("/sdk/v2/vardata?v=0");
+    let first = send(
+        &c,
+        Method::POST,
+        &url,
+        &[("authorization", &a), ("content-type", "application/json")],
+        python,
+    )
+    .await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.x_cache(), "MISS");
+    let second = send(
+        &c,
+        Method::GET,
+        &url,
+        &[("authorization", &a), ("x-amp-exp-user", &b64url(node))],
+        "",
+    )
+    .await;
+    assert_eq!(second.x_cache(), "HIT");
+    assert_eq!(second.body, first.body);
+    assert_eq!(upstream.count(), 1);
+    // Forwarded with the canonical string: raw UTF-8, `/` unescaped.
+    assert_eq!(
+        first.json(),
+        echo(
+            "/sdk/v2/vardata?v=0",
+            r#"{"user_id":"u1","user_properties":{"city":"Zürich","mood":"😀","o":{"k":"a/b"}}}"#
+        )
+    );
+}
+
 #[tokio::test]
 async fn the_forwarded_request_is_exactly_the_canonical_one() {
     let upstream = FakeUpstream::start().await;

@@ -116,6 +116,63 @@ async fn ten_spellings_of_one_request_make_one_upstream_request() {
     assert!(bodies.iter().all(|b| *b == bodies[0]));
 }
 
+/// Python's `json.dumps` escapes non-ASCII (and PHP escapes `/`); JavaScript's
+/// `JSON.stringify` writes both raw. The same user from each is one entry.
+#[tokio::test]
+async fn string_escapes_in_context_make_one_upstream_request() {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::start(config_for(&upstream.url())).await;
+    let c = client();
+    let python = r#"{"user_id": "u1", "user_properties": {"city": "Z\u00fcrich", "mood": "\ud83d\ude00", "home": "https:\/\/x.example\/", "o": {"\u006b": "\u0070ro"}}}"#;
+    let javascript = r#"{"user_id":"u1","user_properties":{"city":"Zürich","mood":"😀","home":"https://x.example/","o":{"k":"pro"}}}"#;
+    let first = get_with_key(
+        &c,
+        &gw.url(&format!("/v1/vardata?context={}", enc(python))),
+        KEY,
+    )
+    .await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.x_cache(), "MISS");
+    let second = get_with_key(
+        &c,
+        &gw.url(&format!("/v1/vardata?context={}", enc(javascript))),
+        KEY,
+    )
+    .await;
+    assert_eq!(second.x_cache(), "HIT");
+    assert_eq!(second.body, first.body);
+    assert_eq!(upstream.count(), 1);
+    // The upstream was asked with the canonical string: raw UTF-8, `/` unescaped.
+    let forwarded = upstream.last().path_and_query;
+    let context = forwarded
+        .split('&')
+        .find_map(|p| p.split_once("context="))
+        .map(|(_, v)| v)
+        .expect("context forwarded");
+    let context = percent_decode(context);
+    assert_eq!(
+        context,
+        r#"{"user_id":"u1","user_properties":{"city":"Zürich","home":"https://x.example/","mood":"😀","o":{"k":"pro"}}}"#
+    );
+}
+
+/// Decodes `%XX` escapes (the canonical query encodes everything but unreserved bytes).
+fn percent_decode(s: &str) -> String {
+    let mut bytes = Vec::new();
+    let mut rest = s.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = std::str::from_utf8(&tail[..2]).unwrap();
+            bytes.push(u8::from_str_radix(hex, 16).unwrap());
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
 #[tokio::test]
 async fn requests_that_differ_in_meaning_never_share_an_entry() {
     let upstream = FakeUpstream::start().await;

@@ -3,13 +3,15 @@
 //! Parse, validate, then bind: [`Config::from_toml_str`] rejects unknown keys and
 //! [`Config::validate`] rejects zero or absurd values, so a bad file stops the process
 //! (exit 64) before any socket is opened. Every limit the gateway enforces lives here:
-//! the sections in [`sections`], the checks in [`validate`].
+//! the sections in [`sections`], the checks in [`validate`], and in [`url`] the one
+//! check every URL setting goes through.
 
 mod sections;
+mod url;
 mod validate;
 
 pub use sections::*;
-pub use validate::upstream_base;
+pub use url::base_url;
 
 use std::net::SocketAddr;
 use std::path::Path;

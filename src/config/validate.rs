@@ -2,8 +2,7 @@
 
 use std::net::SocketAddr;
 
-use http::Uri;
-
+use super::url::base_url;
 use super::{Config, ConfigError};
 
 const KIB: u64 = 1024;
@@ -103,7 +102,7 @@ impl Config {
                 24 * HOUR_MS,
             )?;
         } else {
-            upstream_base(&self.upstream.url)?;
+            base_url("upstream.url", &self.upstream.url)?;
         }
         let u = &self.upstream;
         range("upstream.timeout_ms", u.timeout_ms, 1, HOUR_MS)?;
@@ -212,10 +211,7 @@ impl Config {
             return Err(invalid("log.level", format!("not a log filter ({e})")));
         }
         if !self.invalidation.flags_url.is_empty() {
-            upstream_base(&self.invalidation.flags_url).map_err(|e| match e {
-                ConfigError::Invalid { problem, .. } => invalid("invalidation.flags_url", problem),
-                other => other,
-            })?;
+            base_url("invalidation.flags_url", &self.invalidation.flags_url)?;
             range(
                 "invalidation.poll_interval_s",
                 self.invalidation.poll_interval_s,
@@ -234,25 +230,6 @@ impl Config {
         }
         Ok(self)
     }
-}
-
-/// Parses and checks an upstream base URL; returns it without a trailing slash.
-pub fn upstream_base(url: &str) -> Result<String, ConfigError> {
-    let bad = |problem: String| invalid("upstream.url", problem);
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| bad(format!("`{url}` is not a URL ({e})")))?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => return Err(bad(format!("`{url}` must start with http:// or https://"))),
-    }
-    if uri.authority().is_none() {
-        return Err(bad(format!("`{url}` has no host")));
-    }
-    if uri.query().is_some() {
-        return Err(bad(format!("`{url}` must not have a query")));
-    }
-    Ok(url.trim_end_matches('/').to_string())
 }
 
 fn invalid(key: &'static str, problem: String) -> ConfigError {

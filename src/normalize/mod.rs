@@ -9,10 +9,12 @@
 //! - `Authorization: Api-Key <key>` and `X-Amp-Exp-Track` are part of the key;
 //! - `d` (cache-buster) and `X-Amp-Exp-Exposure-Track: track` bypass the cache;
 //! - a known parameter repeated with different values, or not UTF-8, bypasses;
-//! - users are canonical JSON ([`user`]); flag keys are trimmed, de-duplicated, sorted.
+//! - users are canonical JSON ([`user`]; strings in one spelling, [`json`]); flag keys
+//!   are trimmed, de-duplicated, sorted.
 
 pub mod flags;
 pub mod form;
+pub mod json;
 pub mod sdk;
 pub mod user;
 pub mod v1;
@@ -268,5 +270,7 @@ fn visible(v: &HeaderValue) -> Option<&str> {
     v.to_str().ok()
 }
 
+#[cfg(test)]
+mod escape_tests;
 #[cfg(test)]
 pub(crate) mod tests;

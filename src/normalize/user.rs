@@ -7,8 +7,10 @@
 //!
 //! Below those levels a value may be compared or hashed as JSON *text* (the engine
 //! stringifies objects and arrays, and `1.0` and `1` print differently in some ports), so
-//! every value is kept exactly as sent: key order, nulls, array order, number spelling,
-//! string escapes. Only insignificant whitespace is removed.
+//! every value is kept as sent: key order, nulls, array order, number spelling. Only
+//! insignificant whitespace is removed, and strings (member names too, at every depth)
+//! are written in one canonical form ([`super::json`]): the engine parses a value before
+//! it stringifies it, so a string's escapes never reach an evaluation.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -16,6 +18,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
+
+use super::json;
 
 /// Why a user JSON cannot be canonicalized (the request is then not cacheable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +30,12 @@ pub enum UserError {
     NotObject,
     /// The same member name twice at a lookup level: ports disagree on which one wins.
     DuplicateMember,
+}
+
+impl From<json::InvalidString> for UserError {
+    fn from(_: json::InvalidString) -> UserError {
+        UserError::Invalid
+    }
 }
 
 /// Canonicalizes a user JSON object. `Ok(None)` means the user is empty (`{}`, or only
@@ -84,30 +94,18 @@ fn write_level(out: &mut String, json: &str, level: Level) -> Result<bool, UserE
             out.push(',');
         }
         // Names are re-escaped from their decoded form: `"user_\u0069d"` is `user_id`.
-        push_json_string(out, name);
+        json::push_string(out, name);
         out.push(':');
         let raw = value.get();
         match level.child(name) {
             Some(child) if raw.starts_with('{') => {
                 write_level(out, raw, child)?;
             }
-            _ => minify_into(out, raw),
+            _ => json::canonical_value_into(out, raw)?,
         }
     }
     out.push('}');
     Ok(members.is_empty())
-}
-
-/// Writes `s` as a JSON string, as serde_json would: most names need no escaping and are
-/// copied as they are.
-fn push_json_string(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        out.push_str(&serde_json::to_string(s).expect("strings serialize"));
-    }
 }
 
 /// Tells apart "valid JSON but not an object" from "not JSON".
@@ -116,30 +114,6 @@ fn kind_of(json: &str) -> UserError {
         Ok(_) => UserError::NotObject,
         Err(_) => UserError::Invalid,
     }
-}
-
-/// Copies valid JSON text, dropping whitespace outside strings.
-fn minify_into(out: &mut String, raw: &str) {
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut start = 0;
-    for (i, b) in raw.bytes().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            out.push_str(&raw[start..i]);
-            start = i + 1;
-        }
-    }
-    out.push_str(&raw[start..]);
 }
 
 /// An object's members in document order, values left as raw JSON text.

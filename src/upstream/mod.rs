@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::config::{ConfigError, UpstreamConfig, upstream_base};
+use crate::config::{ConfigError, UpstreamConfig, base_url};
 use crate::embedded::Embedded;
 use crate::error::UpstreamError;
 use crate::key::CacheKey;
@@ -64,7 +64,7 @@ const EMBEDDED_BASE: &str = "http://embedded.evalgate.invalid";
 impl Upstream {
     /// An HTTP(S) upstream at `config.url`.
     pub fn http(config: &UpstreamConfig) -> Result<Upstream, ConfigError> {
-        let base = upstream_base(&config.url)?;
+        let base = base_url("upstream.url", &config.url)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
