@@ -23,7 +23,7 @@ use super::UpstreamResponse;
 const MAX_HEADERS: usize = 100;
 
 /// Largest response head (status line, fields, trailers) accepted, in bytes.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(super) const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Why a response could not be read. Every one of them leaves the connection unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
