@@ -34,14 +34,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(b64::decode(text).as_deref(), Some(data), "{text:?}");
     }
 
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(Some(canonical)) = canonical_user(text) {
-            assert_eq!(
-                canonical_user(&canonical),
-                Ok(Some(canonical.clone())),
-                "{text:?} canonicalizes to {canonical:?}, which is not canonical"
-            );
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(Some(canonical)) = canonical_user(text)
+    {
+        assert_eq!(
+            canonical_user(&canonical),
+            Ok(Some(canonical.clone())),
+            "{text:?} canonicalizes to {canonical:?}, which is not canonical"
+        );
     }
 
     for route in ROUTES {
