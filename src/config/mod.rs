@@ -13,6 +13,7 @@ mod validate;
 pub use sections::*;
 pub use url::base_url;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -32,19 +33,37 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-/// A configuration problem: which key, and what is wrong with it.
+/// A configuration problem: which key, and what is wrong with it. Displayed as one line:
+/// the keys and values it quotes are written with their control characters escaped.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}: {source}", one_line(.path))]
     Read {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
+    #[error("{}: {}", one_line(.path), one_line(.message))]
     Parse { path: String, message: String },
-    #[error("`{key}`: {problem}")]
+    #[error("`{key}`: {}", one_line(.problem))]
     Invalid { key: &'static str, problem: String },
+}
+
+/// `text` with control characters escaped (a line break as `\n`), so a key or value
+/// quoted in a message cannot break the message's line.
+fn one_line(text: &str) -> Cow<'_, str> {
+    if !text.contains(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 impl Config {
@@ -62,17 +81,22 @@ impl Config {
         let de = toml::Deserializer::new(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let mut path = e.path().to_string();
-            // toml's own message carries a multi-line snippet; keep its first line only.
             let inner = e.into_inner();
-            let message = inner.message().lines().next().unwrap_or("").to_string();
-            // A syntax error has no key path: name the line instead.
+            let mut message = inner.message();
+            // A syntax error has no key path: name the line instead, and keep toml's
+            // headline (the lines after it detail the spot). Any other message is kept
+            // whole: a line break in it is one in a key or value it quotes.
             if path == "." {
+                message = message.lines().next().unwrap_or("");
                 if let Some(span) = inner.span() {
                     let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
                     path = format!("line {line}");
                 }
             }
-            ConfigError::Parse { path, message }
+            ConfigError::Parse {
+                path,
+                message: message.to_string(),
+            }
         })
     }
 

@@ -277,3 +277,30 @@ fn embedded_is_an_upstream_url_only() {
     let msg = cfg.validate().unwrap_err().to_string();
     assert!(msg.starts_with("`invalidation.flags_url`"), "{msg}");
 }
+
+/// Keys and values a message quotes may hold line breaks (`"a\nb" = 1`): they are written
+/// escaped, whole, so the error that `evalgate` prints before exiting is one line. Found
+/// by the `config_toml` fuzz target.
+#[test]
+fn error_messages_are_one_line() {
+    let parse = |text: &str| Config::from_toml_str(text).unwrap_err().to_string();
+    let validate = |text: &str| {
+        let config = Config::from_toml_str(text).unwrap();
+        config.validate().unwrap_err().to_string()
+    };
+    for (msg, quoted) in [
+        (parse("[server]\n\"a\\nb\" = 1\n"), "unknown field `a\\nb`"),
+        (parse("[\"a\\nb\"]\nx = 1\n"), "unknown field `a\\nb`"),
+        (
+            validate("[upstream]\nurl = \"http://a\\nb\"\n"),
+            "`http://a\\nb`",
+        ),
+        (
+            validate("[server]\nlisten = \"a\\r\\nb\"\n"),
+            "`server.listen`",
+        ),
+    ] {
+        assert!(!msg.contains(['\n', '\r']), "{msg:?}");
+        assert!(msg.contains(quoted), "{msg:?} does not quote {quoted:?}");
+    }
+}

@@ -27,7 +27,7 @@ pub(super) const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Why a response could not be read. Every one of them leaves the connection unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(super) enum CodecError {
+pub enum CodecError {
     #[error("malformed response head: {0}")]
     Head(String),
     #[error("response head larger than {MAX_HEAD_BYTES} bytes")]
@@ -69,7 +69,7 @@ pub(super) fn encode_request(request: &Request<Bytes>, host: &HeaderValue, out: 
 
 /// One response read off the connection.
 #[derive(Debug)]
-pub(super) struct Parsed {
+pub struct Parsed {
     pub response: UpstreamResponse,
     /// Whether the connection may carry the next response (`Connection: close` and
     /// close-delimited bodies say no).
@@ -78,7 +78,7 @@ pub(super) struct Parsed {
 
 /// Reads responses from a connection's read buffer, one at a time, in order.
 #[derive(Debug)]
-pub(super) struct ResponseReader {
+pub struct ResponseReader {
     state: State,
     max_body: usize,
 }
@@ -117,7 +117,7 @@ enum Chunk {
 }
 
 impl ResponseReader {
-    pub(super) fn new(max_body: usize) -> ResponseReader {
+    pub fn new(max_body: usize) -> ResponseReader {
         ResponseReader {
             state: State::Head,
             max_body,
@@ -126,13 +126,13 @@ impl ResponseReader {
 
     /// Whether no byte of the next response has arrived: nothing of it parsed, and `buf`
     /// (the connection's read buffer) empty.
-    pub(super) fn at_boundary(&self, buf: &BytesMut) -> bool {
+    pub fn at_boundary(&self, buf: &BytesMut) -> bool {
         matches!(self.state, State::Head) && buf.is_empty()
     }
 
     /// Takes the next complete response to a request of `method` from the front of
     /// `buf`; `Ok(None)` while it needs more bytes. Interim (1xx) responses are skipped.
-    pub(super) fn read(
+    pub fn read(
         &mut self,
         buf: &mut BytesMut,
         method: &Method,
@@ -170,7 +170,7 @@ impl ResponseReader {
 
     /// The connection reached its end: completes a body delimited by the close, errs on
     /// any other response cut short, `Ok(None)` between responses.
-    pub(super) fn read_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Parsed>, CodecError> {
+    pub fn read_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Parsed>, CodecError> {
         match &mut self.state {
             State::Head if buf.is_empty() => Ok(None),
             State::Body {

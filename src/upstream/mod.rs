@@ -4,7 +4,10 @@
 //! may instead share pipelined ones ([`pipeline`], `upstream.pipeline_depth` > 1), read
 //! by [`codec`].
 
-mod codec;
+// Public only so the fuzz target `fuzz/fuzz_targets/pipeline_codec.rs` can drive the
+// response reader on arbitrary byte streams; not part of evalgate's API.
+#[doc(hidden)]
+pub mod codec;
 mod pipeline;
 mod pool;
 
