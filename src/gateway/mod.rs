@@ -2,11 +2,14 @@
 //!
 //! [`Gateway::handle`] is the whole data plane as one async function over any request
 //! body, so tests and benches can drive it in-process; [`crate::server`] wires it to
-//! sockets. Here: the shared state, routing, passthrough and the upstream exchange;
-//! [`lookup`] answers cacheable requests (fresh, stale, coalesced fetch); [`purge`] drops
+//! sockets. Here: the shared state, routing and request bodies; [`lookup`] answers
+//! cacheable requests (fresh, stale, coalesced fetch); [`passthrough`] forwards the rest;
+//! [`exchange`] is one upstream request within `upstream.max_inflight`; [`purge`] drops
 //! entries.
 
+mod exchange;
 mod lookup;
+mod passthrough;
 mod purge;
 
 pub use purge::PurgeScope;
@@ -19,7 +22,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, Version, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::access_log;
@@ -27,14 +30,14 @@ use crate::cache::ResponseCache;
 use crate::coalesce::Flights;
 use crate::config::{Config, ConfigError};
 use crate::embedded::Embedded;
-use crate::error::{GatewayError, UpstreamError};
+use crate::error::GatewayError;
 use crate::key::CacheKey;
 use crate::live::LiveSettings;
-use crate::metrics::{Metrics, UpstreamOutcome};
+use crate::metrics::Metrics;
 use crate::normalize::{self, Decision, Rejection};
 use crate::response::{self, CacheStatus};
 use crate::spelling::SpellingMemo;
-use crate::upstream::{self, Upstream, UpstreamResponse};
+use crate::upstream::{self, Upstream};
 
 /// What [`Gateway::route`] hands back: the response, how the cache answered (`None` for
 /// errors before routing), and the key when the request was cacheable.
@@ -297,101 +300,6 @@ impl Gateway {
                 }
             })
     }
-
-    /// Forwards a request as is (method, path, query, body, end-to-end headers but those
-    /// with `_` in their name, see [`drop_underscored`]) and relays the answer, storing
-    /// nothing.
-    async fn passthrough(
-        &self,
-        parts: http::request::Parts,
-        body: Bytes,
-    ) -> Response<response::Body> {
-        match self.forward(parts, body).await {
-            Ok(upstream) => response::relayed(
-                upstream.status,
-                &upstream.headers,
-                upstream.body,
-                CacheStatus::Bypass,
-            ),
-            Err(err) => response::error(&err, Some(CacheStatus::Bypass)),
-        }
-    }
-
-    async fn forward(
-        &self,
-        parts: http::request::Parts,
-        body: Bytes,
-    ) -> Result<UpstreamResponse, GatewayError> {
-        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut builder = Request::builder()
-            .method(parts.method)
-            .uri(format!("{}{pq}", self.inner.upstream.base()));
-        let headers = builder.headers_mut().expect("fresh builder");
-        response::copy_end_to_end(&parts.headers, headers);
-        headers.remove(header::HOST);
-        headers.remove(header::CONTENT_LENGTH);
-        if !self.inner.live.underscores_in_headers() {
-            let dropped = drop_underscored(headers);
-            if dropped > 0 {
-                self.inner.metrics.underscored_headers_dropped(dropped);
-            }
-        }
-        let request = builder
-            .body(body)
-            .map_err(|_| GatewayError::Unforwardable)?;
-        self.exchange(self.inner.upstream.send(request)).await
-    }
-
-    /// One upstream exchange (`send`, not started until then) within
-    /// `upstream.max_inflight`, timed and counted.
-    async fn exchange(
-        &self,
-        send: impl Future<Output = Result<UpstreamResponse, UpstreamError>>,
-    ) -> Result<UpstreamResponse, GatewayError> {
-        let permit = self
-            .inner
-            .inflight
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| GatewayError::Overloaded)?;
-        let metrics = &self.inner.metrics;
-        // Counted out when dropped, with the permit: a cancelled fill (or a client that
-        // hung up on a passthrough) leaves nothing counted in flight.
-        let _inflight = Inflight::count(metrics, permit);
-        let started = Instant::now();
-        let result = send.await;
-        let outcome = match &result {
-            Ok(r) => UpstreamOutcome::Status(r.status.as_u16()),
-            Err(UpstreamError::Connect(_)) => UpstreamOutcome::Connect,
-            Err(UpstreamError::Timeout) => UpstreamOutcome::Timeout,
-            Err(_) => UpstreamOutcome::Invalid,
-        };
-        metrics.upstream(outcome, started.elapsed());
-        Ok(result?)
-    }
-}
-
-/// One upstream exchange in flight: its `upstream.max_inflight` permit and its count in
-/// the in-flight gauge, both given back when it is dropped, however the exchange ends.
-struct Inflight<'a> {
-    metrics: &'a Metrics,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Inflight<'_> {
-    fn count(metrics: &Metrics, permit: OwnedSemaphorePermit) -> Inflight<'_> {
-        metrics.inflight(1);
-        Inflight {
-            metrics,
-            _permit: permit,
-        }
-    }
-}
-
-impl Drop for Inflight<'_> {
-    fn drop(&mut self) {
-        self.metrics.inflight(-1);
-    }
 }
 
 /// The answer to a HEAD: the GET's headers, its `Content-Length`, no body.
@@ -402,27 +310,6 @@ fn without_body(response: Response<response::Body>) -> Response<response::Body> 
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     Response::from_parts(parts, response::Body::default())
-}
-
-/// Removes every header field whose name contains `_` and returns how many there were.
-///
-/// CGI and WSGI servers (and anything built on them) turn `-` into `_` when they put header
-/// names in the environment, so to them `Content_Length` and `Content-Length` are one
-/// header: forwarded beside a real `Content-Length`, a look-alike would make the upstream
-/// frame the request differently than evalgate did. Like nginx (`underscores_in_headers
-/// off`), such fields are not forwarded.
-fn drop_underscored(headers: &mut http::HeaderMap) -> u64 {
-    let names: Vec<http::HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().contains('_'))
-        .cloned()
-        .collect();
-    let mut dropped = 0;
-    for name in names {
-        dropped += headers.get_all(&name).iter().count() as u64;
-        headers.remove(&name);
-    }
-    dropped
 }
 
 /// Total bytes of header names and values.
