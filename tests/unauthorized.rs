@@ -90,3 +90,30 @@ async fn purging_a_deployment_drops_its_401s_on_every_route() {
         assert_eq!(upstream.count(), count);
     }
 }
+
+/// A 401 fetched across a purge is not remembered: the purge may be the operator
+/// re-enabling the key, and the upstream would now answer 200.
+#[tokio::test]
+async fn a_401_that_lands_after_a_purge_is_not_remembered() {
+    let upstream = FakeUpstream::start().await;
+    let (gateway, gw) = start(&upstream).await;
+    upstream.update(|s| {
+        s.status = Some(StatusCode::UNAUTHORIZED);
+        s.hold = Some("user_id=held");
+    });
+    let url = gw.url("/v1/vardata?user_id=held");
+    let pending = tokio::spawn(async move { get_with_key(&client(), &url, KEY).await });
+    upstream.wait_for(1).await;
+
+    // The key is re-enabled and purged while its 401 is on the way.
+    gateway.purge(&PurgeScope::Deployment(KEY.into())).await;
+    upstream.update(|s| s.status = None);
+    upstream.release_held();
+    let refused = pending.await.unwrap();
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+
+    let got = get_with_key(&client(), &gw.url(VARDATA), KEY).await;
+    assert_eq!(got.status, StatusCode::OK, "{:?}", got.body);
+    assert_eq!(got.x_cache(), "MISS");
+    assert_eq!(upstream.count(), 2);
+}

@@ -177,7 +177,12 @@ impl Gateway {
                     self.inner.cache.insert(key, entry).await;
                 }
             }
-            StatusCode::UNAUTHORIZED if cache.negative_ttl_s > 0 => {
+            // Like a 200, a 401 fetched across a purge is not remembered: the purge may
+            // be the operator re-enabling the key.
+            StatusCode::UNAUTHORIZED
+                if cache.negative_ttl_s > 0
+                    && self.inner.generation.load(Ordering::SeqCst) == generation =>
+            {
                 let entry = CachedResponse::stored(
                     StatusCode::UNAUTHORIZED,
                     &upstream,
