@@ -166,7 +166,6 @@ fn url_scheme_must_be_http_or_https() {
         "not a url",
         "/just/a/path",
         "x",
-        "HTTP://x",
         "http:/x",
         "http:x",
     ] {
@@ -174,6 +173,9 @@ fn url_scheme_must_be_http_or_https() {
     }
     url_is_accepted("http://x");
     url_is_accepted("https://x");
+    // Schemes are case-insensitive (RFC 3986 §3.1).
+    url_is_accepted("HTTP://x");
+    url_is_accepted("Https://x:8443/p");
 }
 
 #[test]
@@ -216,7 +218,8 @@ fn url_host_must_be_an_address_or_a_dns_name() {
         "http://-h.example",
         "http://h-.example",
         "http://h..example",
-        "http://h.example.",
+        "http://h.example..",
+        "http://.",
         "http://h%41.example",
         "http://h\u{e9}.example",
         "http://h!.example",
@@ -235,6 +238,9 @@ fn url_host_must_be_an_address_or_a_dns_name() {
         "http://[2001:db8::1]:8443/p",
         "https://api.lab.eu.amplitude.com",
         "http://a-b.c9.example",
+        // Fully qualified, as Kubernetes users write to skip search domains.
+        "http://up.ns.svc.cluster.local.:8080",
+        "http://UP.Example.COM",
         &format!("http://{}.example", "a".repeat(63)),
     ] {
         url_is_accepted(url);

@@ -7,11 +7,12 @@
 //! fail only at the first request), and it accepts userinfo, an empty port, and a
 //! fragment. So the authority is checked here, by hand, before anything is started:
 //!
-//! - scheme `http` or `https`, lower case;
+//! - scheme `http` or `https`, in any case (RFC 3986 schemes are case-insensitive);
 //! - a host: an IPv4 address, a bracketed IPv6 address (no zone), or a DNS name (labels
 //!   of 1–63 letters, digits, `-` and `_`, not starting or ending with `-`; 253 bytes at
-//!   most; no empty label, so no trailing dot); a host of only digits and dots must be an
-//!   IPv4 address;
+//!   most; no empty label, but one trailing dot is allowed: a fully qualified name, as
+//!   Kubernetes users write to skip the resolver's search domains); a host of only
+//!   digits and dots must be an IPv4 address;
 //! - an optional port: ASCII digits, 1–65535 (`:` with nothing after it is refused);
 //! - no userinfo (`user:pass@`): evalgate sends no credentials from the URL, and the URL
 //!   is logged at start-up;
@@ -31,9 +32,8 @@ pub fn base_url(key: &'static str, url: &str) -> Result<String, ConfigError> {
         key,
         problem: format!("`{url}` {problem}"),
     };
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
+    let rest = strip_prefix_ignore_case(url, "http://")
+        .or_else(|| strip_prefix_ignore_case(url, "https://"))
         .ok_or_else(|| bad("must start with http:// or https://"))?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
@@ -56,6 +56,12 @@ pub fn base_url(key: &'static str, url: &str) -> Result<String, ConfigError> {
     url.parse::<Uri>()
         .map_err(|e| bad(&format!("is not a URL ({e})")))?;
     Ok(url.trim_end_matches('/').to_string())
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 /// Splits `host[:port]`, where the host may be a bracketed IPv6 address.
@@ -100,10 +106,12 @@ fn check_host(host: &str) -> Result<(), String> {
             .map_err(|_| format!("has `{host}`, which is not an IPv4 address"));
     }
     let not_dns = || format!("has `{host}`, which is not a host name");
-    if host.len() > 253 {
+    // A fully qualified name may end in one dot, which is not a label.
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.len() > 253 {
         return Err(not_dns());
     }
-    for label in host.split('.') {
+    for label in name.split('.') {
         let ok = (1..=63).contains(&label.len())
             && label
                 .bytes()
