@@ -19,6 +19,14 @@ if ((${#targets[@]} == 0)); then
     targets=(vardata_query sdk_user pipeline_codec config_toml flags_eval)
 fi
 
+# libfuzzer-sys builds libFuzzer's C++ sources.
+if ! type -P c++ >/dev/null; then
+    sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends g++
+fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz
 fi
