@@ -82,6 +82,7 @@ async fn serve_public(
     let limits = IdleLimits {
         first: server.header_read_timeout(),
         idle: server.keepalive_idle_timeout(),
+        drain: server.shutdown_timeout(),
     };
     let shutdown_timeout = server.shutdown_timeout();
     // The most of a request head a connection holds: the header and target limits plus
@@ -238,6 +239,10 @@ struct IdleLimits {
     first: Duration,
     /// Between requests: `server.keepalive_idle_timeout_ms`.
     idle: Duration,
+    /// Once a connection is asked to close (idle, or shutting down): how long it may take
+    /// to finish what it is writing, `server.shutdown_timeout_ms`. A client that stops
+    /// reading its answer would otherwise hold the connection and its slot for ever.
+    drain: Duration,
 }
 
 /// What [`oversized::Oversized`] needs: hyper's HTTP/1 head buffer, and how long to read
@@ -289,9 +294,13 @@ async fn serve_connection(
     tokio::pin!(conn);
     let idle = tokio::time::sleep(limits.first.min(limits.idle));
     tokio::pin!(idle);
+    // Armed when the connection starts draining.
+    let deadline = tokio::time::sleep(limits.drain);
+    tokio::pin!(deadline);
     let mut draining = *stop.borrow();
     if draining {
         conn.as_mut().graceful_shutdown();
+        deadline.as_mut().reset(Instant::now() + limits.drain);
     }
     loop {
         tokio::select! {
@@ -305,6 +314,7 @@ async fn serve_connection(
                 if changed.is_err() || *stop.borrow() {
                     draining = true;
                     conn.as_mut().graceful_shutdown();
+                    deadline.as_mut().reset(Instant::now() + limits.drain);
                 }
             }
             () = &mut idle, if !draining => match watchdog.next(&activity, limits) {
@@ -312,8 +322,14 @@ async fn serve_connection(
                 None => {
                     draining = true;
                     conn.as_mut().graceful_shutdown();
+                    deadline.as_mut().reset(Instant::now() + limits.drain);
                 }
             },
+            // Still writing (the client stopped reading) past the drain time: drop it.
+            () = &mut deadline, if draining => {
+                tracing::debug!("connection still busy past server.shutdown_timeout_ms; closed");
+                return;
+            }
         }
     }
 }

@@ -288,3 +288,40 @@ async fn in_process_handle_answers_a_stalled_body_with_408() {
     }
     assert_eq!(upstream.count(), 0);
 }
+
+/// A client that stops reading its answer (slow read): once the connection is idle it is
+/// asked to close, and past `server.shutdown_timeout_ms` of draining it is dropped, so the
+/// client holds its connection slot no longer than that. Here the only slot: the next
+/// client is served once it is freed.
+#[tokio::test]
+async fn a_client_that_stops_reading_its_answer_loses_its_slot() {
+    let upstream = FakeUpstream::start().await;
+    // An answer far larger than the two sockets' buffers, so writing it blocks.
+    let big: &'static str = Box::leak("x".repeat(32 << 20).into_boxed_str());
+    upstream.update(|s| s.raw_body = Some(big));
+    let mut config = config_for(&upstream.url());
+    config.server.max_connections = 1;
+    config.server.header_read_timeout_ms = 200;
+    config.server.keepalive_idle_timeout_ms = 200;
+    config.server.shutdown_timeout_ms = 300;
+    config.upstream.max_response_bytes = 64 << 20;
+    let gw = TestGateway::start(config).await;
+
+    let mut reader = TcpStream::connect(gw.addr).await.unwrap();
+    reader
+        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    upstream.wait_for(1).await;
+    upstream.update(|s| s.raw_body = None);
+
+    // Waits in the accept queue until the slow reader's connection is dropped.
+    let got = timeout(
+        NO_HANG,
+        get_with_key(&client(), &gw.url("/v1/vardata?user_id=next"), KEY),
+    )
+    .await
+    .expect("the slow reader let go of the only connection slot");
+    assert_eq!(got.status, StatusCode::OK, "{:?}", got.body);
+    drop(reader);
+}
