@@ -325,3 +325,23 @@ async fn a_client_that_stops_reading_its_answer_loses_its_slot() {
     assert_eq!(got.status, StatusCode::OK, "{:?}", got.body);
     drop(reader);
 }
+
+/// The admin listener holds its request bodies to the same deadline.
+#[tokio::test]
+async fn an_admin_body_that_never_comes_gets_408() {
+    let upstream = FakeUpstream::start().await;
+    let gateway =
+        evalgate::Gateway::new(slow_body_config(&upstream.url()).validate().unwrap()).unwrap();
+    let gw = TestGateway::start_with_admin(gateway).await;
+    let admin = gw.admin_url("/");
+    let addr = admin
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST /admin/purge HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    read_response(&mut stream).await.assert_json_error(408);
+}

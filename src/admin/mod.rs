@@ -139,10 +139,19 @@ async fn route(
         return auth::unauthorized();
     }
     let (parts, body) = request.into_parts();
-    let Ok(body) = Limited::new(body, MAX_BODY_BYTES).collect().await else {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
-    };
-    let body = body.to_bytes();
+    // The public listener's body deadline applies here too.
+    let deadline = gateway.config().server.body_read_timeout();
+    let body =
+        match tokio::time::timeout(deadline, Limited::new(body, MAX_BODY_BYTES).collect()).await {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(_)) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+            Err(_) => {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received within server.body_read_timeout_ms",
+                );
+            }
+        };
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, "/metrics") => stats::metrics(gateway).await,
         (&Method::GET, "/admin/stats") => stats::stats(gateway).await,
