@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use evalgate::Config;
 use http::{Method, StatusCode};
+use support::raw_http::*;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-/// Generous bound for "the server eventually closes / answers": proves no hang, not speed.
-const NO_HANG: Duration = Duration::from_secs(10);
 
 /// A config with small limits, so each can be crossed with a modest request.
 fn small_limits(upstream_url: &str) -> Config {
@@ -168,65 +166,6 @@ async fn oversized_context_is_414_json() {
     assert_still_serves(&c, &gw).await;
 }
 
-/// Reads one HTTP/1.1 response with a `content-length` body from a raw stream.
-async fn read_response(stream: &mut TcpStream) -> (u16, String) {
-    let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.expect("read response head");
-        assert!(
-            n > 0,
-            "connection closed mid-head: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .expect("content-length");
-    while buf.len() < head_end + length {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.expect("read response body");
-        assert!(n > 0, "connection closed mid-body");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    (
-        status,
-        String::from_utf8_lossy(&buf[head_end..]).to_string(),
-    )
-}
-
-/// Reads until the peer closes; returns what arrived before. Panics if it never closes.
-async fn await_close(stream: &mut TcpStream) -> Vec<u8> {
-    let mut seen = Vec::new();
-    timeout(NO_HANG, async {
-        loop {
-            let mut chunk = [0u8; 1024];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&chunk[..n]),
-            }
-        }
-    })
-    .await
-    .expect("the server closes the connection");
-    seen
-}
-
 #[tokio::test]
 async fn slowloris_is_cut_off_by_the_header_read_timeout() {
     let upstream = FakeUpstream::start().await;
@@ -268,8 +207,8 @@ async fn idle_keepalive_connection_is_closed() {
         .write_all(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let (status, body) = read_response(&mut stream).await;
-    assert_eq!(status, 200, "{body}");
+    let response = read_response(&mut stream).await;
+    assert_eq!(response.status, 200, "{response:?}");
     let seen = await_close(&mut stream).await;
     assert!(
         seen.is_empty(),
@@ -295,8 +234,7 @@ async fn max_connections_queues_further_clients() {
         .write_all(b"GET /other?conn=1 HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let (status, _) = read_response(&mut first).await;
-    assert_eq!(status, 200);
+    assert_eq!(read_response(&mut first).await.status, 200);
 
     // Request 2 on a second connection: the kernel queues it, evalgate does not serve it.
     let url = gw.url("/other?conn=2");
