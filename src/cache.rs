@@ -230,6 +230,7 @@ impl ResponseCache {
         let held = negative_held.clone();
         let negative = Cache::builder()
             .max_capacity(NEGATIVE_ENTRIES)
+            .support_invalidation_closures()
             .expire_after(PerEntryTtl)
             .eviction_listener(move |_, _, _| {
                 held.fetch_sub(1, Ordering::AcqRel);
@@ -264,16 +265,22 @@ impl ResponseCache {
     /// Drops one deployment's entries, and its remembered 401s on every route: they stop
     /// being served at once, and are removed by moka's maintenance in the background.
     pub async fn invalidate_deployment(&self, deployment: &str) {
+        self.invalidate_deployment_now(deployment);
+    }
+
+    /// [`ResponseCache::invalidate_deployment`] from sync code.
+    pub fn invalidate_deployment_now(&self, deployment: &str) {
         let owned: Box<str> = deployment.into();
         let predicate = move |key: &CacheKey, _: &CachedResponse| key.deployment() == &*owned;
         if self.inner.invalidate_entries_if(predicate).is_err() {
             // Only fails without support_invalidation_closures(), which is always set.
             self.inner.invalidate_all();
         }
-        for route in RouteFamily::ALL {
-            self.negative
-                .invalidate(&Denied::new(route, deployment))
-                .await;
+        // Remembered 401s are few (and usually none): a predicate on them is cheap.
+        let owned: Box<str> = deployment.into();
+        let denied = move |d: &Denied, _: &CachedResponse| d.deployment == owned;
+        if self.negative.invalidate_entries_if(denied).is_err() {
+            self.negative.invalidate_all();
         }
     }
 

@@ -31,13 +31,39 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
+use crate::cache::CachedResponse;
 use crate::error::GatewayError;
 use crate::key::{CacheKey, KeyHasher};
 use crate::metrics::AbandonedFills;
 use crate::upstream::UpstreamResponse;
 
 /// The result every waiter of a flight receives.
-pub type Outcome = Result<Arc<UpstreamResponse>, GatewayError>;
+pub type Outcome = Result<Arc<Landed>, GatewayError>;
+
+/// What a flight brought back.
+#[derive(Debug)]
+pub enum Landed {
+    /// The upstream's answer (or this instance's entry stored meanwhile, as one).
+    Upstream(UpstreamResponse),
+    /// An entry from the shared cache tier (another instance's fill).
+    Shared(CachedResponse),
+}
+
+impl Landed {
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Landed::Upstream(r) => r.status,
+            Landed::Shared(e) => e.status,
+        }
+    }
+
+    pub fn body(&self) -> &bytes::Bytes {
+        match self {
+            Landed::Upstream(r) => &r.body,
+            Landed::Shared(e) => &e.body,
+        }
+    }
+}
 
 type Flight = Shared<BoxFuture<'static, Outcome>>;
 

@@ -67,6 +67,7 @@ pub mod normalize;
 pub mod reload;
 pub mod response;
 pub mod server;
+pub mod shared_cache;
 pub mod shutdown;
 pub mod spelling;
 pub mod upstream;

@@ -13,6 +13,7 @@ mod abandoned;
 mod health;
 pub mod histogram;
 mod labels;
+mod shared;
 pub mod traffic;
 
 use std::sync::atomic::Ordering;
@@ -37,6 +38,7 @@ use labels::{
     CACHE, CLASSES, DROP_REASONS, Labels, OUTCOMES, POLL_RESULTS, PURGE_SCOPES, ROUTES,
     cache_index, family, one_label, route_index,
 };
+pub use shared::SharedCacheMetrics;
 use traffic::Traffic;
 
 /// How one upstream exchange ended.
@@ -77,6 +79,7 @@ pub struct Metrics {
     headers_dropped: [Counter; DROP_REASONS.len()],
     inflight: Gauge,
     abandoned: AbandonedFills,
+    shared_cache: SharedCacheMetrics,
     purges: [Counter; PURGE_SCOPES.len()],
     polls: [Counter; POLL_RESULTS.len()],
     /// Set from the cache at each scrape ([`Metrics::observe_cache`]).
@@ -162,6 +165,7 @@ impl Metrics {
             inflight.clone(),
         );
         let abandoned = AbandonedFills::register(r);
+        let shared_cache = SharedCacheMetrics::register(r);
         let purges = family(
             r,
             "purges",
@@ -209,6 +213,7 @@ impl Metrics {
             headers_dropped,
             inflight,
             abandoned,
+            shared_cache,
             purges,
             polls,
             cache_entries,
@@ -306,6 +311,11 @@ impl Metrics {
     /// The abandoned-fill metrics, for [`crate::coalesce::Flights`] to record into.
     pub fn abandoned_fills(&self) -> &AbandonedFills {
         &self.abandoned
+    }
+
+    /// The shared cache tier's metrics (registered whether or not the tier is on).
+    pub fn shared_cache(&self) -> &SharedCacheMetrics {
+        &self.shared_cache
     }
 
     /// Copies the cache's current size and removal totals into their metrics; called

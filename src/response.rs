@@ -38,6 +38,39 @@ impl CacheStatus {
 
 pub type Body = Full<Bytes>;
 
+/// Which tier answered, sent as `X-Cache-Tier` when the shared cache tier is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// This instance's memory.
+    L1,
+    /// The shared tier (Redis): another instance's fill.
+    L2,
+    /// The upstream (a miss), or an error evalgate made.
+    Upstream,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::L1 => "l1",
+            Tier::L2 => "l2",
+            Tier::Upstream => "upstream",
+        }
+    }
+}
+
+/// `X-Cache-Tier`.
+pub static X_CACHE_TIER: HeaderName = HeaderName::from_static("x-cache-tier");
+
+/// `response` with `X-Cache-Tier: <tier>`.
+pub fn with_tier(mut response: Response<Body>, tier: Tier) -> Response<Body> {
+    response.headers_mut().insert(
+        X_CACHE_TIER.clone(),
+        HeaderValue::from_static(tier.as_str()),
+    );
+    response
+}
+
 /// `X-Cache`, on every response of a cacheable route and of a passthrough.
 pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 

@@ -19,7 +19,8 @@ mod oversized;
 
 use crate::admin::{AdminServer, Readiness};
 use crate::config::Config;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, PurgeScope};
+use crate::shared_cache::RemotePurge;
 
 /// Why [`run`] could not start.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +128,15 @@ async fn serve_public(
                 g.invalidate_all()
             });
         tracker.spawn(watcher);
+    }
+
+    if let Some(shared) = gateway.shared_cache() {
+        let g = gateway.clone();
+        let on_purge = move |purge: RemotePurge| match purge {
+            RemotePurge::All => g.purge_local(&PurgeScope::All),
+            RemotePurge::Deployment(d) => g.purge_local(&PurgeScope::Deployment(d)),
+        };
+        tracker.spawn(shared.clone().run(on_purge, stop_rx.clone()));
     }
 
     let invalidation = &gateway.config().invalidation;

@@ -25,12 +25,17 @@ pub async fn handle(gateway: &Gateway, parts: &Parts) -> http::Response<Body> {
         Some(key) => PurgeScope::Deployment(key.trim().to_string()),
         None => PurgeScope::All,
     };
-    gateway.purge(&scope).await;
-    let purged = match &scope {
+    let fanout = gateway.purge(&scope).await;
+    let mut purged = match &scope {
         PurgeScope::All => serde_json::json!({ "purged": "all" }),
         PurgeScope::Deployment(key) => {
             serde_json::json!({ "purged": "deployment", "deployment": Masked(key).to_string() })
         }
     };
+    // With the shared tier: `sent` (every instance drops it), or `pending` (Redis
+    // unreachable: this instance only, replayed to the fleet when Redis is back).
+    if let Some(fanout) = fanout {
+        purged["fanout"] = serde_json::to_value(fanout).unwrap_or_default();
+    }
     json(StatusCode::OK, &purged)
 }

@@ -9,7 +9,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{Flights, Outcome};
+use super::{Flights, Landed, Outcome};
 use crate::error::GatewayError;
 use crate::key::{CacheKey, RouteFamily};
 use crate::metrics::AbandonedFills;
@@ -28,11 +28,11 @@ fn key(name: &str) -> CacheKey {
 }
 
 fn ok(body: &'static str) -> Outcome {
-    Ok(Arc::new(UpstreamResponse {
+    Ok(Arc::new(Landed::Upstream(UpstreamResponse {
         status: StatusCode::OK,
         headers: HeaderMap::new(),
         body: Bytes::from_static(body.as_bytes()),
-    }))
+    })))
 }
 
 /// A fetch that answers once `go` fires and reports on `done` that it ran to the end.
@@ -121,8 +121,8 @@ async fn every_waiter_gets_the_one_outcome() {
     let (a, joined_a) = first.await.unwrap();
     let (b, joined_b) = second.await.unwrap();
     assert!(!joined_a && joined_b);
-    assert_eq!(a.unwrap().body, "answer");
-    assert_eq!(b.unwrap().body, "answer");
+    assert_eq!(a.unwrap().body(), "answer");
+    assert_eq!(b.unwrap().body(), "answer");
     assert!(flights.is_empty(), "a landed flight leaves the map");
 }
 
@@ -161,7 +161,7 @@ async fn a_flight_one_waiter_left_is_driven_by_the_others() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(outcome.unwrap().body, "answer");
+    assert_eq!(outcome.unwrap().body(), "answer");
 }
 
 #[tokio::test]
@@ -178,7 +178,7 @@ async fn a_panicking_fetch_is_an_internal_error_for_every_waiter() {
         .join_or_start(&k, flights.mark(), |_| async { ok("again") })
         .await;
     assert!(!joined);
-    assert_eq!(outcome.unwrap().body, "again");
+    assert_eq!(outcome.unwrap().body(), "again");
 }
 
 #[tokio::test]
@@ -261,7 +261,7 @@ async fn with_no_budget_an_abandoned_flight_is_cancelled_and_leaves_the_map() {
         .join_or_start(&k, flights.mark(), |_| async { ok("afresh") })
         .await;
     assert!(!joined);
-    assert_eq!(outcome.unwrap().body, "afresh");
+    assert_eq!(outcome.unwrap().body(), "afresh");
 }
 
 #[tokio::test]
@@ -283,7 +283,7 @@ async fn abandoned_flights_run_within_the_budget_and_are_cancelled_past_it() {
         .join_or_start(&b, flights.mark(), |_| async { ok("b again") })
         .await;
     assert!(!joined);
-    assert_eq!(outcome.unwrap().body, "b again");
+    assert_eq!(outcome.unwrap().body(), "b again");
     // a lands, which gives its share of the budget back.
     go_a.send(()).unwrap();
     tokio::time::timeout(BOUND, finished_a)
@@ -323,7 +323,7 @@ async fn a_flight_with_a_waiter_left_is_never_cancelled() {
         .unwrap()
         .unwrap();
     assert!(joined);
-    assert_eq!(outcome.unwrap().body, "answer");
+    assert_eq!(outcome.unwrap().body(), "answer");
     assert_eq!(metrics.totals(), [0, 0, 0]);
 }
 

@@ -7,10 +7,12 @@
 //! check every URL setting goes through.
 
 mod sections;
+mod shared_cache;
 mod url;
 mod validate;
 
 pub use sections::*;
+pub use shared_cache::{SharedCacheConfig, without_password};
 pub use url::base_url;
 
 use std::borrow::Cow;
@@ -30,6 +32,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub access_log: AccessLogConfig,
     pub invalidation: InvalidationConfig,
+    pub shared_cache: SharedCacheConfig,
     pub log: LogConfig,
 }
 
@@ -110,6 +113,10 @@ impl Config {
 
     /// Resolves relative paths in the config against `dir` (the config file's directory).
     pub fn resolve_paths(&mut self, dir: &Path) {
+        let ca = Path::new(&self.shared_cache.ca_file);
+        if ca.is_relative() && !self.shared_cache.ca_file.is_empty() {
+            self.shared_cache.ca_file = dir.join(ca).display().to_string();
+        }
         let flags = Path::new(&self.embedded.flags_file);
         if flags.is_relative() && !self.embedded.flags_file.is_empty() {
             self.embedded.flags_file = dir.join(flags).display().to_string();
@@ -117,8 +124,18 @@ impl Config {
     }
 
     /// The effective settings as TOML, for `--check`.
+    /// Secrets are not printed: `shared_cache.key_secret` and any password in a Redis URL.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("config serializes")
+        let mut shown = self.clone();
+        let sc = &mut shown.shared_cache;
+        if !sc.key_secret.is_empty() {
+            sc.key_secret = "***".into();
+        }
+        sc.url = without_password(&sc.url);
+        for node in &mut sc.cluster_nodes {
+            *node = without_password(node);
+        }
+        toml::to_string(&shown).expect("config serializes")
     }
 }
 

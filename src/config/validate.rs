@@ -104,6 +104,7 @@ impl Config {
         } else {
             base_url("upstream.url", &self.upstream.url)?;
         }
+        self.shared_cache.validate()?;
         let u = &self.upstream;
         range("upstream.timeout_ms", u.timeout_ms, 1, HOUR_MS)?;
         range(
@@ -232,11 +233,11 @@ impl Config {
     }
 }
 
-fn invalid(key: &'static str, problem: String) -> ConfigError {
+pub(super) fn invalid(key: &'static str, problem: String) -> ConfigError {
     ConfigError::Invalid { key, problem }
 }
 
-fn range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+pub(super) fn range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value < min || value > max {
         return Err(invalid(
             key,

@@ -152,10 +152,10 @@ fn evaluate_flag<'f>(
     scratch: &mut String,
 ) -> Result<Option<&'f Variant>, EvalError> {
     for segment in &flag.segments {
-        if let Some(groups) = &segment.conditions {
-            if !any_group_holds(groups, target)? {
-                continue;
-            }
+        if let Some(groups) = &segment.conditions
+            && !any_group_holds(groups, target)?
+        {
+            continue;
         }
         let outcome = match &segment.bucket {
             None => &segment.variant,

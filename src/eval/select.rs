@@ -114,11 +114,11 @@ impl Selector {
     /// Assigns this selector its cache slot, if it reads the context (what `result`
     /// selectors see changes during an evaluation, so they are not cached).
     pub fn intern(&mut self, interner: &mut Interner) {
-        if let Some(steps) = &self.steps {
-            if &*steps[0] == "context" {
-                let next = interner.slots.len();
-                self.slot = Some(*interner.slots.entry(steps.clone()).or_insert(next));
-            }
+        if let Some(steps) = &self.steps
+            && &*steps[0] == "context"
+        {
+            let next = interner.slots.len();
+            self.slot = Some(*interner.slots.entry(steps.clone()).or_insert(next));
         }
     }
 

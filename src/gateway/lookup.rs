@@ -11,11 +11,13 @@ use tokio::time::Instant;
 
 use super::{Gateway, without_body};
 use crate::cache::CachedResponse;
-use crate::coalesce::Outcome;
+use crate::coalesce::{Landed, Outcome};
 use crate::error::{GatewayError, UpstreamError};
 use crate::freshness::{self, Storage};
 use crate::key::CacheKey;
-use crate::response::{self, CacheStatus};
+use crate::response::{self, CacheStatus, Tier};
+use crate::shared_cache::{Read, SharedCache, Slot, Token, Waited};
+use crate::upstream::UpstreamResponse;
 
 impl Gateway {
     /// A cacheable request: answer from a fresh entry; from a stale one while it is
@@ -34,17 +36,13 @@ impl Gateway {
         if let Some(entry) = self.inner.cache.get(&key).await {
             match entry.stale_by(now) {
                 None => {
-                    return (
-                        from_entry(&entry, now, CacheStatus::Hit, head),
-                        CacheStatus::Hit,
-                    );
+                    let response = from_entry(&entry, now, CacheStatus::Hit, head);
+                    return (self.tier(response, Tier::L1), CacheStatus::Hit);
                 }
                 Some(late) if late < Duration::from_secs(cache.stale_while_revalidate_s) => {
                     self.refresh_in_background(key);
-                    return (
-                        from_entry(&entry, now, CacheStatus::Stale, head),
-                        CacheStatus::Stale,
-                    );
+                    let response = from_entry(&entry, now, CacheStatus::Stale, head);
+                    return (self.tier(response, Tier::L1), CacheStatus::Stale);
                 }
                 Some(late) if late < Duration::from_secs(cache.stale_if_error_s) => {
                     fallback = Some(entry);
@@ -53,10 +51,8 @@ impl Gateway {
             }
         }
         if let Some(denied) = self.inner.cache.unauthorized(&key).await {
-            return (
-                from_entry(&denied, now, CacheStatus::Hit, head),
-                CacheStatus::Hit,
-            );
+            let response = from_entry(&denied, now, CacheStatus::Hit, head);
+            return (self.tier(response, Tier::L1), CacheStatus::Hit);
         }
         let this = self.clone();
         let fetch_key = key.clone();
@@ -64,7 +60,7 @@ impl Gateway {
             .inner
             .flights
             .join_or_start(&key, mark, move |recheck| async move {
-                this.fetch_and_store(fetch_key, recheck).await
+                this.fetch_and_store(fetch_key, recheck, now, false).await
             })
             .await;
         if joined {
@@ -72,33 +68,62 @@ impl Gateway {
         }
         if let Some(entry) = fallback.filter(|_| upstream_failed(&outcome)) {
             let now = Instant::now();
-            return (
-                from_entry(&entry, now, CacheStatus::Stale, head),
-                CacheStatus::Stale,
-            );
+            let response = from_entry(&entry, now, CacheStatus::Stale, head);
+            return (self.tier(response, Tier::L1), CacheStatus::Stale);
         }
-        let response = match outcome {
-            Ok(upstream) if upstream.status == StatusCode::OK => {
+        let (response, cache, tier) = match outcome.as_deref() {
+            // Another instance's answer, from the shared tier: fresh, or stale while it is
+            // refreshed.
+            Ok(Landed::Shared(entry)) => {
+                let now = Instant::now();
+                let cache = match entry.stale_by(now) {
+                    None => CacheStatus::Hit,
+                    Some(_) => {
+                        self.refresh_in_background(key);
+                        CacheStatus::Stale
+                    }
+                };
+                (from_entry(entry, now, cache, false), cache, Tier::L2)
+            }
+            Ok(Landed::Upstream(upstream)) if upstream.status == StatusCode::OK => {
                 let ct = upstream.headers.get(header::CONTENT_TYPE);
                 let body = upstream.body.clone();
-                response::with_cache_headers(StatusCode::OK, ct, body, CacheStatus::Miss, 0)
+                let response =
+                    response::with_cache_headers(StatusCode::OK, ct, body, CacheStatus::Miss, 0);
+                (response, CacheStatus::Miss, Tier::Upstream)
             }
             // Not stored, so relayed whole: a 401 keeps its `WWW-Authenticate`, a 429 its
             // `Retry-After`.
-            Ok(upstream) => response::relayed(
-                upstream.status,
-                &upstream.headers,
-                upstream.body.clone(),
+            Ok(Landed::Upstream(upstream)) => (
+                response::relayed(
+                    upstream.status,
+                    &upstream.headers,
+                    upstream.body.clone(),
+                    CacheStatus::Miss,
+                ),
                 CacheStatus::Miss,
+                Tier::Upstream,
             ),
-            Err(err) => response::error(&err, Some(CacheStatus::Miss)),
+            Err(err) => (
+                response::error(err, Some(CacheStatus::Miss)),
+                CacheStatus::Miss,
+                Tier::Upstream,
+            ),
         };
         let response = if head {
             without_body(response)
         } else {
             response
         };
-        (response, CacheStatus::Miss)
+        (self.tier(response, tier), cache)
+    }
+
+    /// Adds `X-Cache-Tier` when the shared tier is configured.
+    fn tier(&self, response: Response<response::Body>, tier: Tier) -> Response<response::Body> {
+        match &self.inner.shared {
+            Some(_) => response::with_tier(response, tier),
+            None => response,
+        }
     }
 
     /// Starts one refresh of `key` unless one is already running; nobody waits for it.
@@ -106,16 +131,25 @@ impl Gateway {
         let this = self.clone();
         let fetch_key = key.clone();
         self.inner.flights.start_if_idle(&key, async move {
-            this.fetch_and_store(fetch_key, true).await
+            this.fetch_and_store(fetch_key, true, Instant::now(), true)
+                .await
         });
     }
 
-    /// The body of a flight: one upstream request for `key`. A storable 200 is stored
-    /// before the flight ends, and a 401 remembered for its deployment key on its route;
-    /// anything else is returned to the waiters and not stored, so an error never replaces
-    /// an entry.
+    /// The body of a flight: the shared tier when there is one, else (or when it has
+    /// nothing) one upstream request for `key`. A storable 200 is stored before the flight
+    /// ends, and a 401 remembered for its deployment key on its route; anything else is
+    /// returned to the waiters and not stored, so an error never replaces an entry.
     /// `recheck`: a flight for this key may have landed since the request missed.
-    async fn fetch_and_store(&self, key: CacheKey, recheck: bool) -> Outcome {
+    /// `since`: when the request that started the flight arrived (waits count from it);
+    /// `refresh`: a background refresh of a stale entry, which nobody waits for.
+    async fn fetch_and_store(
+        &self,
+        key: CacheKey,
+        recheck: bool,
+        since: Instant,
+        refresh: bool,
+    ) -> Outcome {
         // A request may have missed just before the previous flight for this key landed:
         // answer it from that flight's entry rather than asking the upstream again.
         let stored = match recheck {
@@ -123,32 +157,118 @@ impl Gateway {
             false => None,
         };
         if let Some(entry) = stored.filter(|e| e.stale_by(Instant::now()).is_none()) {
-            return Ok(Arc::new(entry.into_upstream_response()));
+            return Ok(Arc::new(Landed::Upstream(entry.into_upstream_response())));
         }
         let generation = self.inner.generation.load(Ordering::SeqCst);
+        let mut fill = None;
+        if let Some(shared) = &self.inner.shared
+            && let Some(slot) = shared.slot(&key)
+        {
+            match self
+                .ask_shared(shared, &key, &slot, since, refresh, generation)
+                .await
+            {
+                Ok(found) => return Ok(found),
+                Err(lock) => fill = Some((shared, slot, lock)),
+            }
+        }
         let origin = &self.inner.upstream;
         let sent = match origin.pipelined(&key) {
             Some(request) => self.exchange(origin.send_pipelined(request)).await,
-            None => {
-                let request = key
-                    .upstream_request(origin.base())
-                    .map_err(|_| GatewayError::Unforwardable)?;
-                self.exchange(origin.send(request)).await
+            None => match key.upstream_request(origin.base()) {
+                Ok(request) => self.exchange(origin.send(request)).await,
+                Err(_) => Err(GatewayError::Unforwardable),
+            },
+        };
+        let upstream = match sent {
+            Ok(upstream) => upstream,
+            Err(e) => {
+                if let GatewayError::Upstream(e) = &e {
+                    tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
+                }
+                if let Some((shared, slot, lock)) = fill {
+                    shared.release(slot, lock);
+                }
+                return Err(e);
             }
         };
-        let upstream = sent.inspect_err(|e| {
-            if let GatewayError::Upstream(e) = e {
-                tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
+        let stored = self.store(&key, &upstream, generation).await;
+        match (fill, &stored) {
+            (Some((shared, slot, lock)), Ok(Some(entry))) => shared.write(slot, entry, lock),
+            (Some((shared, slot, lock)), _) => shared.release(slot, lock),
+            (None, _) => {}
+        }
+        stored?;
+        Ok(Arc::new(Landed::Upstream(upstream)))
+    }
+
+    /// Asks the shared tier for `key`: `Ok` with an answer found there (kept in L1), or
+    /// `Err` with the fill lock when this instance is to fetch (`None`: fetch anyway).
+    /// Another instance's fill in progress is waited for, until `upstream.timeout_ms`
+    /// after `since`.
+    async fn ask_shared(
+        &self,
+        shared: &SharedCache,
+        key: &CacheKey,
+        slot: &Slot,
+        since: Instant,
+        refresh: bool,
+        generation: u64,
+    ) -> Result<Arc<Landed>, Option<Token>> {
+        let swr = Duration::from_secs(self.inner.live.cache().stale_while_revalidate_s);
+        let mut read = shared.read(slot).await;
+        if let Read::Found(entry) = &read {
+            match entry.stale_by(Instant::now()) {
+                // Fresh, or stale within stale-while-revalidate for a client waiting (the
+                // caller serves it and starts a refresh).
+                None => {}
+                Some(late) if late < swr && !refresh => {}
+                // Stale past that, or this is the refresh: one instance refreshes it.
+                Some(_) => read = shared.lock(slot).await,
             }
-        })?;
+        }
+        let entry = match read {
+            Read::Found(entry) => entry,
+            Read::Fetch(lock) => return Err(lock),
+            Read::Busy => match shared.wait(slot, since).await {
+                Waited::Found(entry) => entry,
+                Waited::TookOver(lock) => return Err(Some(lock)),
+                Waited::GaveUp => return Err(None),
+            },
+        };
+        // Kept in L1 unless a purge came in meanwhile.
+        if self.inner.generation.load(Ordering::SeqCst) == generation {
+            if entry.status == StatusCode::UNAUTHORIZED {
+                self.inner
+                    .cache
+                    .remember_unauthorized(key, entry.clone())
+                    .await;
+            } else {
+                self.note_deployment(key.deployment());
+                self.inner.cache.insert(key.clone(), entry.clone()).await;
+            }
+        }
+        Ok(Arc::new(Landed::Shared(entry)))
+    }
+
+    /// Stores what may be stored of `upstream`'s answer to `key` in L1: a storable JSON
+    /// 200, or a 401 (negative cache). Returns the stored entry, for the shared tier, or
+    /// the error a 200 that is not the expected JSON becomes. Nothing is stored when a
+    /// purge came in since the fetch started (`generation`).
+    async fn store(
+        &self,
+        key: &CacheKey,
+        upstream: &UpstreamResponse,
+        generation: u64,
+    ) -> Result<Option<CachedResponse>, GatewayError> {
         // Lifetimes and `Age` count from when the answer arrived.
         let fetched_at = Instant::now();
         let cache = &self.inner.live.cache();
+        let current = || self.inner.generation.load(Ordering::SeqCst) == generation;
         match upstream.status {
             StatusCode::OK => {
                 // Evaluations are JSON objects, flag configurations JSON arrays.
-                let opener = if key.route().is_flags() { b'[' } else { b'{' };
-                if !is_json_document(&upstream.body, opener) {
+                if !is_json_document(&upstream.body, opener(key)) {
                     self.inner.metrics.upstream_invalid();
                     return Err(UpstreamError::NotJson.into());
                 }
@@ -163,39 +283,49 @@ impl Gateway {
                     Duration::from_secs(cache.max_ttl_s),
                     cache.ignore_upstream_cache_control,
                 );
-                let current = self.inner.generation.load(Ordering::SeqCst) == generation;
-                if let (Storage::FreshFor(fresh_for), true) = (storage, current) {
-                    let grace = cache.stale_while_revalidate_s.max(cache.stale_if_error_s);
-                    let entry = CachedResponse::stored(
-                        StatusCode::OK,
-                        &upstream,
-                        fetched_at,
-                        fresh_for,
-                        Duration::from_secs(grace),
-                    );
-                    self.note_deployment(key.deployment());
-                    self.inner.cache.insert(key, entry).await;
+                let Storage::FreshFor(fresh_for) = storage else {
+                    return Ok(None);
+                };
+                if !current() {
+                    return Ok(None);
                 }
+                let grace = cache.stale_while_revalidate_s.max(cache.stale_if_error_s);
+                let entry = CachedResponse::stored(
+                    StatusCode::OK,
+                    upstream,
+                    fetched_at,
+                    fresh_for,
+                    Duration::from_secs(grace),
+                );
+                self.note_deployment(key.deployment());
+                self.inner.cache.insert(key.clone(), entry.clone()).await;
+                Ok(Some(entry))
             }
             // Like a 200, a 401 fetched across a purge is not remembered: the purge may
             // be the operator re-enabling the key.
-            StatusCode::UNAUTHORIZED
-                if cache.negative_ttl_s > 0
-                    && self.inner.generation.load(Ordering::SeqCst) == generation =>
-            {
+            StatusCode::UNAUTHORIZED if cache.negative_ttl_s > 0 && current() => {
                 let entry = CachedResponse::stored(
                     StatusCode::UNAUTHORIZED,
-                    &upstream,
+                    upstream,
                     fetched_at,
                     Duration::from_secs(cache.negative_ttl_s),
                     Duration::ZERO,
                 );
-                self.inner.cache.remember_unauthorized(&key, entry).await;
+                self.inner
+                    .cache
+                    .remember_unauthorized(key, entry.clone())
+                    .await;
+                Ok(Some(entry))
             }
-            _ => {}
+            _ => Ok(None),
         }
-        Ok(Arc::new(upstream))
     }
+}
+
+/// The first byte of a valid answer for `key`: evaluations are JSON objects, flag
+/// configurations JSON arrays.
+fn opener(key: &CacheKey) -> u8 {
+    if key.route().is_flags() { b'[' } else { b'{' }
 }
 
 /// A cached entry as a response, with its `Age` at `now`.
@@ -219,7 +349,7 @@ fn from_entry(
 /// be reached, timed out, answered garbage, 5xx or 429, or evalgate's own in-flight limit.
 fn upstream_failed(outcome: &Outcome) -> bool {
     match outcome {
-        Ok(r) => r.status.is_server_error() || r.status == StatusCode::TOO_MANY_REQUESTS,
+        Ok(r) => r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS,
         Err(GatewayError::Upstream(_) | GatewayError::Overloaded) => true,
         Err(_) => false,
     }

@@ -36,6 +36,7 @@ use crate::live::LiveSettings;
 use crate::metrics::Metrics;
 use crate::normalize::{self, Decision, Rejection};
 use crate::response::{self, CacheStatus};
+use crate::shared_cache::SharedCache;
 use crate::spelling::SpellingMemo;
 use crate::upstream::{self, Upstream};
 
@@ -68,6 +69,8 @@ struct Inner {
     deployments: std::sync::Mutex<std::collections::VecDeque<String>>,
     /// Permits for upstream requests in flight (`upstream.max_inflight`).
     inflight: Arc<Semaphore>,
+    /// The shared cache tier (`[shared_cache]`), when configured.
+    shared: Option<SharedCache>,
     /// Bumped whenever what the upstream answers may have changed wholesale (embedded
     /// flags reloaded). A fetch that started under an older generation is not stored.
     generation: AtomicU64,
@@ -90,6 +93,13 @@ impl Gateway {
             Upstream::http(&config.upstream)?
         };
         let metrics = Metrics::new();
+        let shared =
+            SharedCache::new(&config, metrics.shared_cache().clone()).map_err(|problem| {
+                ConfigError::Invalid {
+                    key: "shared_cache",
+                    problem,
+                }
+            })?;
         let flights = Flights::new(
             config.upstream.max_abandoned_fills,
             metrics.abandoned_fills().clone(),
@@ -106,6 +116,7 @@ impl Gateway {
                 metrics,
                 deployments: Default::default(),
                 generation: AtomicU64::new(0),
+                shared,
                 upstream,
                 live: LiveSettings::new(&config),
                 config,
@@ -130,6 +141,11 @@ impl Gateway {
     /// The upstream (HTTP or embedded).
     pub fn upstream(&self) -> &Upstream {
         &self.inner.upstream
+    }
+
+    /// The shared cache tier, when `[shared_cache]` configures one.
+    pub fn shared_cache(&self) -> Option<&SharedCache> {
+        self.inner.shared.as_ref()
     }
 
     /// The metrics this gateway records.

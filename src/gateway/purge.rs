@@ -4,29 +4,45 @@
 use std::sync::atomic::Ordering;
 
 use super::Gateway;
+use crate::shared_cache::Fanout;
 
 impl Gateway {
     /// Drops every stored answer and keeps fetches already in flight from storing theirs:
-    /// what the upstream answers has changed (embedded flags reloaded).
+    /// what the upstream answers has changed (embedded flags reloaded). With the shared
+    /// tier, the fleet drops them too (in a task: this is called from sync code).
     pub fn invalidate_all(&self) {
-        self.inner.generation.fetch_add(1, Ordering::SeqCst);
-        self.inner.cache.invalidate_all();
-        self.inner.metrics.purge(&PurgeScope::All);
+        self.purge_local(&PurgeScope::All);
+        if let Some(shared) = self.inner.shared.clone()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            drop(runtime.spawn(async move { shared.purge(None).await }));
+        }
     }
 
-    /// Drops the stored answers in `scope` (and remembered 401s). Fetches already in flight
-    /// are not stored when they land (one generation number for all: a purge may cost a
+    /// Drops the stored answers in `scope` (and remembered 401s), here and, with the
+    /// shared tier, on every instance of the fleet. Fetches already in flight are not
+    /// stored when they land (one generation number for all: a purge may cost a
     /// concurrent fetch of another deployment its store, never a stale entry).
-    pub async fn purge(&self, scope: &PurgeScope) {
-        match scope {
-            PurgeScope::All => self.invalidate_all(),
-            PurgeScope::Deployment(key) => {
-                self.inner.generation.fetch_add(1, Ordering::SeqCst);
-                self.inner.cache.invalidate_deployment(key).await;
-                self.inner.metrics.purge(scope);
-            }
-        }
+    /// Returns what became of the purge beyond this instance (`None`: no shared tier).
+    pub async fn purge(&self, scope: &PurgeScope) -> Option<Fanout> {
+        self.purge_local(scope);
         tracing::info!(scope = %scope, "cache purged");
+        let shared = self.inner.shared.as_ref()?;
+        Some(match scope {
+            PurgeScope::All => shared.purge(None).await,
+            PurgeScope::Deployment(key) => shared.purge(Some(key)).await,
+        })
+    }
+
+    /// Drops the stored answers in `scope` on this instance only (a purge announced by
+    /// another instance of the fleet, or the first half of [`Gateway::purge`]).
+    pub fn purge_local(&self, scope: &PurgeScope) {
+        self.inner.generation.fetch_add(1, Ordering::SeqCst);
+        match scope {
+            PurgeScope::All => self.inner.cache.invalidate_all(),
+            PurgeScope::Deployment(key) => self.inner.cache.invalidate_deployment_now(key),
+        }
+        self.inner.metrics.purge(scope);
     }
 
     /// Deployment keys whose answers were stored (bounded; oldest first out), for the
@@ -51,6 +67,9 @@ impl Gateway {
             .unwrap_or_else(|e| e.into_inner());
         if seen.iter().any(|d| d == deployment) {
             return;
+        }
+        if let Some(shared) = &self.inner.shared {
+            shared.note(deployment);
         }
         if seen.len() >= MAX_TRACKED_DEPLOYMENTS {
             seen.pop_front();

@@ -280,10 +280,10 @@ impl Conn {
     }
 
     fn drive(&mut self, cx: &mut Context<'_>) {
-        if let Some(driver) = &mut self.driver {
-            if driver.poll_without_shutdown(cx).is_ready() {
-                self.driver = None;
-            }
+        if let Some(driver) = &mut self.driver
+            && driver.poll_without_shutdown(cx).is_ready()
+        {
+            self.driver = None;
         }
     }
 
@@ -351,10 +351,10 @@ fn origin_form(uri: &Uri) -> Uri {
 fn closed_before_answer(error: &hyper::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
-                return true;
-            }
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled() || h.is_closed())
+        {
+            return true;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;

@@ -399,11 +399,11 @@ impl CaseGenerator {
             })
             .collect();
         let derivable = !op.starts_with("regex") || self.rng.chance(20);
-        if let Some(v) = value.filter(|_| derivable && self.rng.chance(45)) {
-            if let Some(d) = self.derived(v) {
-                let at = self.rng.between(0, values.len());
-                values.insert(at, d);
-            }
+        if let Some(v) = value.filter(|_| derivable && self.rng.chance(45))
+            && let Some(d) = self.derived(v)
+        {
+            let at = self.rng.between(0, values.len());
+            values.insert(at, d);
         }
         if self.rng.chance(12) {
             values.push("(none)".into());

@@ -437,17 +437,17 @@ async fn evaluate(state: &State, req: Request<Incoming>, script: &Script) -> Res
     };
     let query = parts.uri.query().unwrap_or("");
     let params: Vec<(String, String)> = form_pairs(query);
-    if let Some((_, context)) = params.iter().find(|(n, _)| n == "context") {
-        if !matches!(
+    if let Some((_, context)) = params.iter().find(|(n, _)| n == "context")
+        && !matches!(
             serde_json::from_str::<serde_json::Value>(context),
             Ok(serde_json::Value::Object(_))
-        ) {
-            return respond(
-                StatusCode::BAD_REQUEST,
-                "text/plain; charset=utf-8",
-                "Invalid context JSON\n".into(),
-            );
-        }
+        )
+    {
+        return respond(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "Invalid context JSON\n".into(),
+        );
     }
     let echo = serde_json::json!({
         "flag-echo": {

@@ -23,10 +23,10 @@ fn read_all(wire: &[u8], methods: &[Method], cuts: &[usize]) -> Result<Vec<Parse
             }
         }
     }
-    if out.len() < methods.len() {
-        if let Some(parsed) = reader.read_eof(&mut buf)? {
-            out.push(parsed);
-        }
+    if out.len() < methods.len()
+        && let Some(parsed) = reader.read_eof(&mut buf)?
+    {
+        out.push(parsed);
     }
     Ok(out)
 }

@@ -194,10 +194,10 @@ impl Connection {
                     Poll::Pending => break,
                 }
             }
-            if written == self.write.len() {
-                if let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
-                    return Poll::Ready(Err(io_error(&e)));
-                }
+            if written == self.write.len()
+                && let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx)
+            {
+                return Poll::Ready(Err(io_error(&e)));
             }
             self.answer(cx, jobs, written)
         })

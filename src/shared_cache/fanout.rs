@@ -1,0 +1,538 @@
+//! Purges across the fleet, and the tier's maintenance task.
+//!
+//! A purge raises a generation in one Redis hash (O(1): old entries become unreachable
+//! because every name folds its generations in), and is announced on a channel so every
+//! instance drops its L1 entries at once. Announcements are fire-and-forget, so each
+//! instance also re-reads the hash every `shared_cache.resync_interval_ms`, and after its
+//! subscription reconnects: a missed announcement costs at most one interval. The hash
+//! carries an epoch; a Redis that lost it (restarted empty, flushed) gets a new epoch, so
+//! no entry from before can be reached again, and every instance drops its L1.
+//!
+//! The maintenance task ([`SharedCache::run`]) connects, subscribes, resyncs, and while
+//! the breaker is open probes Redis with backoff, replays the purges made meanwhile and
+//! resyncs before it closes the breaker again.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use redis::Value;
+use tokio::sync::{Notify, watch};
+
+use super::names::{DepTag, Gens, Namer};
+use super::scripts::{FLAGS_CHANGED, PURGE, SYNC};
+use super::{SharedCache, envelope, random_u64};
+
+/// The generations this instance knows: raised by its own purges, announcements and
+/// resyncs; never lowered within an epoch.
+#[derive(Default)]
+pub struct Generations {
+    epoch: AtomicU64,
+    all: AtomicU64,
+    deployments: RwLock<HashMap<DepTag, u64>>,
+}
+
+impl Generations {
+    pub fn of(&self, tag: DepTag) -> Gens {
+        Gens {
+            epoch: self.epoch.load(Ordering::Acquire),
+            all: self.all.load(Ordering::Acquire),
+            deployment: self
+                .deployments
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&tag)
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Raises one generation to `generation`; whether it rose.
+    fn raise(&self, tag: Option<DepTag>, generation: u64) -> bool {
+        match tag {
+            None => self.all.fetch_max(generation, Ordering::AcqRel) < generation,
+            Some(tag) => {
+                let mut map = self.deployments.write().unwrap_or_else(|e| e.into_inner());
+                let current = map.entry(tag).or_insert(0);
+                let rose = *current < generation;
+                *current = (*current).max(generation);
+                rose
+            }
+        }
+    }
+}
+
+/// A purge announced by another instance (or found by a resync), for the gateway to apply
+/// to its L1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemotePurge {
+    All,
+    Deployment(String),
+}
+
+/// What became of a purge beyond this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fanout {
+    /// Raised in Redis and announced to the fleet.
+    Sent,
+    /// Redis could not be reached: applied here, and replayed to the fleet when the tier
+    /// is back.
+    Pending,
+}
+
+/// Purges remembered for replay while the tier is off; past it they fold into one
+/// purge of everything.
+const PENDING_PURGES: usize = 64;
+
+/// Parses a `HGETALL` / script array reply of strings.
+fn strings(value: Value) -> Vec<String> {
+    match value {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                Value::SimpleString(s) => s,
+                Value::Int(n) => n.to_string(),
+                _ => String::new(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn now_ms() -> u64 {
+    envelope::unix_ms(SystemTime::now())
+}
+
+impl SharedCache {
+    /// Purges `deployment` (or everything) across the fleet: raises its generation in
+    /// Redis and announces it. The caller has dropped its own L1 entries already.
+    pub async fn purge(&self, deployment: Option<&str>) -> Fanout {
+        let tag = deployment.map(|d| self.note(d));
+        match self.raise_in_redis(tag).await {
+            Ok(()) => Fanout::Sent,
+            Err(e) => {
+                tracing::warn!(error = %e, "shared cache: purge not announced; replayed when Redis is back");
+                let mut pending = self
+                    .inner
+                    .pending_purges
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if pending.len() >= PENDING_PURGES {
+                    pending.clear();
+                    pending.push(None);
+                } else if !pending.contains(&tag) {
+                    pending.push(tag);
+                }
+                Fanout::Pending
+            }
+        }
+    }
+
+    /// The PURGE script and the announcement.
+    async fn raise_in_redis(&self, tag: Option<DepTag>) -> Result<(), super::CallError> {
+        let field = Namer::gen_field(tag);
+        let hash = self.inner.namer.generations();
+        let epoch_candidate = random_u64().to_string();
+        let metrics = self.metrics();
+        let result = self
+            .inner
+            .calls
+            .call_anyway("purge", |mut conn| async move {
+                let reply: Value = PURGE
+                    .key(&hash)
+                    .arg(&field)
+                    .arg(now_ms())
+                    .arg(&epoch_candidate)
+                    .invoke_async(&mut conn)
+                    .await?;
+                Ok(strings(reply))
+            })
+            .await;
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(e) => {
+                metrics.op("purge", e.result());
+                return Err(e);
+            }
+        };
+        metrics.op("purge", "ok");
+        self.announce(tag, &reply).await;
+        Ok(())
+    }
+
+    /// Applies a raised generation here and publishes it: `reply` is `[epoch, generation]`.
+    async fn announce(&self, tag: Option<DepTag>, reply: &[String]) {
+        let (Some(epoch), Some(generation)) = (
+            reply.first().and_then(|e| e.parse::<u64>().ok()),
+            reply.get(1).and_then(|g| g.parse::<u64>().ok()),
+        ) else {
+            return;
+        };
+        if epoch == self.inner.gens.epoch.load(Ordering::Acquire) {
+            self.inner.gens.raise(tag, generation);
+        }
+        let field = Namer::gen_field(tag);
+        let channel = self.inner.namer.channel();
+        let message = format!("{epoch} {field} {generation}");
+        let sent = self
+            .inner
+            .calls
+            .call_anyway("purge", |mut conn| async move {
+                redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(&message)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            })
+            .await;
+        if sent.is_ok() {
+            self.metrics().purge_sent();
+        }
+    }
+
+    /// Takes the lease on polling `deployment`'s flags for `interval`: `Some(true)` when
+    /// this instance polls, `Some(false)` when another does, `None` when the tier is off
+    /// (poll as a single box).
+    pub async fn poll_lease(&self, deployment: &str, interval: Duration) -> Option<bool> {
+        let tag = self.note(deployment);
+        let key = self.inner.namer.poll_lease(tag);
+        let owner = format!("{:016x}", self.inner.instance);
+        let px = u64::try_from(interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let result = self
+            .inner
+            .calls
+            .call("read", |mut conn| async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(px)
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+            })
+            .await;
+        let metrics = self.metrics();
+        match result {
+            Ok(Some(_)) => {
+                metrics.op("lease", "won");
+                Some(true)
+            }
+            Ok(None) => {
+                metrics.op("lease", "lost");
+                Some(false)
+            }
+            Err(_) => {
+                metrics.op("lease", "error");
+                None
+            }
+        }
+    }
+
+    /// Records `deployment`'s flags fingerprint for the fleet. `Some(true)`: it differs
+    /// from the one recorded, and the deployment was purged across the fleet (the caller
+    /// drops its own L1 entries); `Some(false)`: first or unchanged; `None`: Redis failed.
+    pub async fn flags_changed(&self, deployment: &str, fingerprint: u64) -> Option<bool> {
+        let tag = self.note(deployment);
+        let hash = self.inner.namer.generations();
+        let f_field = Namer::fingerprint_field(tag);
+        let g_field = Namer::gen_field(Some(tag));
+        let epoch_candidate = random_u64().to_string();
+        let result = self
+            .inner
+            .calls
+            .call("purge", |mut conn| async move {
+                let reply: Value = FLAGS_CHANGED
+                    .key(&hash)
+                    .arg(&f_field)
+                    .arg(format!("{fingerprint:016x}"))
+                    .arg(&g_field)
+                    .arg(now_ms())
+                    .arg(&epoch_candidate)
+                    .invoke_async(&mut conn)
+                    .await?;
+                Ok(strings(reply))
+            })
+            .await
+            .ok()?;
+        if result.first().map(String::as_str) != Some("1") {
+            return Some(false);
+        }
+        self.metrics().op("purge", "ok");
+        self.announce(Some(tag), &result[1..]).await;
+        Some(true)
+    }
+
+    /// Re-reads the generations hash; purges locally (through `on_purge`) whatever rose
+    /// since, and everything when the epoch changed. `Err` when Redis could not be read.
+    async fn resync(
+        &self,
+        on_purge: &(dyn Fn(RemotePurge) + Send + Sync),
+    ) -> Result<(), super::CallError> {
+        let hash = self.inner.namer.generations();
+        let candidate = random_u64().to_string();
+        let metrics = self.metrics();
+        let reply = self
+            .inner
+            .calls
+            .call_anyway("resync", |mut conn| async move {
+                let value: Value = SYNC
+                    .key(&hash)
+                    .arg(&candidate)
+                    .invoke_async(&mut conn)
+                    .await?;
+                Ok(strings(value))
+            })
+            .await
+            .inspect_err(|e| metrics.op("resync", e.result()))?;
+        let fields: HashMap<&str, &str> = reply
+            .chunks_exact(2)
+            .map(|pair| (pair[0].as_str(), pair[1].as_str()))
+            .collect();
+        let gens = &self.inner.gens;
+        let Some(epoch) = fields.get("epoch").and_then(|e| e.parse::<u64>().ok()) else {
+            metrics.op("resync", "error");
+            return Err(super::CallError::Failed(
+                "no epoch in the generations hash".into(),
+            ));
+        };
+        let mut changed = false;
+        let previous = gens.epoch.swap(epoch, Ordering::AcqRel);
+        if previous != epoch {
+            // A new key space: the generations start again from what the hash holds.
+            gens.all.store(0, Ordering::Release);
+            gens.deployments
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            if previous != 0 {
+                tracing::warn!(
+                    "shared cache: Redis lost the generations (restarted empty or flushed); dropping this instance's L1"
+                );
+                on_purge(RemotePurge::All);
+                changed = true;
+            }
+        }
+        for (field, value) in &fields {
+            let Some(generation) = value.parse::<u64>().ok() else {
+                continue;
+            };
+            let tag = match field.strip_prefix("g:") {
+                Some("*") => None,
+                Some(hex) => match DepTag::parse(hex) {
+                    Some(tag) => Some(tag),
+                    None => continue,
+                },
+                None => continue,
+            };
+            if gens.raise(tag, generation) && previous == epoch {
+                changed = true;
+                self.purge_locally(tag, on_purge);
+            }
+        }
+        metrics.op("resync", if changed { "changed" } else { "ok" });
+        Ok(())
+    }
+
+    /// Drops this instance's L1 entries for `tag` (everything for `None`).
+    fn purge_locally(&self, tag: Option<DepTag>, on_purge: &(dyn Fn(RemotePurge) + Send + Sync)) {
+        match tag {
+            None => on_purge(RemotePurge::All),
+            Some(tag) => match self.deployment_of(tag) {
+                Ok(Some(deployment)) => on_purge(RemotePurge::Deployment(deployment)),
+                // Never served here: nothing to drop.
+                Ok(None) => {}
+                // Forgotten (more deployments than remembered): drop everything.
+                Err(()) => on_purge(RemotePurge::All),
+            },
+        }
+    }
+
+    /// One announcement: `<epoch> <field> <generation>`.
+    fn on_message(
+        &self,
+        text: &str,
+        on_purge: &(dyn Fn(RemotePurge) + Send + Sync),
+        resync: &Notify,
+    ) {
+        self.metrics().purge_received();
+        let mut parts = text.split(' ');
+        let (Some(epoch), Some(field), Some(generation)) = (
+            parts.next().and_then(|e| e.parse::<u64>().ok()),
+            parts.next(),
+            parts.next().and_then(|g| g.parse::<u64>().ok()),
+        ) else {
+            return;
+        };
+        if epoch != self.inner.gens.epoch.load(Ordering::Acquire) {
+            resync.notify_one();
+            return;
+        }
+        let tag = match field.strip_prefix("g:") {
+            Some("*") => None,
+            Some(hex) => match DepTag::parse(hex) {
+                Some(tag) => Some(tag),
+                None => return,
+            },
+            None => return,
+        };
+        if self.inner.gens.raise(tag, generation) {
+            tracing::debug!("shared cache: purge announced by another instance");
+            self.purge_locally(tag, on_purge);
+        }
+    }
+
+    /// The tier's maintenance, until `stop`: connect, subscribe, resync every
+    /// `shared_cache.resync_interval_ms`, and bring the tier back after failures.
+    /// `on_purge` drops L1 entries for purges made elsewhere.
+    pub async fn run<P>(self, on_purge: P, mut stop: watch::Receiver<bool>)
+    where
+        P: Fn(RemotePurge) + Send + Sync + 'static,
+    {
+        let on_purge: std::sync::Arc<dyn Fn(RemotePurge) + Send + Sync> =
+            std::sync::Arc::new(on_purge);
+        let resync_now = std::sync::Arc::new(Notify::new());
+        let subscriber = tokio::spawn(self.clone().subscribe(on_purge.clone(), resync_now.clone()));
+        let config = self.inner.config.clone();
+        let target = config.display_target();
+        let mut backoff = Duration::from_millis(config.breaker_open_ms);
+        let max_backoff = Duration::from_millis(config.breaker_max_open_ms);
+        let mut connected = false;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let breaker = &self.inner.calls.breaker;
+            if breaker.closed() {
+                // In use: resync on the interval, at once when asked, or probe when the
+                // breaker opens.
+                tokio::select! {
+                    _ = tokio::time::sleep(config.resync_interval()) => {}
+                    _ = resync_now.notified() => {}
+                    _ = breaker.wait_opened() => {
+                        self.metrics().set_up(false);
+                        continue;
+                    }
+                    changed = stop.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                if self.resync(on_purge.as_ref()).await.is_err() {
+                    tracing::debug!("shared cache: resync failed");
+                }
+                continue;
+            }
+            // Off: (re)connect if needed, probe, replay purges, resync, then close.
+            self.metrics().set_up(false);
+            let ready = async {
+                if !connected {
+                    let conn = self.inner.target.connect(&config).await?;
+                    self.inner.calls.set_conn(conn);
+                    connected = true;
+                }
+                self.inner
+                    .calls
+                    .call_anyway("resync", |mut conn| async move {
+                        redis::cmd("PING").query_async::<String>(&mut conn).await
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let pending = std::mem::take(
+                    &mut *self
+                        .inner
+                        .pending_purges
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
+                for tag in pending {
+                    if let Err(e) = self.raise_in_redis(tag).await {
+                        self.inner
+                            .pending_purges
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(tag);
+                        return Err(e.to_string());
+                    }
+                }
+                self.resync(on_purge.as_ref())
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match ready.await {
+                Ok(()) => {
+                    self.inner.calls.breaker.close();
+                    self.metrics().set_up(true);
+                    backoff = Duration::from_millis(config.breaker_open_ms);
+                    tracing::info!(redis = %target, "shared cache tier in use");
+                }
+                Err(e) => {
+                    tracing::warn!(redis = %target, error = %e, retry_ms = backoff.as_millis() as u64, "shared cache tier off: Redis unreachable; serving as a single instance");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        changed = stop.changed() => {
+                            if changed.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    backoff = (backoff * 2).min(max_backoff);
+                }
+            }
+        }
+        subscriber.abort();
+        self.drain(Duration::from_millis(config.timeout_ms * 2))
+            .await;
+    }
+
+    /// Keeps one subscription to the purge channel, reconnecting with backoff; after each
+    /// (re)subscription asks for a resync (announcements may have been missed meanwhile).
+    async fn subscribe(
+        self,
+        on_purge: std::sync::Arc<dyn Fn(RemotePurge) + Send + Sync>,
+        resync: std::sync::Arc<Notify>,
+    ) {
+        let config = self.inner.config.clone();
+        let channel = self.inner.namer.channel();
+        let clients = self.inner.target.pubsub_clients(&config);
+        let mut backoff = Duration::from_millis(100);
+        let max_backoff = config.resync_interval().max(Duration::from_millis(100));
+        let mut next = 0usize;
+        loop {
+            let Some(client) = clients.get(next % clients.len().max(1)).cloned() else {
+                return;
+            };
+            next += 1;
+            let subscribed = async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                redis::RedisResult::Ok(pubsub)
+            };
+            match tokio::time::timeout(config.connect_timeout(), subscribed).await {
+                Ok(Ok(pubsub)) => {
+                    backoff = Duration::from_millis(100);
+                    resync.notify_one();
+                    let mut messages = pubsub.into_on_message();
+                    while let Some(message) = messages.next().await {
+                        let text =
+                            String::from_utf8_lossy(message.get_payload_bytes()).into_owned();
+                        self.on_message(&text, on_purge.as_ref(), &resync);
+                    }
+                    tracing::warn!(%channel, "shared cache: purge subscription lost; resubscribing");
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "shared cache: cannot subscribe"),
+                Err(_) => tracing::debug!("shared cache: subscribing timed out"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(max_backoff);
+        }
+    }
+}

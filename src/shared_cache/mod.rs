@@ -1,0 +1,227 @@
+//! The shared cache tier: Redis (or Valkey, or a Redis Cluster) as a second tier behind
+//! each instance's moka cache, shared by a fleet of gateways.
+//!
+//! The L1 hit path never reaches this module. An L1 miss, in its one local flight, asks
+//! Redis once ([`SharedCache::read`]): a value found there is served and kept in L1; else
+//! the flight holds a fill lock and fetches, or waits for the instance that holds it
+//! ([`SharedCache::wait`]). The answer goes to Redis in a bounded, tracked task after the
+//! client has it ([`SharedCache::write`]). Purges bump a generation folded into every
+//! name ([`names`]), announced on a channel and re-read periodically ([`fanout`]).
+//! Every call is bounded and counted ([`conn`]); a [`breaker`] turns the tier off when
+//! Redis fails, and the instance then runs as a single box.
+//!
+//! - [`names`]: keyed hashes for every key and channel name.
+//! - [`envelope`]: the stored value.
+//! - [`scripts`]: the Lua scripts, one round trip each.
+//! - [`conn`]: connection, timeouts, in-flight bound.
+//! - [`breaker`]: the circuit breaker.
+//! - [`entries`]: read, lock, wait, write, release.
+//! - [`fanout`]: generations, purges, the subscriber, resync, the maintenance task.
+
+mod breaker;
+mod conn;
+mod entries;
+mod envelope;
+pub mod fanout;
+pub mod names;
+mod scripts;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+pub use conn::CallError;
+pub use entries::{Read, Slot, Token, Waited};
+pub use fanout::{Fanout, RemotePurge};
+
+use crate::config::{Config, SharedCacheConfig};
+use crate::key::CacheKey;
+use crate::metrics::SharedCacheMetrics;
+use conn::{Calls, Target};
+use fanout::Generations;
+use names::{DepTag, Namer};
+
+/// The tier's handle; clones share it.
+#[derive(Clone)]
+pub struct SharedCache {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    config: SharedCacheConfig,
+    /// How long a fill lock lives.
+    lock_ttl: Duration,
+    /// The longest an instance waits for another's fill (`upstream.timeout_ms`).
+    max_wait: Duration,
+    namer: Namer,
+    target: Target,
+    calls: Calls,
+    gens: Generations,
+    known: Mutex<Known>,
+    /// Writes queued or running (`shared_cache.max_pending_writes`).
+    writes: Arc<Semaphore>,
+    tracker: TaskTracker,
+    /// This instance's id, in lock tokens and for logs; random per start.
+    instance: u64,
+    next_token: AtomicU64,
+    /// Purges made while the tier was off, replayed when it comes back.
+    pending_purges: Mutex<Vec<Option<DepTag>>>,
+}
+
+/// Deployment keys this instance has served, by tag, so that an announced purge (which
+/// names a tag) finds the entries to drop; bounded.
+#[derive(Default)]
+struct Known {
+    by_tag: HashMap<DepTag, String>,
+    order: VecDeque<DepTag>,
+    /// Some were forgotten: a purge of an unknown tag then drops everything.
+    overflowed: bool,
+}
+
+/// Deployments remembered by tag at most.
+const KNOWN_DEPLOYMENTS: usize = 4096;
+
+/// The tier's state, for `/healthz`, `/admin/stats` and the status page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// `up` (in use) or `down` (off: not connected yet, or the breaker is open).
+    pub state: &'static str,
+    pub target: String,
+    pub namespace: String,
+    pub pending_writes: usize,
+}
+
+impl SharedCache {
+    /// The tier for `config`, or `None` when `[shared_cache]` is off. Connects later
+    /// ([`SharedCache::run`]): a Redis that is down does not stop the start.
+    pub fn new(
+        config: &Config,
+        metrics: SharedCacheMetrics,
+    ) -> Result<Option<SharedCache>, String> {
+        let sc = &config.shared_cache;
+        if !sc.enabled() {
+            return Ok(None);
+        }
+        let target = Target::new(sc)?;
+        let lock_ttl = match sc.lock_ttl_ms {
+            0 => config.upstream.timeout(),
+            ms => Duration::from_millis(ms),
+        };
+        metrics.set_up(false);
+        Ok(Some(SharedCache {
+            inner: Arc::new(Shared {
+                lock_ttl,
+                max_wait: config.upstream.timeout(),
+                namer: Namer::new(&sc.namespace, &sc.key_secret),
+                target,
+                calls: Calls::new(sc, metrics),
+                gens: Generations::default(),
+                known: Mutex::default(),
+                writes: Arc::new(Semaphore::new(sc.max_pending_writes)),
+                tracker: TaskTracker::new(),
+                instance: random_u64(),
+                next_token: AtomicU64::new(0),
+                pending_purges: Mutex::default(),
+                config: sc.clone(),
+            }),
+        }))
+    }
+
+    /// Whether Redis is in use now (the breaker is closed).
+    pub fn usable(&self) -> bool {
+        self.inner.calls.breaker.closed()
+    }
+
+    /// Where `key`'s entry is in Redis under the current generations, or `None` while the
+    /// tier is off.
+    pub fn slot(&self, key: &CacheKey) -> Option<Slot> {
+        if !self.usable() {
+            return None;
+        }
+        let tag = self.note(key.deployment());
+        let gens = self.inner.gens.of(tag);
+        Some(Slot {
+            names: self.inner.namer.entry(key, tag, gens),
+        })
+    }
+
+    /// Remembers `deployment` by its tag (so an announced purge finds its entries);
+    /// returns the tag.
+    pub fn note(&self, deployment: &str) -> DepTag {
+        let tag = self.inner.namer.dep_tag(deployment);
+        let mut known = self.inner.known.lock().unwrap_or_else(|e| e.into_inner());
+        if !known.by_tag.contains_key(&tag) {
+            if known.order.len() >= KNOWN_DEPLOYMENTS {
+                if let Some(old) = known.order.pop_front() {
+                    known.by_tag.remove(&old);
+                }
+                known.overflowed = true;
+            }
+            known.by_tag.insert(tag, deployment.to_string());
+            known.order.push_back(tag);
+        }
+        tag
+    }
+
+    /// The deployment key behind `tag`, if this instance served it.
+    fn deployment_of(&self, tag: DepTag) -> Result<Option<String>, ()> {
+        let known = self.inner.known.lock().unwrap_or_else(|e| e.into_inner());
+        match known.by_tag.get(&tag) {
+            Some(d) => Ok(Some(d.clone())),
+            None if known.overflowed => Err(()),
+            None => Ok(None),
+        }
+    }
+
+    /// The tier's metrics.
+    pub fn metrics(&self) -> &SharedCacheMetrics {
+        &self.inner.calls.metrics
+    }
+
+    pub fn status(&self) -> Status {
+        Status {
+            state: if self.usable() { "up" } else { "down" },
+            target: self.inner.config.display_target(),
+            namespace: self.inner.config.namespace.clone(),
+            pending_writes: self.inner.config.max_pending_writes
+                - self.inner.writes.available_permits(),
+        }
+    }
+
+    /// Waits for pending writes to finish (at shutdown), at most `within`.
+    pub async fn drain(&self, within: Duration) {
+        self.inner.tracker.close();
+        let _ = tokio::time::timeout(within, self.inner.tracker.wait()).await;
+    }
+
+    /// One attempt to reach Redis within `shared_cache.connect_timeout_ms` (for
+    /// `--check --connect` and the start-up line): `Err` says why not, in one line.
+    pub async fn check_connection(&self) -> Result<(), String> {
+        let conn = self.inner.target.connect(&self.inner.config).await?;
+        let mut conn = conn;
+        let ping_cmd = redis::cmd("PING");
+        let ping = ping_cmd.query_async::<String>(&mut conn);
+        match tokio::time::timeout(self.inner.config.connect_timeout(), ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "no answer to PING within {} ms",
+                self.inner.config.connect_timeout_ms
+            )),
+        }
+    }
+}
+
+/// A random number from the OS (ring's generator; no new dependency).
+fn random_u64() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the OS random number generator works");
+    u64::from_le_bytes(bytes)
+}

@@ -1,0 +1,95 @@
+//! The Lua scripts: each one round trip, atomic on one key slot (an entry's value and lock
+//! share their `{H}` hash tag; the generations hash is one key).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// KEYS: value, lock. ARGV: lock token, lock ttl ms.
+/// → `{1, value}` | `{2}` (lock taken: fetch) | `{3}` (another holds the lock).
+pub static READ_OR_LOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local v = redis.call('GET', KEYS[1])
+if v then return {1, v} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+return {3}",
+    )
+});
+
+/// KEYS: value, lock. → `{1, value}` | `{3}` (still locked) | `{0}` (neither).
+pub static PEEK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local v = redis.call('GET', KEYS[1])
+if v then return {1, v} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {3} end
+return {0}",
+    )
+});
+
+/// KEYS: lock. ARGV: token, ttl ms. → 1 when taken.
+pub static LOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0",
+    )
+});
+
+/// KEYS: value, lock. ARGV: envelope, px, lock token ('' when none).
+/// Stores the value and releases this instance's lock (never another's).
+pub static FILL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1",
+    )
+});
+
+/// KEYS: lock. ARGV: token. Releases the lock if this instance still holds it.
+pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0",
+    )
+});
+
+/// KEYS: generations hash. ARGV: epoch candidate. Creates the epoch when the hash has
+/// none (first use, or Redis lost it), then returns the whole hash.
+pub static SYNC: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1])
+return redis.call('HGETALL', KEYS[1])",
+    )
+});
+
+/// KEYS: generations hash. ARGV: generation field, now ms, epoch candidate.
+/// Raises the generation to max(old + 1, now) (time-based: never steps back onto an old
+/// generation) → `{epoch, new generation}`.
+pub static PURGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3])
+local e = redis.call('HGET', KEYS[1], 'epoch')
+local g = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local n = math.max(g + 1, tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], ARGV[1], tostring(n))
+return {e, tostring(n)}",
+    )
+});
+
+/// KEYS: generations hash. ARGV: fingerprint field, fingerprint, generation field, now
+/// ms, epoch candidate. Records a deployment's flags fingerprint; when it differs from a
+/// recorded one, raises the deployment's generation as PURGE does.
+/// → `{0}` (first or unchanged) | `{1, epoch, new generation}`.
+pub static FLAGS_CHANGED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old == ARGV[2] then return {0} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if not old then return {0} end
+redis.call('HSETNX', KEYS[1], 'epoch', ARGV[5])
+local e = redis.call('HGET', KEYS[1], 'epoch')
+local g = tonumber(redis.call('HGET', KEYS[1], ARGV[3]) or '0')
+local n = math.max(g + 1, tonumber(ARGV[4]))
+redis.call('HSET', KEYS[1], ARGV[3], tostring(n))
+return {1, e, tostring(n)}",
+    )
+});
