@@ -83,6 +83,15 @@ fn kill_then_restart_comes_back_empty_on_the_same_port() {
 }
 
 #[test]
+#[should_panic(expected = "stayed taken")]
+fn a_restart_onto_a_taken_port_panics_saying_so() {
+    let mut server = RedisServer::start();
+    server.kill();
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", server.port())).unwrap();
+    server.restart();
+}
+
+#[test]
 fn a_stopped_server_times_out_and_answers_after_cont() {
     let server = RedisServer::start();
     server.cmd(&["SET", "k", "v"]);

@@ -22,14 +22,17 @@ pub use cluster::RedisCluster;
 pub use inspect::{Message, PubSubCollector, Stored, StoredKey};
 use process::{TempDir, free_port, run_bounded, signal};
 
-/// How long a server may take to answer its first PING.
+/// How long a server may take to answer its first command.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
-/// The step between two PINGs while waiting for a server.
+/// The step between two polls while waiting for a server.
 const POLL_STEP: Duration = Duration::from_millis(10);
 /// Free ports tried before giving up (another process may take one between pick and bind).
 const PORT_ATTEMPTS: usize = 5;
 /// The longest one `redis-cli` run may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server's log file and the file its stdout and stderr go to, in its dir.
+const LOG_FILE: &str = "redis.log";
+const OUT_FILE: &str = "stdout.log";
 /// Connect, read and write timeout of the harness's own connections.
 const CONN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -101,7 +104,7 @@ impl RedisServer {
         );
     }
 
-    /// Spawns the server on `self.port` and waits until it answers PING.
+    /// Spawns the server on `self.port` and waits until it answers `INFO` with its own PID.
     fn launch(&mut self) -> Result<(), Launch> {
         assert!(
             self.child.is_none(),
@@ -109,7 +112,13 @@ impl RedisServer {
             self.port
         );
         let dir = self.dir.path();
-        let out = std::fs::File::create(dir.join("stdout.log")).expect("create stdout.log");
+        // Both logs are appended to across restarts; only this launch's part decides.
+        let marks = [LOG_FILE, OUT_FILE].map(|name| file_len(&dir.join(name)));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(OUT_FILE))
+            .expect("open stdout.log");
         let err = out.try_clone().expect("clone stdout.log");
         let mut command = Command::new("redis-server");
         command
@@ -125,23 +134,29 @@ impl RedisServer {
             ),
             Err(e) => panic!("spawn redis-server: {e}"),
         };
+        // Ready when the server on the port is this child: another test's server may have
+        // taken the port, and answers while this child is still failing to bind.
+        let this_child = format!("process_id:{}", child.id());
         let started = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("wait for redis-server") {
-                let log = self.log();
-                return Err(if log.contains("Address already in use") {
-                    Launch::PortTaken(log)
+                let this_launch = [LOG_FILE, OUT_FILE]
+                    .iter()
+                    .zip(marks)
+                    .map(|(name, mark)| read_from(&dir.join(name), mark))
+                    .collect::<String>();
+                return Err(if this_launch.contains("Address already in use") {
+                    Launch::PortTaken(this_launch)
                 } else {
                     Launch::Failed(format!(
-                        "redis-server on port {} exited at start with {status}:\n{log}",
-                        self.port
+                        "redis-server on port {} exited at start with {status}:\n{}",
+                        self.port,
+                        self.log()
                     ))
                 });
             }
-            if self
-                .cli(&["PING"], POLL_STEP * 50)
-                .is_ok_and(|out| out.trim() == "PONG")
-            {
+            let info = self.cli(&["INFO", "server"], POLL_STEP * 50);
+            if info.is_ok_and(|out| out.lines().any(|line| line.trim() == this_child)) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -149,7 +164,7 @@ impl RedisServer {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(Launch::Failed(format!(
-                    "redis-server on port {} did not answer PING within {START_TIMEOUT:?}:\n{}",
+                    "redis-server on port {} did not answer within {START_TIMEOUT:?}:\n{}",
                     self.port,
                     self.log()
                 )));
@@ -181,7 +196,7 @@ impl RedisServer {
         }
         push(&["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
         push(&["--daemonize", "no", "--dir", &dir, "--loglevel", "warning"]);
-        push(&["--logfile", &format!("{dir}/redis.log")]);
+        push(&["--logfile", &format!("{dir}/{LOG_FILE}")]);
         push(&["--enable-debug-command", "local"]);
         args.extend(self.extra.iter().cloned());
         args
@@ -226,9 +241,8 @@ impl RedisServer {
 
     /// What the server logged so far (its log file, then its stdout/stderr).
     pub fn log(&self) -> String {
-        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name));
-        let log = read("redis.log").unwrap_or_default();
-        let out = read("stdout.log").unwrap_or_default();
+        let log = read_from(&self.dir.path().join(LOG_FILE), 0);
+        let out = read_from(&self.dir.path().join(OUT_FILE), 0);
         format!("--- redis.log ---\n{log}--- stdout/stderr ---\n{out}")
     }
 
@@ -348,6 +362,17 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// The text of `path` from byte `from` on (empty if there is none).
+fn read_from(path: &Path, from: u64) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+    String::from_utf8_lossy(&bytes[from..]).into_owned()
 }
 
 enum Launch {

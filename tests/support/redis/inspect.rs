@@ -241,7 +241,10 @@ fn collect(client: Client, shared: &Shared, ready: mpsc::Sender<Result<(), Strin
             .and_then(|mut conn| {
                 conn.set_read_timeout(Some(STOP_POLL))?;
                 let mut pubsub = conn.as_pubsub();
-                pubsub.set_read_timeout(Some(Duration::from_secs(5)))?;
+                // A stopped server would hold the confirmation: bound it (short once running,
+                // so that dropping the collector stays quick).
+                let confirm = if ready.is_some() { 5 } else { 1 };
+                pubsub.set_read_timeout(Some(Duration::from_secs(confirm)))?;
                 pubsub.psubscribe("*")?;
                 pubsub.set_read_timeout(Some(STOP_POLL))?;
                 up = true;
