@@ -108,7 +108,9 @@ impl Target {
                 Some(certs) => Client::build_with_tls(config.url.as_str(), certs),
                 None => Client::open(config.url.as_str()),
             };
-            client.map(|c| Target::Single(Box::new(c))).map_err(|e| e.to_string())
+            client
+                .map(|c| Target::Single(Box::new(c)))
+                .map_err(|e| e.to_string())
         } else {
             let mut builder = ClusterClient::builder(config.cluster_nodes.clone())
                 .connection_timeout(config.connect_timeout())

@@ -416,7 +416,7 @@ impl SharedCache {
                     _ = tokio::time::sleep(config.resync_interval()) => {}
                     _ = resync_now.notified() => {}
                     _ = breaker.wait_opened() => {
-                        self.metrics().set_up(false);
+                        self.set_up(false);
                         continue;
                     }
                     changed = stop.changed() => {
@@ -432,7 +432,7 @@ impl SharedCache {
                 continue;
             }
             // Off: (re)connect if needed, probe, replay purges, resync, then close.
-            self.metrics().set_up(false);
+            self.set_up(false);
             let ready = async {
                 if !connected {
                     let conn = self.inner.target.connect(&config).await?;
@@ -470,7 +470,7 @@ impl SharedCache {
             match ready.await {
                 Ok(()) => {
                     self.inner.calls.breaker.close();
-                    self.metrics().set_up(true);
+                    self.set_up(true);
                     backoff = Duration::from_millis(config.breaker_open_ms);
                     tracing::info!(redis = %target, "shared cache tier in use");
                 }

@@ -70,6 +70,8 @@ struct Shared {
     next_token: AtomicU64,
     /// Purges made while the tier was off, replayed when it comes back.
     pending_purges: Mutex<Vec<Option<DepTag>>>,
+    /// Whether the tier is in use, for whoever waits for a change ([`SharedCache::until`]).
+    up: tokio::sync::watch::Sender<bool>,
 }
 
 /// Deployment keys this instance has served, by tag, so that an announced purge (which
@@ -126,6 +128,7 @@ impl SharedCache {
                 instance: random_u64(),
                 next_token: AtomicU64::new(0),
                 pending_purges: Mutex::default(),
+                up: tokio::sync::watch::Sender::new(false),
                 config: sc.clone(),
             }),
         }))
@@ -134,6 +137,19 @@ impl SharedCache {
     /// Whether Redis is in use now (the breaker is closed).
     pub fn usable(&self) -> bool {
         self.inner.calls.breaker.closed()
+    }
+
+    /// Resolves once the tier's state (in use or off, as the maintenance task last set
+    /// it) is `up`: for tests and tools that must not race the first connection.
+    pub async fn until(&self, up: bool) {
+        let mut rx = self.inner.up.subscribe();
+        let _ = rx.wait_for(|now| *now == up).await;
+    }
+
+    /// Records whether the tier is in use (metrics and [`SharedCache::until`]).
+    fn set_up(&self, up: bool) {
+        self.metrics().set_up(up);
+        self.inner.up.send_replace(up);
     }
 
     /// Where `key`'s entry is in Redis under the current generations, or `None` while the
