@@ -20,6 +20,10 @@
 //!   stale serving) and the negative cache of 401s; [`freshness`] decides lifetimes.
 //! - [`coalesce`]: one upstream request for any number of concurrent identical misses;
 //!   fills nobody waits for any more run on within `upstream.max_abandoned_fills`.
+//! - [`shared_cache`]: the optional second tier on Redis shared by a fleet
+//!   (`[shared_cache]`): asked once per L1 miss inside the flight, a fill lock across
+//!   instances, writes after the answer, purges fanned out by generation and channel,
+//!   a circuit breaker; never on the L1 hit path.
 //! - [`upstream`]: the HTTP(S) client with its timeouts; its keep-alive connections are
 //!   pooled and driven by the requests that use them, and cache fills may share pipelined
 //!   connections (`upstream.pipeline_depth`).
@@ -33,7 +37,8 @@
 //! - [`eval`]: pure; the flag-configuration evaluation engine (Amplitude's JS engine
 //!   semantics): parse flags once, evaluate a context per request, v1/v2 result shapes.
 //!
-//! - [`invalidation`]: polls each served deployment's flags and purges it on a change.
+//! - [`invalidation`]: polls each served deployment's flags and purges it on a change
+//!   (with the shared tier, once per interval for the whole fleet, under a lease).
 //!
 //! - [`admin`]: the operator listener: `/metrics`, `/healthz`, `/readyz`, `/admin/stats`,
 //!   `/admin/try` and the status page, behind `admin.token`.

@@ -38,7 +38,7 @@ use labels::{
     CACHE, CLASSES, DROP_REASONS, Labels, OUTCOMES, POLL_RESULTS, PURGE_SCOPES, ROUTES,
     cache_index, family, one_label, route_index,
 };
-pub use shared::SharedCacheMetrics;
+pub use shared::{OPS as SHARED_CACHE_OPS, SharedCacheMetrics};
 use traffic::Traffic;
 
 /// How one upstream exchange ended.

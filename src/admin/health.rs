@@ -66,9 +66,14 @@ impl Readiness {
     }
 }
 
-/// `GET /healthz`: 200 while the process runs.
-pub fn healthz() -> Response<Body> {
-    super::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+/// `GET /healthz`: 200 while the process runs; with the shared tier, its state (`up` or
+/// `down`: a Redis that is down degrades the instance, it does not make it unhealthy).
+pub fn healthz(gateway: &Gateway) -> Response<Body> {
+    let mut body = serde_json::json!({ "status": "ok" });
+    if let Some(shared) = gateway.shared_cache() {
+        body["shared_cache"] = shared.status().state.into();
+    }
+    super::json(StatusCode::OK, &body)
 }
 
 /// `GET /readyz`: 200 when ready, else 503; the body says which check failed.
@@ -89,14 +94,16 @@ pub fn readyz(gateway: &Gateway, readiness: &Readiness) -> Response<Body> {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    super::json(
-        status,
-        &serde_json::json!({
-            "ready": ready,
-            "listening": listening,
-            "config_loaded": true,
-            "draining": draining,
-            "upstream": upstream,
-        }),
-    )
+    let mut body = serde_json::json!({
+        "ready": ready,
+        "listening": listening,
+        "config_loaded": true,
+        "draining": draining,
+        "upstream": upstream,
+    });
+    // Shown, never required: without Redis the instance serves as a single box.
+    if let Some(shared) = gateway.shared_cache() {
+        body["shared_cache"] = shared.status().state.into();
+    }
+    super::json(status, &body)
 }

@@ -131,7 +131,7 @@ async fn route(
     request: Request<Incoming>,
 ) -> Response<Body> {
     match (request.method(), request.uri().path()) {
-        (&Method::GET, "/healthz") => return health::healthz(),
+        (&Method::GET, "/healthz") => return health::healthz(gateway),
         (&Method::GET, "/readyz") => return health::readyz(gateway, readiness),
         _ => {}
     }

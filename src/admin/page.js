@@ -77,6 +77,13 @@ function render(stats) {
   previous = { at: now, requests: r.requests };
 
   text("hit-ratio", percent(stats.hit_ratio));
+  const shared = stats.shared_cache;
+  $("tiers").hidden = !shared;
+  if (shared) {
+    text("l1-ratio", percent(shared.l1.hit_ratio));
+    text("l2-ratio", percent(shared.l2.hit_ratio));
+    text("l2-state", shared.status.state);
+  }
   text("hits", r.hits);
   text("stale", r.stale);
   text("misses", r.misses);

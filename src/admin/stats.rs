@@ -6,8 +6,8 @@ use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 use crate::cache::CacheCounts;
 use crate::gateway::Gateway;
-use crate::metrics::REMOVAL_CAUSES;
 use crate::metrics::traffic::ratio;
+use crate::metrics::{REMOVAL_CAUSES, RequestTotals};
 use crate::response::Body;
 
 /// Keys listed under `top_keys`.
@@ -59,8 +59,54 @@ pub async fn stats(gateway: &Gateway) -> Response<Body> {
             "latency_ms": metrics.upstream_latency(),
         },
         "hit_latency_ms": metrics.hit_latency(),
+        "shared_cache": shared_cache(gateway, &totals),
         "deployments": metrics.traffic().deployments(),
         "top_keys": metrics.traffic().top_keys(TOP_KEYS),
     });
     super::json(StatusCode::OK, &body)
+}
+
+/// The shared tier's part of `/admin/stats`: its state, and L1 and L2 hit ratios side by
+/// side (`null` when `[shared_cache]` is off). L1: lookups answered from this instance's
+/// memory; L2: L1 misses that asked Redis and got an answer there (directly, or after
+/// waiting for another instance's fill).
+fn shared_cache(gateway: &Gateway, totals: &RequestTotals) -> serde_json::Value {
+    let Some(shared) = gateway.shared_cache() else {
+        return serde_json::Value::Null;
+    };
+    let m = shared.metrics();
+    let n = |op: &str, result: &str| m.count(op, result);
+    let l2_hits = n("read", "hit") + n("read", "stale") + n("wait", "waited");
+    let l2_lookups = ["hit", "stale", "miss", "locked", "error", "timeout"]
+        .iter()
+        .map(|r| n("read", r))
+        .sum::<u64>();
+    let lookups = totals.hits + totals.stale + totals.misses;
+    let l1_hits = (totals.hits + totals.stale).saturating_sub(l2_hits);
+    let [sent, received] = m.fanout();
+    let by = |op: &str| -> serde_json::Map<String, serde_json::Value> {
+        crate::metrics::SHARED_CACHE_OPS
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map(|(_, results)| {
+                results
+                    .iter()
+                    .map(|r| ((*r).to_string(), n(op, r).into()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    serde_json::json!({
+        "status": shared.status(),
+        "l1": { "lookups": lookups, "hits": l1_hits, "hit_ratio": ratio(l1_hits, lookups) },
+        "l2": { "lookups": l2_lookups, "hits": l2_hits, "hit_ratio": ratio(l2_hits, l2_lookups) },
+        "reads": by("read"),
+        "waits": by("wait"),
+        "writes": by("write"),
+        "purges": by("purge"),
+        "resyncs": by("resync"),
+        "leases": by("lease"),
+        "purge_messages": { "sent": sent, "received": received },
+        "read_latency_ms": m.percentiles("read"),
+    })
 }

@@ -233,3 +233,117 @@ fn redis_url(key: &'static str, url: &str) -> Result<(), super::ConfigError> {
         .map(|_| ())
         .map_err(|e| problem(format!("`{}`: {e}", without_password(url))))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// The message validating `text` fails with.
+    fn problem(text: &str) -> String {
+        Config::from_toml_str(text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn off_by_default_and_on_with_a_url_or_nodes() {
+        let cfg = Config::default().validate().unwrap();
+        assert!(!cfg.shared_cache.enabled());
+        for text in [
+            "[shared_cache]\nurl = \"redis://127.0.0.1:6379\"\n",
+            "[shared_cache]\nurl = \"rediss://user:pw@redis.internal:6380/2\"\n",
+            "[shared_cache]\ncluster_nodes = [\"redis://10.0.0.1:7000\", \"redis://10.0.0.2:7000\"]\n",
+        ] {
+            let cfg = Config::from_toml_str(text).unwrap().validate().unwrap();
+            assert!(cfg.shared_cache.enabled(), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_name_the_key() {
+        for (text, key) in [
+            (
+                "[shared_cache]\nurl = \"http://127.0.0.1:6379\"\n",
+                "shared_cache.url",
+            ),
+            ("[shared_cache]\nurl = \"redis://\"\n", "shared_cache.url"),
+            (
+                "[shared_cache]\ncluster_nodes = [\"127.0.0.1:7000\"]\n",
+                "shared_cache.cluster_nodes",
+            ),
+            (
+                "[shared_cache]\ncluster_nodes = [\"redis://a:1\", \"rediss://b:1\"]\n",
+                "shared_cache.cluster_nodes",
+            ),
+            (
+                "[shared_cache]\nurl = \"redis://a:1\"\ncluster_nodes = [\"redis://b:1\"]\n",
+                "shared_cache.url",
+            ),
+        ] {
+            let msg = problem(text);
+            assert!(msg.starts_with(&format!("`{key}`")), "{text}: {msg}");
+        }
+    }
+
+    #[test]
+    fn a_password_never_reaches_a_message_or_check_output() {
+        let msg = problem("[shared_cache]\nurl = \"http://user:hunter2@h:1\"\n");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        let cfg = Config::from_toml_str(
+            "[shared_cache]\nurl = \"redis://user:hunter2@h:1\"\nkey_secret = \"s3cr3t\"\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        let shown = cfg.to_toml();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+        assert!(shown.contains("redis://user:***@h:1"), "{shown}");
+        assert_eq!(
+            super::without_password("redis://:pw@h:1"),
+            "redis://:***@h:1"
+        );
+        assert_eq!(super::without_password("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn namespace_and_limits_are_checked() {
+        for (text, key) in [
+            (
+                "[shared_cache]\nnamespace = \"\"\n",
+                "shared_cache.namespace",
+            ),
+            (
+                "[shared_cache]\nnamespace = \"a b\"\n",
+                "shared_cache.namespace",
+            ),
+            (
+                "[shared_cache]\ntimeout_ms = 0\n",
+                "shared_cache.timeout_ms",
+            ),
+            (
+                "[shared_cache]\nmax_inflight = 0\n",
+                "shared_cache.max_inflight",
+            ),
+            (
+                "[shared_cache]\nbreaker_open_ms = 500\nbreaker_max_open_ms = 100\n",
+                "shared_cache.breaker_max_open_ms",
+            ),
+            (
+                "[shared_cache]\nresync_interval_ms = 1\n",
+                "shared_cache.resync_interval_ms",
+            ),
+            (
+                "[shared_cache]\nca_file = \"/no/such/ca.pem\"\n",
+                "shared_cache.ca_file",
+            ),
+        ] {
+            let msg = problem(text);
+            assert!(msg.starts_with(&format!("`{key}`")), "{text}: {msg}");
+        }
+    }
+}
