@@ -24,8 +24,9 @@ pub const OPS: [(&str, &[&str]); 7] = [
         ],
     ),
     // Waiting for another instance's fill: it arrived, the lock expired and this instance
-    // took over, or the wait ended at upstream.timeout_ms (this instance fetches).
-    ("wait", &["waited", "took_over", "gave_up"]),
+    // took over, the holder's fetch failed (nothing storable: every waiter fetches), or the
+    // wait ended at upstream.timeout_ms (this instance fetches).
+    ("wait", &["waited", "took_over", "released", "gave_up"]),
     ("write", &["ok", "error", "timeout", "skipped"]),
     ("release", &["ok", "error", "timeout", "skipped"]),
     ("purge", &["ok", "error", "timeout", "skipped"]),

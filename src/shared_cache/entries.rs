@@ -44,11 +44,12 @@ pub enum Waited {
     GaveUp,
 }
 
-/// One script reply: `{1, value}`, `{2}`, `{3}` or `{0}`.
+/// One script reply: `{1, value}`, `{2}`, `{3}`, `{4}` or `{0}`.
 enum Reply {
     Value(Vec<u8>),
     Locked,
     Busy,
+    Failed,
     Free,
 }
 
@@ -64,6 +65,7 @@ fn reply(value: Value) -> redis::RedisResult<Reply> {
         (1, Some(Value::BulkString(bytes))) => Reply::Value(bytes),
         (2, _) => Reply::Locked,
         (3, _) => Reply::Busy,
+        (4, _) => Reply::Failed,
         _ => Reply::Free,
     })
 }
@@ -111,7 +113,12 @@ impl SharedCache {
                 metrics.op("read", "locked");
                 Read::Busy
             }
-            Ok((Reply::Free, _)) => Read::Fetch(None),
+            // The holder's fetch just failed: fetch without the lock (errors are not stored,
+            // so there is nothing to wait for).
+            Ok((Reply::Failed | Reply::Free, _)) => {
+                metrics.op("read", "miss");
+                Read::Fetch(None)
+            }
             Err(e) => {
                 metrics.op("read", e.result());
                 Read::Fetch(None)
@@ -184,6 +191,11 @@ impl SharedCache {
                     }
                 },
                 Ok(Reply::Busy | Reply::Locked) => {}
+                // The holder's fetch failed (nothing storable): every waiter fetches now.
+                Ok(Reply::Failed) => {
+                    metrics.op("wait", "released");
+                    return Waited::GaveUp;
+                }
                 // Freed with no value: its holder failed or died. One waiter takes over.
                 Ok(Reply::Free) => match self.read(slot).await {
                     Read::Found(entry) => {
@@ -244,8 +256,9 @@ impl SharedCache {
         });
     }
 
-    /// Releases `lock` (the fetch failed or was not storable) in a tracked task, so that
-    /// a waiting instance takes over at once instead of at the lock's expiry.
+    /// Releases `lock` (the fetch failed or was not storable) in a tracked task: the lock
+    /// becomes a one-second failure mark, so that waiting instances fetch for themselves
+    /// at once instead of at the lock's expiry, or one after another.
     pub fn release(&self, slot: Slot, lock: Option<Token>) {
         let Some(token) = lock else { return };
         self.spawn_write("release", move |this| async move {

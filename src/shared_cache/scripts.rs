@@ -5,23 +5,32 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+// The lock's value is `-` for a second after its holder's fetch brought nothing storable
+// (an error, a 5xx, `no-store`): instances that were waiting fetch for themselves at once,
+// instead of taking the lock over one after another, each waiting for the last.
+
 /// KEYS: value, lock. ARGV: lock token, lock ttl ms.
-/// → `{1, value}` | `{2}` (lock taken: fetch) | `{3}` (another holds the lock).
+/// → `{1, value}` | `{2}` (lock taken: fetch) | `{3}` (another holds the lock) |
+/// `{4}` (the last fetch failed: fetch without the lock).
 pub static READ_OR_LOCK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local v = redis.call('GET', KEYS[1])
 if v then return {1, v} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+if redis.call('GET', KEYS[2]) == '-' then return {4} end
 return {3}",
     )
 });
 
-/// KEYS: value, lock. → `{1, value}` | `{3}` (still locked) | `{0}` (neither).
+/// KEYS: value, lock. → `{1, value}` | `{3}` (still locked) | `{4}` (the fetch failed) |
+/// `{0}` (neither: the lock expired).
 pub static PEEK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local v = redis.call('GET', KEYS[1])
 if v then return {1, v} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {3} end
+local l = redis.call('GET', KEYS[2])
+if l == '-' then return {4} end
+if l then return {3} end
 return {0}",
     )
 });
@@ -44,10 +53,14 @@ return 1",
     )
 });
 
-/// KEYS: lock. ARGV: token. Releases the lock if this instance still holds it.
+/// KEYS: lock. ARGV: token. If this instance still holds the lock, replaces it with the
+/// `-` (failed) mark for a second.
 pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], '-', 'PX', 1000)
+  return 1
+end
 return 0",
     )
 });
