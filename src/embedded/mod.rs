@@ -40,6 +40,9 @@ struct Loaded {
     flags: Arc<Flags>,
     /// What the file looked like when read, to notice changes.
     stamp: FileStamp,
+    /// The first 64 bits of the file's SHA-256: instances serving the same flags have the
+    /// same digest (the shared cache tier folds it into every name).
+    digest: u64,
 }
 
 /// Modification time and length: a cheap "did the file change" test.
@@ -76,6 +79,11 @@ impl Embedded {
     /// The flags currently served.
     pub fn flags(&self) -> Arc<Flags> {
         self.read_lock().flags.clone()
+    }
+
+    /// A digest of the flags file served now (changes when new flags are loaded).
+    pub fn digest(&self) -> u64 {
+        self.read_lock().digest
     }
 
     pub fn flags_file(&self) -> &Path {
@@ -145,8 +153,10 @@ fn read(path: &Path) -> Result<Loaded, FlagsFileError> {
         path: display,
         message: e.to_string(),
     })?;
+    let sum = ring::digest::digest(&ring::digest::SHA256, &bytes);
     Ok(Loaded {
         flags: Arc::new(flags),
         stamp: before,
+        digest: u64::from_be_bytes(sum.as_ref()[..8].try_into().expect("32-byte digest")),
     })
 }

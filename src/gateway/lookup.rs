@@ -215,7 +215,11 @@ impl Gateway {
         refresh: bool,
         generation: u64,
     ) -> Result<Arc<Landed>, Option<Token>> {
-        let swr = Duration::from_secs(self.inner.live.cache().stale_while_revalidate_s);
+        let cache = self.inner.live.cache();
+        let swr = Duration::from_secs(cache.stale_while_revalidate_s);
+        // What a waiting client may be given: fresh, or stale within stale-while-revalidate
+        // (a background refresh wants a fresh answer).
+        let max_stale = if refresh { Duration::ZERO } else { swr };
         let mut read = shared.read(slot).await;
         if let Read::Found(entry) = &read {
             match entry.stale_by(Instant::now()) {
@@ -227,18 +231,25 @@ impl Gateway {
                 Some(_) => read = shared.lock(slot).await,
             }
         }
-        let entry = match read {
+        let mut entry = match read {
             Read::Found(entry) => entry,
             Read::Fetch(lock) => return Err(lock),
-            Read::Busy => match shared.wait(slot, since).await {
+            Read::Busy => match shared.wait(slot, since, max_stale).await {
                 Waited::Found(entry) => entry,
                 Waited::TookOver(lock) => return Err(Some(lock)),
                 Waited::GaveUp => return Err(None),
             },
         };
+        // Lifetimes as this instance would give them at most (another writer's envelope
+        // is not trusted past them).
+        let grace = cache.stale_while_revalidate_s.max(cache.stale_if_error_s);
+        let longest = cache.max_ttl_s.max(cache.flags_ttl_s).max(cache.ttl_s);
+        entry.fresh_for = entry.fresh_for.min(Duration::from_secs(longest));
+        entry.grace = entry.grace.min(Duration::from_secs(grace));
         // Kept in L1 unless a purge came in meanwhile.
         if self.inner.generation.load(Ordering::SeqCst) == generation {
             if entry.status == StatusCode::UNAUTHORIZED {
+                shared.note(key.deployment());
                 self.inner
                     .cache
                     .remember_unauthorized(key, entry.clone())
@@ -311,6 +322,11 @@ impl Gateway {
                     Duration::from_secs(cache.negative_ttl_s),
                     Duration::ZERO,
                 );
+                // Known by its tag, so that a purge announced by another instance (the
+                // key re-enabled) drops this 401 too.
+                if let Some(shared) = &self.inner.shared {
+                    shared.note(key.deployment());
+                }
                 self.inner
                     .cache
                     .remember_unauthorized(key, entry.clone())

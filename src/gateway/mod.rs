@@ -36,7 +36,7 @@ use crate::live::LiveSettings;
 use crate::metrics::Metrics;
 use crate::normalize::{self, Decision, Rejection};
 use crate::response::{self, CacheStatus};
-use crate::shared_cache::SharedCache;
+use crate::shared_cache::{Origin, SharedCache};
 use crate::spelling::SpellingMemo;
 use crate::upstream::{self, Upstream};
 
@@ -93,13 +93,18 @@ impl Gateway {
             Upstream::http(&config.upstream)?
         };
         let metrics = Metrics::new();
-        let shared =
-            SharedCache::new(&config, metrics.shared_cache().clone()).map_err(|problem| {
-                ConfigError::Invalid {
-                    key: "shared_cache",
-                    problem,
-                }
-            })?;
+        // What answers misses, folded into the shared tier's names: instances share an
+        // entry only when the same upstream, or the same embedded flags, answered it.
+        let origin = match upstream.as_embedded() {
+            Some(engine) => Origin::Embedded(engine.clone()),
+            None => Origin::Url(upstream.base().to_string()),
+        };
+        let shared = SharedCache::new(&config, origin, metrics.shared_cache().clone()).map_err(
+            |problem| ConfigError::Invalid {
+                key: "shared_cache",
+                problem,
+            },
+        )?;
         let flights = Flights::new(
             config.upstream.max_abandoned_fills,
             metrics.abandoned_fills().clone(),

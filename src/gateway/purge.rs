@@ -8,15 +8,11 @@ use crate::shared_cache::Fanout;
 
 impl Gateway {
     /// Drops every stored answer and keeps fetches already in flight from storing theirs:
-    /// what the upstream answers has changed (embedded flags reloaded). With the shared
-    /// tier, the fleet drops them too (in a task: this is called from sync code).
+    /// what the upstream answers has changed (embedded flags reloaded). Local only: with
+    /// the shared tier, the engine's flags digest is part of every entry's name, so the
+    /// new flags read and write entries of their own.
     pub fn invalidate_all(&self) {
         self.purge_local(&PurgeScope::All);
-        if let Some(shared) = self.inner.shared.clone()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            drop(runtime.spawn(async move { shared.purge(None).await }));
-        }
     }
 
     /// Drops the stored answers in `scope` (and remembered 401s), here and, with the
@@ -25,13 +21,21 @@ impl Gateway {
     /// concurrent fetch of another deployment its store, never a stale entry).
     /// Returns what became of the purge beyond this instance (`None`: no shared tier).
     pub async fn purge(&self, scope: &PurgeScope) -> Option<Fanout> {
+        let deployment = match scope {
+            PurgeScope::All => None,
+            PurgeScope::Deployment(key) => Some(key.as_str()),
+        };
+        // The tier's generation first: a miss that sees the local purge below must not
+        // read the shared tier under the old generation and bring the old answer back.
+        let begun = self
+            .inner
+            .shared
+            .as_ref()
+            .map(|s| s.begin_purge(deployment));
         self.purge_local(scope);
         tracing::info!(scope = %scope, "cache purged");
         let shared = self.inner.shared.as_ref()?;
-        Some(match scope {
-            PurgeScope::All => shared.purge(None).await,
-            PurgeScope::Deployment(key) => shared.purge(Some(key)).await,
-        })
+        Some(shared.finish_purge(begun?).await)
     }
 
     /// Drops the stored answers in `scope` on this instance only (a purge announced by

@@ -2,7 +2,7 @@
 //! another instance's fill, write an answer, release a lock.
 
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use redis::Value;
 use tokio::time::Instant;
@@ -44,29 +44,40 @@ pub enum Waited {
     GaveUp,
 }
 
-/// One script reply: `{1, value}`, `{2}`, `{3}`, `{4}` or `{0}`.
+/// One script reply: `{1, value[, lock state]}`, `{2}`, `{3}`, `{4}` or `{0}`.
 enum Reply {
-    Value(Vec<u8>),
+    /// The value, and (PEEK) the state of the lock beside it.
+    Value(Vec<u8>, Box<Reply>),
     Locked,
     Busy,
     Failed,
     Free,
 }
 
+fn code_reply(code: i64) -> Reply {
+    match code {
+        2 => Reply::Locked,
+        3 => Reply::Busy,
+        4 => Reply::Failed,
+        _ => Reply::Free,
+    }
+}
+
 fn reply(value: Value) -> redis::RedisResult<Reply> {
     let Value::Array(items) = value else {
         return Err((redis::ErrorKind::Parse, "unexpected script reply").into());
     };
-    let code = match items.first() {
-        Some(Value::Int(n)) => *n,
+    let mut items = items.into_iter();
+    let code = match items.next() {
+        Some(Value::Int(n)) => n,
         _ => return Err((redis::ErrorKind::Parse, "unexpected script reply").into()),
     };
-    Ok(match (code, items.into_iter().nth(1)) {
-        (1, Some(Value::BulkString(bytes))) => Reply::Value(bytes),
-        (2, _) => Reply::Locked,
-        (3, _) => Reply::Busy,
-        (4, _) => Reply::Failed,
-        _ => Reply::Free,
+    Ok(match (code, items.next(), items.next()) {
+        (1, Some(Value::BulkString(bytes)), Some(Value::Int(lock))) => {
+            Reply::Value(bytes, Box::new(code_reply(lock)))
+        }
+        (1, Some(Value::BulkString(bytes)), _) => Reply::Value(bytes, Box::new(Reply::Free)),
+        (code, _, _) => code_reply(code),
     })
 }
 
@@ -93,7 +104,7 @@ impl SharedCache {
             .await;
         let metrics = self.metrics();
         match result {
-            Ok((Reply::Value(bytes), _)) => match self.decode(&bytes) {
+            Ok((Reply::Value(bytes, _), _)) => match self.decode(&bytes) {
                 Some(entry) => {
                     let fresh = entry.stale_by(Instant::now()).is_none();
                     metrics.op("read", if fresh { "hit" } else { "stale" });
@@ -153,9 +164,11 @@ impl SharedCache {
     }
 
     /// Waits for another instance's fill of `slot`, looking every
-    /// `shared_cache.wait_poll_ms`, until `upstream.timeout_ms` after `since`. A lock freed
-    /// without a value is taken over by one waiter.
-    pub async fn wait(&self, slot: &Slot, since: Instant) -> Waited {
+    /// `shared_cache.wait_poll_ms`, until `upstream.timeout_ms` after `since`. A value
+    /// stale by `max_stale` or more is not what is waited for (the lock holder is
+    /// refreshing it). A lock freed without a value is taken over by one waiter; one marked
+    /// failed sends every waiter to the upstream.
+    pub async fn wait(&self, slot: &Slot, since: Instant, max_stale: Duration) -> Waited {
         let deadline = since + self.inner.max_wait;
         let poll = self.inner.config.wait_poll();
         let metrics = self.metrics();
@@ -179,43 +192,59 @@ impl SharedCache {
                     reply(value)
                 })
                 .await;
-            match peeked {
-                Ok(Reply::Value(bytes)) => match self.decode(&bytes) {
-                    Some(entry) => {
+            let (stale, lock) = match peeked {
+                Ok(Reply::Value(bytes, lock)) => match self.decode(&bytes) {
+                    Some(entry)
+                        if entry
+                            .stale_by(Instant::now())
+                            .is_none_or(|late| late < max_stale) =>
+                    {
                         metrics.op("wait", "waited");
                         return Waited::Found(entry);
                     }
+                    // The old value, still being refreshed.
+                    Some(_) => (true, *lock),
                     None => {
                         metrics.op("wait", "gave_up");
                         return Waited::GaveUp;
                     }
                 },
-                Ok(Reply::Busy | Reply::Locked) => {}
-                // The holder's fetch failed (nothing storable): every waiter fetches now.
-                Ok(Reply::Failed) => {
-                    metrics.op("wait", "released");
-                    return Waited::GaveUp;
-                }
-                // Freed with no value: its holder failed or died. One waiter takes over.
-                Ok(Reply::Free) => match self.read(slot).await {
-                    Read::Found(entry) => {
-                        metrics.op("wait", "waited");
-                        return Waited::Found(entry);
-                    }
-                    Read::Fetch(Some(token)) => {
-                        metrics.op("wait", "took_over");
-                        return Waited::TookOver(token);
-                    }
-                    Read::Fetch(None) => {
-                        metrics.op("wait", "gave_up");
-                        return Waited::GaveUp;
-                    }
-                    Read::Busy => {}
-                },
+                Ok(lock) => (false, lock),
                 Err(_) => {
                     metrics.op("wait", "gave_up");
                     return Waited::GaveUp;
                 }
+            };
+            match lock {
+                // The holder's fetch failed (nothing storable): every waiter fetches now.
+                Reply::Failed => {
+                    metrics.op("wait", "released");
+                    return Waited::GaveUp;
+                }
+                // Freed with no (new) value: its holder died. One waiter takes over.
+                Reply::Free => {
+                    let taken = if stale {
+                        self.lock(slot).await
+                    } else {
+                        self.read(slot).await
+                    };
+                    match taken {
+                        Read::Found(entry) => {
+                            metrics.op("wait", "waited");
+                            return Waited::Found(entry);
+                        }
+                        Read::Fetch(Some(token)) => {
+                            metrics.op("wait", "took_over");
+                            return Waited::TookOver(token);
+                        }
+                        Read::Fetch(None) => {
+                            metrics.op("wait", "gave_up");
+                            return Waited::GaveUp;
+                        }
+                        Read::Busy => {}
+                    }
+                }
+                _ => {}
             }
         }
     }

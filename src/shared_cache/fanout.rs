@@ -72,6 +72,13 @@ pub enum RemotePurge {
     Deployment(String),
 }
 
+/// A purge begun here ([`SharedCache::begin_purge`]), to finish in Redis.
+#[derive(Debug, Clone, Copy)]
+pub struct Purge {
+    tag: Option<DepTag>,
+    now: u64,
+}
+
 /// What became of a purge beyond this instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,32 +115,69 @@ fn now_ms() -> u64 {
 }
 
 impl SharedCache {
-    /// Purges `deployment` (or everything) across the fleet: raises its generation in
-    /// Redis and announces it. The caller has dropped its own L1 entries already.
-    pub async fn purge(&self, deployment: Option<&str>) -> Fanout {
+    /// The first half of a purge of `deployment` (or everything), before this instance
+    /// drops its L1 entries: raises the generation here at once (to the current time, as
+    /// Redis will), so that no miss from now on reads an entry from before the purge.
+    pub fn begin_purge(&self, deployment: Option<&str>) -> Purge {
         let tag = deployment.map(|d| self.note(d));
-        match self.raise_in_redis(tag).await {
+        let now = now_ms();
+        self.inner.gens.raise(tag, now);
+        Purge { tag, now }
+    }
+
+    /// The second half: raises the generation in Redis and announces it to the fleet. When
+    /// Redis cannot be reached the purge is kept and replayed when it can.
+    pub async fn finish_purge(&self, purge: Purge) -> Fanout {
+        match self.raise_in_redis(purge.tag, purge.now).await {
             Ok(()) => Fanout::Sent,
             Err(e) => {
-                tracing::warn!(error = %e, "shared cache: purge not announced; replayed when Redis is back");
-                let mut pending = self
-                    .inner
-                    .pending_purges
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                if pending.len() >= PENDING_PURGES {
-                    pending.clear();
-                    pending.push(None);
-                } else if !pending.contains(&tag) {
-                    pending.push(tag);
-                }
+                tracing::warn!(error = %e, "shared cache: purge not announced; replayed when Redis answers");
+                self.keep_pending(&[purge.tag]);
                 Fanout::Pending
             }
         }
     }
 
+    /// Remembers purges to replay (bounded: past it, one purge of everything).
+    fn keep_pending(&self, tags: &[Option<DepTag>]) {
+        let mut pending = self
+            .inner
+            .pending_purges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for tag in tags {
+            if pending.contains(&None) || pending.contains(tag) {
+                continue;
+            }
+            if pending.len() >= PENDING_PURGES {
+                pending.clear();
+                pending.push(None);
+            } else {
+                pending.push(*tag);
+            }
+        }
+    }
+
+    /// Replays the purges Redis missed, in order; those it still cannot take stay pending.
+    async fn replay_pending(&self) -> Result<(), super::CallError> {
+        let pending = std::mem::take(
+            &mut *self
+                .inner
+                .pending_purges
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for (i, tag) in pending.iter().enumerate() {
+            if let Err(e) = self.raise_in_redis(*tag, now_ms()).await {
+                self.keep_pending(&pending[i..]);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// The PURGE script and the announcement.
-    async fn raise_in_redis(&self, tag: Option<DepTag>) -> Result<(), super::CallError> {
+    async fn raise_in_redis(&self, tag: Option<DepTag>, now: u64) -> Result<(), super::CallError> {
         let field = Namer::gen_field(tag);
         let hash = self.inner.namer.generations();
         let epoch_candidate = random_u64().to_string();
@@ -145,7 +189,7 @@ impl SharedCache {
                 let reply: Value = PURGE
                     .key(&hash)
                     .arg(&field)
-                    .arg(now_ms())
+                    .arg(now)
                     .arg(&epoch_candidate)
                     .invoke_async(&mut conn)
                     .await?;
@@ -174,6 +218,9 @@ impl SharedCache {
         };
         if epoch == self.inner.gens.epoch.load(Ordering::Acquire) {
             self.inner.gens.raise(tag, generation);
+        } else {
+            // Redis has a new epoch (it lost the generations): learn it now.
+            self.inner.resync_now.notify_one();
         }
         let field = Namer::gen_field(tag);
         let channel = self.inner.namer.channel();
@@ -331,7 +378,10 @@ impl SharedCache {
                 },
                 None => continue,
             };
-            if gens.raise(tag, generation) && previous == epoch {
+            // Raised since the last resync; or, at the first one, since this process
+            // started (purges made elsewhere while this instance served without Redis).
+            let missed = previous == epoch || generation >= self.inner.started_ms;
+            if gens.raise(tag, generation) && missed {
                 changed = true;
                 self.purge_locally(tag, on_purge);
             }
@@ -397,7 +447,7 @@ impl SharedCache {
     {
         let on_purge: std::sync::Arc<dyn Fn(RemotePurge) + Send + Sync> =
             std::sync::Arc::new(on_purge);
-        let resync_now = std::sync::Arc::new(Notify::new());
+        let resync_now = self.inner.resync_now.clone();
         let subscriber = tokio::spawn(self.clone().subscribe(on_purge.clone(), resync_now.clone()));
         let config = self.inner.config.clone();
         let target = config.display_target();
@@ -416,7 +466,11 @@ impl SharedCache {
                     _ = tokio::time::sleep(config.resync_interval()) => {}
                     _ = resync_now.notified() => {}
                     _ = breaker.wait_opened() => {
-                        self.set_up(false);
+                        // A notification left from an opening that a probe already
+                        // undid is not news.
+                        if !breaker.closed() {
+                            self.set_up(false);
+                        }
                         continue;
                     }
                     changed = stop.changed() => {
@@ -425,6 +479,9 @@ impl SharedCache {
                         }
                         continue;
                     }
+                }
+                if self.replay_pending().await.is_err() {
+                    tracing::debug!("shared cache: pending purges not replayed yet");
                 }
                 if self.resync(on_purge.as_ref()).await.is_err() {
                     tracing::debug!("shared cache: resync failed");
@@ -446,23 +503,7 @@ impl SharedCache {
                     })
                     .await
                     .map_err(|e| e.to_string())?;
-                let pending = std::mem::take(
-                    &mut *self
-                        .inner
-                        .pending_purges
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()),
-                );
-                for tag in pending {
-                    if let Err(e) = self.raise_in_redis(tag).await {
-                        self.inner
-                            .pending_purges
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(tag);
-                        return Err(e.to_string());
-                    }
-                }
+                self.replay_pending().await.map_err(|e| e.to_string())?;
                 self.resync(on_purge.as_ref())
                     .await
                     .map_err(|e| e.to_string())

@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 
 pub use conn::CallError;
 pub use entries::{Read, Slot, Token, Waited};
-pub use fanout::{Fanout, RemotePurge};
+pub use fanout::{Fanout, Purge, RemotePurge};
 
 use crate::config::{Config, SharedCacheConfig};
 use crate::key::CacheKey;
@@ -53,6 +53,13 @@ pub struct SharedCache {
 
 struct Shared {
     config: SharedCacheConfig,
+    /// What answers misses; folded into every entry's name.
+    origin: Origin,
+    /// When this process started (Unix ms): a generation raised since then, found by the
+    /// first resync, is a purge this instance may have missed.
+    started_ms: u64,
+    /// Asks the maintenance task for a resync now.
+    resync_now: Arc<tokio::sync::Notify>,
     /// How long a fill lock lives.
     lock_ttl: Duration,
     /// The longest an instance waits for another's fill (`upstream.timeout_ms`).
@@ -84,8 +91,30 @@ struct Known {
     overflowed: bool,
 }
 
-/// Deployments remembered by tag at most.
-const KNOWN_DEPLOYMENTS: usize = 4096;
+/// Deployments remembered by tag at most (about 100 bytes each).
+const KNOWN_DEPLOYMENTS: usize = 65_536;
+
+/// What answers this instance's misses. Instances share an entry only when they have the
+/// same origin: the same upstream base URL, or embedded engines serving the same flags
+/// file (a fleet part-way through a flags rollout never mixes old and new answers).
+#[derive(Clone)]
+pub enum Origin {
+    Url(String),
+    Embedded(crate::embedded::Embedded),
+}
+
+impl Origin {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Origin::Url(url) => url.as_bytes().to_vec(),
+            Origin::Embedded(engine) => {
+                let mut out = b"embedded:".to_vec();
+                out.extend_from_slice(&engine.digest().to_be_bytes());
+                out
+            }
+        }
+    }
+}
 
 /// The tier's state, for `/healthz`, `/admin/stats` and the status page.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -102,6 +131,7 @@ impl SharedCache {
     /// ([`SharedCache::run`]): a Redis that is down does not stop the start.
     pub fn new(
         config: &Config,
+        origin: Origin,
         metrics: SharedCacheMetrics,
     ) -> Result<Option<SharedCache>, String> {
         let sc = &config.shared_cache;
@@ -116,6 +146,9 @@ impl SharedCache {
         metrics.set_up(false);
         Ok(Some(SharedCache {
             inner: Arc::new(Shared {
+                origin,
+                started_ms: envelope::unix_ms(std::time::SystemTime::now()),
+                resync_now: Arc::new(tokio::sync::Notify::new()),
                 lock_ttl,
                 max_wait: config.upstream.timeout(),
                 namer: Namer::new(&sc.namespace, &sc.key_secret),
@@ -158,15 +191,16 @@ impl SharedCache {
         if !self.usable() {
             return None;
         }
-        let tag = self.note(key.deployment());
+        let tag = self.inner.namer.dep_tag(key.deployment());
         let gens = self.inner.gens.of(tag);
+        let origin = self.inner.origin.bytes();
         Some(Slot {
-            names: self.inner.namer.entry(key, tag, gens),
+            names: self.inner.namer.entry(key, tag, gens, &origin),
         })
     }
 
-    /// Remembers `deployment` by its tag (so an announced purge finds its entries);
-    /// returns the tag.
+    /// Remembers `deployment` by its tag, so that an announced purge finds its entries:
+    /// called for every entry stored in L1 (200s and 401s); returns the tag.
     pub fn note(&self, deployment: &str) -> DepTag {
         let tag = self.inner.namer.dep_tag(deployment);
         let mut known = self.inner.known.lock().unwrap_or_else(|e| e.into_inner());

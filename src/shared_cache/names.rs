@@ -94,11 +94,14 @@ impl Namer {
         DepTag(out)
     }
 
-    /// The names of `key`'s entry under `gens`.
-    pub fn entry(&self, key: &CacheKey, tag: DepTag, gens: Gens) -> EntryNames {
+    /// The names of `key`'s entry under `gens`, as answered by `origin` (what answers
+    /// misses: the upstream's base URL, or the embedded engine's flags digest, so that
+    /// instances answering from different upstreams or flags never share an entry).
+    pub fn entry(&self, key: &CacheKey, tag: DepTag, gens: Gens, origin: &[u8]) -> EntryNames {
         let mut ctx = hmac::Context::with_key(&self.key);
         field(&mut ctx, b"entry");
         field(&mut ctx, self.namespace.as_bytes());
+        field(&mut ctx, origin);
         for n in [gens.epoch, gens.all, gens.deployment] {
             ctx.update(&n.to_be_bytes());
         }
@@ -190,7 +193,12 @@ mod tests {
     fn names_hide_the_deployment_key_and_the_user() {
         let namer = Namer::new("evalgate", "s3cret");
         let tag = namer.dep_tag("server-abc123");
-        let names = namer.entry(&key("server-abc123", "user_id=alice"), tag, Gens::default());
+        let names = namer.entry(
+            &key("server-abc123", "user_id=alice"),
+            tag,
+            Gens::default(),
+            b"o",
+        );
         for name in [&names.value, &names.lock, &tag.hex()] {
             assert!(
                 !name.contains("abc123") && !name.contains("alice"),
@@ -205,12 +213,13 @@ mod tests {
     fn every_input_changes_the_name() {
         let namer = Namer::new("evalgate", "s3cret");
         let tag = namer.dep_tag("d1");
-        let base = namer.entry(&key("d1", "user_id=a"), tag, Gens::default());
-        let other_user = namer.entry(&key("d1", "user_id=b"), tag, Gens::default());
+        let base = namer.entry(&key("d1", "user_id=a"), tag, Gens::default(), b"o");
+        let other_user = namer.entry(&key("d1", "user_id=b"), tag, Gens::default(), b"o");
         let other_dep = namer.entry(
             &key("d2", "user_id=a"),
             namer.dep_tag("d2"),
             Gens::default(),
+            b"o",
         );
         let purged = namer.entry(
             &key("d1", "user_id=a"),
@@ -219,6 +228,7 @@ mod tests {
                 deployment: 1,
                 ..Gens::default()
             },
+            b"o",
         );
         let new_epoch = namer.entry(
             &key("d1", "user_id=a"),
@@ -227,11 +237,17 @@ mod tests {
                 epoch: 7,
                 ..Gens::default()
             },
+            b"o",
         );
-        let other_fleet =
-            Namer::new("other", "s3cret").entry(&key("d1", "user_id=a"), tag, Gens::default());
+        let other_origin = namer.entry(&key("d1", "user_id=a"), tag, Gens::default(), b"p");
+        let other_fleet = Namer::new("other", "s3cret").entry(
+            &key("d1", "user_id=a"),
+            tag,
+            Gens::default(),
+            b"o",
+        );
         let other_secret =
-            Namer::new("evalgate", "x").entry(&key("d1", "user_id=a"), tag, Gens::default());
+            Namer::new("evalgate", "x").entry(&key("d1", "user_id=a"), tag, Gens::default(), b"o");
         for other in [
             other_user,
             other_dep,
@@ -239,12 +255,13 @@ mod tests {
             new_epoch,
             other_fleet,
             other_secret,
+            other_origin,
         ] {
             assert_ne!(base.value, other.value);
         }
         assert_eq!(
             base,
-            namer.entry(&key("d1", "user_id=a"), tag, Gens::default())
+            namer.entry(&key("d1", "user_id=a"), tag, Gens::default(), b"o")
         );
     }
 

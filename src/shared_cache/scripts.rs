@@ -1,5 +1,9 @@
 //! The Lua scripts: each one round trip, atomic on one key slot (an entry's value and lock
 //! share their `{H}` hash tag; the generations hash is one key).
+//!
+//! Every script but FILL declares `allow-oom` (Redis ≥ 7.0): at `maxmemory` with nothing
+//! evictable, locks, generations and purges (a few bytes each) still work, so reads,
+//! coalescing and purges go on; only answers (FILL) are refused, and counted.
 
 use std::sync::LazyLock;
 
@@ -14,7 +18,8 @@ use redis::Script;
 /// `{4}` (the last fetch failed: fetch without the lock).
 pub static READ_OR_LOCK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"local v = redis.call('GET', KEYS[1])
+        r"#!lua flags=allow-oom
+local v = redis.call('GET', KEYS[1])
 if v then return {1, v} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
 if redis.call('GET', KEYS[2]) == '-' then return {4} end
@@ -22,23 +27,24 @@ return {3}",
     )
 });
 
-/// KEYS: value, lock. → `{1, value}` | `{3}` (still locked) | `{4}` (the fetch failed) |
-/// `{0}` (neither: the lock expired).
+/// KEYS: value, lock. → `{1, value, lock}` | `{3}` (locked) | `{4}` (the fetch failed) |
+/// `{0}` (neither: the lock expired); `lock` is 0, 3 or 4 in the same sense.
 pub static PEEK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local v = redis.call('GET', KEYS[1])
-if v then return {1, v} end
 local l = redis.call('GET', KEYS[2])
-if l == '-' then return {4} end
-if l then return {3} end
-return {0}",
+local s = 0
+if l == '-' then s = 4 elseif l then s = 3 end
+if v then return {1, v, s} end
+return {s}",
     )
 });
 
 /// KEYS: lock. ARGV: token, ttl ms. → 1 when taken.
 pub static LOCK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+        r"#!lua flags=allow-oom
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0",
     )
 });
@@ -57,7 +63,8 @@ return 1",
 /// `-` (failed) mark for a second.
 pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+        r"#!lua flags=allow-oom
+if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], '-', 'PX', 1000)
   return 1
 end
@@ -69,7 +76,10 @@ return 0",
 /// none (first use, or Redis lost it), then returns the whole hash.
 pub static SYNC: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1])
+        r"#!lua flags=allow-oom
+if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
+  redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1])
+end
 return redis.call('HGETALL', KEYS[1])",
     )
 });
@@ -79,7 +89,8 @@ return redis.call('HGETALL', KEYS[1])",
 /// generation) → `{epoch, new generation}`.
 pub static PURGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3])
+        r"#!lua flags=allow-oom
+redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3])
 local e = redis.call('HGET', KEYS[1], 'epoch')
 local g = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local n = math.max(g + 1, tonumber(ARGV[2]))
@@ -94,7 +105,8 @@ return {e, tostring(n)}",
 /// → `{0}` (first or unchanged) | `{1, epoch, new generation}`.
 pub static FLAGS_CHANGED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"local old = redis.call('HGET', KEYS[1], ARGV[1])
+        r"#!lua flags=allow-oom
+local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old == ARGV[2] then return {0} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if not old then return {0} end
