@@ -296,9 +296,13 @@ async fn a_purge_on_one_gateway_reaches_the_others_through_a_cluster() {
     }
     assert_eq!(upstream.count(), 5 + 3);
     // The announcement, not only the resync, reached every peer through the Cluster.
+    let deadline = Instant::now() + Duration::from_secs(10);
     for (i, g) in fleet.gateways.iter().enumerate().skip(1) {
-        let received = g.shared_cache().unwrap().metrics().fanout()[1];
-        assert!(received > received_before[i], "gateway {i} got no message");
+        let metrics = g.shared_cache().unwrap().metrics();
+        while metrics.fanout()[1] <= received_before[i] {
+            assert!(Instant::now() < deadline, "gateway {i} got no message");
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     // KEY2 kept its entries everywhere.
@@ -322,16 +326,18 @@ async fn a_purge_on_one_gateway_reaches_the_others_through_a_cluster() {
 }
 
 /// `rediss://` with the CA that signed the server's certificate: a fill on one gateway is
-/// an `l2` HIT on the other.
+/// an `l2` HIT on the other, and a purge on one reaches the other over the TLS
+/// subscription.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_with_the_ca_file_shares_entries() {
+async fn tls_with_the_ca_file_shares_entries_and_purges() {
     let server = RedisServer::start_tls();
     let upstream = FakeUpstream::start().await;
     let mut config = config_for(&upstream.url());
     config.shared_cache.url = server.url();
     config.shared_cache.ca_file = server.ca_file().display().to_string();
     config.shared_cache.timeout_ms = 1000;
-    config.shared_cache.resync_interval_ms = 500;
+    // Only the announcement, never a periodic resync, can drop B's entry below.
+    config.shared_cache.resync_interval_ms = 3_600_000;
     let fleet = Fleet::start(vec![config; 2]).await;
     let c = client();
 
@@ -351,6 +357,34 @@ async fn tls_with_the_ca_file_shares_entries() {
         .filter(|k| k.ends_with(":v"))
         .count();
     assert_eq!(values, 1);
+
+    // The purge subscription runs over TLS too: a purge on A reaches B as a message.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let numsub = || server.cmd(&["PUBSUB", "NUMSUB", "evalgate:1:purge"]);
+    while numsub().lines().nth(1) != Some("2") {
+        assert!(Instant::now() < deadline, "subscribers: {}", numsub());
+        tokio::time::sleep(POLL).await;
+    }
+    let b_metrics = fleet.gateways[1].shared_cache().unwrap().metrics();
+    let received = b_metrics.fanout()[1];
+    let fanout = fleet.gateways[0]
+        .purge(&PurgeScope::Deployment(KEY.to_string()))
+        .await;
+    assert_eq!(fanout, Some(Fanout::Sent));
+    // The counter rises as the message arrives, just before B drops its entry.
+    let b = loop {
+        let b = get_with_key(&c, &fleet.servers[1].url(&vardata(1)), KEY).await;
+        if b_metrics.fanout()[1] > received && b.x_cache() == "MISS" {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "B got no purge message");
+        tokio::time::sleep(POLL).await;
+    };
+    assert_eq!(
+        (b.x_cache(), b.header("x-cache-tier")),
+        ("MISS", Some("upstream"))
+    );
+    assert_eq!(upstream.count(), 2);
 }
 
 /// `rediss://` without `ca_file` trusts the system's roots only, which do not include the
@@ -361,7 +395,7 @@ async fn tls_without_the_ca_file_leaves_the_tier_off_and_requests_answered() {
     let upstream = FakeUpstream::start().await;
     let mut config = config_for(&upstream.url());
     config.shared_cache.url = server.url();
-    config.shared_cache.timeout_ms = 100;
+    config.shared_cache.timeout_ms = 2000;
     config.shared_cache.connect_timeout_ms = 500;
     config.shared_cache.breaker_open_ms = 100;
     let g = evalgate::Gateway::new(config.validate().unwrap()).unwrap();
