@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use evalgate::Config;
-use support::redis::RedisServer;
+use support::redis::{RedisCluster, RedisServer};
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
@@ -140,6 +140,82 @@ fn check_connect_against_a_closed_port_exits_69_with_one_line() {
     assert!(err.starts_with(&prefix), "{err:?}");
     assert!(err.trim_end().len() > prefix.len(), "a reason: {err:?}");
     assert!(!err.contains("pw-in-url"), "{err:?}");
+}
+
+#[test]
+fn check_connect_reaches_a_cluster_or_names_its_first_node() {
+    let cluster = RedisCluster::start(3);
+    let dir = TempDir::new();
+    let nodes = |urls: &[String]| {
+        let quoted: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+        format!(
+            "[shared_cache]\ncluster_nodes = [{}]\nconnect_timeout_ms = 300\ntimeout_ms = 100\n",
+            quoted.join(", ")
+        )
+    };
+    let path = dir.config(&nodes(&cluster.node_urls()));
+    let out = run(
+        &dir.0,
+        &["--config", path.to_str().unwrap(), "--check", "--connect"],
+    );
+    assert_eq!(
+        checked(&out).shared_cache.cluster_nodes,
+        cluster.node_urls()
+    );
+
+    let closed = [closed_port(), closed_port()].map(|p| format!("redis://127.0.0.1:{p}"));
+    let path = dir.config(&nodes(&closed));
+    let out = run(
+        &dir.0,
+        &["--config", path.to_str().unwrap(), "--check", "--connect"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(EX_UNAVAILABLE),
+        "stderr: {}",
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one stderr line: {err:?}");
+    let prefix = format!(
+        "evalgate: shared_cache: cannot reach cluster {} (+1): ",
+        closed[0]
+    );
+    assert!(err.starts_with(&prefix), "{err:?}");
+}
+
+#[test]
+fn check_connect_over_tls_needs_the_ca_file() {
+    let server = RedisServer::start_tls();
+    let dir = TempDir::new();
+    let ca = server.ca_file().display().to_string();
+    let path = dir.config(&format!(
+        "[shared_cache]\nurl = \"{}\"\nca_file = \"{ca}\"\nconnect_timeout_ms = 300\n",
+        server.url()
+    ));
+    let out = run(
+        &dir.0,
+        &["--config", path.to_str().unwrap(), "--check", "--connect"],
+    );
+    assert_eq!(checked(&out).shared_cache.ca_file, ca);
+
+    // The system's roots do not know the test CA.
+    let path = with_redis(&dir, &server.url());
+    let out = run(
+        &dir.0,
+        &["--config", path.to_str().unwrap(), "--check", "--connect"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(EX_UNAVAILABLE),
+        "stderr: {}",
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one stderr line: {err:?}");
+    let prefix = format!("evalgate: shared_cache: cannot reach {}: ", server.url());
+    assert!(err.starts_with(&prefix), "{err:?}");
+    assert!(err.to_lowercase().contains("certificate"), "{err:?}");
 }
 
 #[test]
