@@ -14,6 +14,8 @@ use futures_util::FutureExt;
 
 /// Exit status for a bad configuration (`EX_USAGE`).
 const EX_CONFIG: u8 = 64;
+/// Exit status of `--check --connect` when Redis cannot be reached (`EX_UNAVAILABLE`).
+const EX_UNAVAILABLE: u8 = 69;
 /// The config file read when `--config` is not given; built-in defaults when absent.
 const DEFAULT_CONFIG: &str = "config.toml";
 
@@ -38,6 +40,10 @@ struct Cli {
     /// Validate the config, print the effective settings and exit.
     #[arg(long)]
     check: bool,
+    /// With `--check`: also connect to the shared cache's Redis; exit 69 when it cannot
+    /// be reached.
+    #[arg(long, requires = "check")]
+    connect: bool,
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -63,10 +69,21 @@ fn main() -> ExitCode {
     };
     let config = gateway.config().clone();
     if cli.check {
+        if cli.connect
+            && let Err(line) = reach_shared_cache(&gateway)
+        {
+            eprintln!("evalgate: {line}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
     let log_level = logging::init(cli.log_format, &config.log.level);
+    if config.shared_cache.enabled() && config.shared_cache.key_secret.is_empty() {
+        tracing::warn!(
+            "shared_cache.key_secret is empty: keys are unkeyed hashes: set shared_cache.key_secret"
+        );
+    }
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.server.worker_threads > 0 {
@@ -130,6 +147,26 @@ fn main() -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// `--check --connect`: one attempt to reach the shared cache's Redis (nothing to do
+/// when the tier is off); `Err` is the one line saying which target failed and why.
+fn reach_shared_cache(gateway: &Gateway) -> Result<(), String> {
+    let Some(shared) = gateway.shared_cache() else {
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime
+        .block_on(shared.check_connection())
+        .map_err(|reason| {
+            let target = gateway.config().shared_cache.display_target();
+            // One line, whatever the client's error looks like.
+            let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+            format!("shared_cache: cannot reach {target}: {reason}")
+        })
 }
 
 /// Reads the config file (or defaults), applies the overrides, validates.

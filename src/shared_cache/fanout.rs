@@ -454,6 +454,8 @@ impl SharedCache {
         let mut backoff = Duration::from_millis(config.breaker_open_ms);
         let max_backoff = Duration::from_millis(config.breaker_max_open_ms);
         let mut connected = false;
+        // Whether this outage was reported already.
+        let mut warned = false;
         loop {
             if *stop.borrow() {
                 break;
@@ -512,11 +514,18 @@ impl SharedCache {
                 Ok(()) => {
                     self.inner.calls.breaker.close();
                     self.set_up(true);
+                    warned = false;
                     backoff = Duration::from_millis(config.breaker_open_ms);
                     tracing::info!(redis = %target, "shared cache tier in use");
                 }
                 Err(e) => {
-                    tracing::warn!(redis = %target, error = %e, retry_ms = backoff.as_millis() as u64, "shared cache tier off: Redis unreachable; serving as a single instance");
+                    // One warning per outage (at start-up: the first attempt), the
+                    // retries at debug level.
+                    if std::mem::replace(&mut warned, true) {
+                        tracing::debug!(redis = %target, error = %e, retry_ms = backoff.as_millis() as u64, "shared cache: Redis still unreachable");
+                    } else {
+                        tracing::warn!(redis = %target, error = %e, "shared cache tier off: cannot reach Redis; serving as a single instance until it answers");
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         changed = stop.changed() => {
