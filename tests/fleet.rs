@@ -13,11 +13,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use support::fleet::{Fleet, Instance, cache_and_tier, fleet_config};
 use support::redis::RedisServer;
 use support::*;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
@@ -335,9 +335,16 @@ async fn a_lock_holder_that_dies_costs_at_most_the_locks_lifetime() {
     let (got, answered) = waiter.await.unwrap();
     assert_eq!(got.status, StatusCode::OK, "{got:?}");
     assert_eq!(cache_and_tier(&got), ("MISS".into(), "upstream".into()));
-    assert_eq!(got.json()["flag-echo"]["payload"]["query"], "user_id=orphan");
+    assert_eq!(
+        got.json()["flag-echo"]["payload"]["query"],
+        "user_id=orphan"
+    );
     assert_eq!(upstream.count(), 2, "A's request, then B's");
-    assert_eq!(b.ops("wait", "took_over"), 1, "B took the expired lock over");
+    assert_eq!(
+        b.ops("wait", "took_over"),
+        1,
+        "B took the expired lock over"
+    );
     assert_eq!(b.ops("wait", "gave_up"), 0);
     // B answered within the lock's lifetime from when A took it, plus a margin for B's
     // poll (10 ms), its own upstream request (instant) and this slow VM; far below the
