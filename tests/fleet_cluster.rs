@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use evalgate::gateway::PurgeScope;
 use evalgate::shared_cache::Fanout;
 use futures_util::stream::{self, StreamExt};
-use support::fleet::{Fleet, POLL, echoed, vardata};
+use support::tier_fleet::{Fleet, POLL, echoed, vardata};
 use support::redis::RedisCluster;
 use support::*;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use evalgate::gateway::PurgeScope;
 use evalgate::shared_cache::Fanout;
-use support::fleet::{Fleet, POLL, echoed, vardata};
+use support::tier_fleet::{Fleet, POLL, echoed, vardata};
 use support::redis::RedisServer;
 use support::*;
 

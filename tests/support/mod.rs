@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod tier_fleet;
 pub mod raw_http;
 pub mod redis;
 
