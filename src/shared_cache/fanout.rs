@@ -416,7 +416,12 @@ impl SharedCache {
                     _ = tokio::time::sleep(config.resync_interval()) => {}
                     _ = resync_now.notified() => {}
                     _ = breaker.wait_opened() => {
-                        self.set_up(false);
+                        // The signal may be left over from an opening seen (and
+                        // recovered from) already: one made during a resync, while
+                        // nobody waited. Only an open breaker turns the tier off.
+                        if !breaker.closed() {
+                            self.set_up(false);
+                        }
                         continue;
                     }
                     changed = stop.changed() => {
