@@ -1,9 +1,11 @@
 //! The circuit breaker: after `shared_cache.breaker_failures` consecutive failed or
 //! timed-out calls the tier is off, and every request behaves as on a single box (L1 and
-//! local coalescing) without waiting on Redis. The tier's maintenance task probes Redis
-//! after `shared_cache.breaker_open_ms` (doubling per failed probe, up to
-//! `shared_cache.breaker_max_open_ms`) and closes the breaker once a probe and a resync
-//! of the generations succeed. Requests only read one atomic.
+//! local coalescing) without waiting on Redis. A purge Redis did not record turns it off
+//! at once: Redis still holds the purged entries under their old names until the purge
+//! is replayed. The tier's maintenance task probes Redis after
+//! `shared_cache.breaker_open_ms` (doubling per failed probe, up to
+//! `shared_cache.breaker_max_open_ms`) and closes the breaker once a probe, the replay of
+//! pending purges and a resync of the generations succeed. Requests only read one atomic.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -49,6 +51,13 @@ impl Breaker {
         false
     }
 
+    /// Opens it at once, whatever the count (a purge Redis did not record).
+    pub fn trip(&self) {
+        if !self.open.swap(true, Ordering::AcqRel) {
+            self.opened.notify_one();
+        }
+    }
+
     /// Closes it: a probe and a resync succeeded.
     pub fn close(&self) {
         self.failures.store(0, Ordering::Relaxed);
@@ -81,5 +90,7 @@ mod tests {
         assert!(!b.failure(), "already open");
         b.close();
         assert!(b.closed());
+        b.trip();
+        assert!(!b.closed(), "tripped at once");
     }
 }

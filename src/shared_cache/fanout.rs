@@ -78,8 +78,8 @@ pub enum RemotePurge {
 pub enum Fanout {
     /// Raised in Redis and announced to the fleet.
     Sent,
-    /// Redis could not be reached: applied here, and replayed to the fleet when the tier
-    /// is back.
+    /// Redis could not be reached: applied here, the tier off here until the purge is
+    /// replayed to the fleet (so the purged entries Redis still holds are not read back).
     Pending,
 }
 
@@ -116,17 +116,23 @@ impl SharedCache {
             Ok(()) => Fanout::Sent,
             Err(e) => {
                 tracing::warn!(error = %e, "shared cache: purge not announced; replayed when Redis is back");
-                let mut pending = self
-                    .inner
-                    .pending_purges
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                if pending.len() >= PENDING_PURGES {
-                    pending.clear();
-                    pending.push(None);
-                } else if !pending.contains(&tag) {
-                    pending.push(tag);
+                {
+                    let mut pending = self
+                        .inner
+                        .pending_purges
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if pending.len() >= PENDING_PURGES {
+                        pending.clear();
+                        pending.push(None);
+                    } else if !pending.contains(&tag) {
+                        pending.push(tag);
+                    }
                 }
+                // Redis still serves the purged entries under the old generation: the
+                // tier is off until the maintenance task has replayed the purge (even
+                // when this one failure alone would not open the breaker).
+                self.inner.calls.breaker.trip();
                 Fanout::Pending
             }
         }
