@@ -399,6 +399,57 @@ async fn a_purge_while_redis_is_down_is_applied_everywhere_once_it_is_back() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_that_times_out_is_replayed_and_nothing_purged_is_read_meanwhile() {
+    let redis = RedisServer::start();
+    let upstream = FakeUpstream::start().await;
+    // The default breaker_failures (5): one timed-out purge alone does not open it.
+    let config = fleet_config(&upstream, &redis, RESYNC_MS);
+    let nodes = fleet(&config, &["a", "b", "c"]).await;
+    fill(&nodes, &[KEY, KEY2]).await;
+    let peers: Vec<&Node> = nodes[1..].iter().collect();
+    let before = snapshot(&peers, |n| n.purges("deployment"));
+
+    // Redis freezes for the one call of the purge.
+    redis.stop();
+    upstream.update(|s| s.version = 1);
+    let answer = nodes[0].purge(&format!("?deployment={KEY}")).await;
+    redis.cont();
+    let back = Instant::now();
+    assert_eq!(answer["fanout"], "pending");
+    // Redis still holds the purged answers under the old generation: the purging
+    // instance must not read them back before its purge reached Redis.
+    for user in users(&nodes) {
+        let got = nodes[0].get(&user, KEY).await;
+        assert_eq!(
+            version(&got),
+            1,
+            "a: {user} purged, served from {}",
+            tier(&got)
+        );
+    }
+    // The purge is replayed as soon as Redis answers again, and reaches the peers.
+    let took = until_each_moves(&peers, &before, back, |n| n.purges("deployment")).await;
+    eprintln!("timed-out purge: replayed to the peers after {took:?}");
+    for (peer, took) in peers.iter().zip(&took) {
+        // Within one resync interval of Redis answering (plus one call and a margin).
+        assert!(
+            *took < Duration::from_millis(RESYNC_MS + 100 + 400),
+            "{}: {took:?}",
+            peer.name
+        );
+    }
+    for node in &nodes {
+        node.until_up().await;
+        for user in users(&nodes) {
+            let got = node.get(&user, KEY).await;
+            assert_eq!(version(&got), 1, "{} served a purged answer", node.name);
+        }
+        let got = node.get("u-a", KEY2).await;
+        assert_eq!((version(&got), tier(&got)), (0, "l1"), "{}", node.name);
+    }
+}
+
 /// How Redis loses the generations hash.
 #[derive(Clone, Copy, Debug)]
 enum Loss {
