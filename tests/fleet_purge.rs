@@ -527,9 +527,13 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// The window over which polls are counted.
 const POLL_WINDOW: Duration = Duration::from_millis(3500);
 
-/// Three instances that poll `KEY`'s flags every second (with the tier when `redis`),
-/// each having served `KEY`; returns once the first poll arrived.
-async fn polling_fleet(upstream: &FakeUpstream, redis: Option<&RedisServer>) -> Vec<Node> {
+/// Instances (one per name) that poll `KEY`'s flags every second (with the tier when
+/// `redis`), each having served `KEY`; returns once the first poll arrived.
+async fn polling_fleet(
+    upstream: &FakeUpstream,
+    redis: Option<&RedisServer>,
+    names: &[&'static str],
+) -> Vec<Node> {
     upstream.update(|s| s.flags = Some(vec![("a", 1), ("b", 1)]));
     let mut config = match redis {
         Some(redis) => fleet_config(upstream, redis, RESYNC_MS),
@@ -541,12 +545,11 @@ async fn polling_fleet(upstream: &FakeUpstream, redis: Option<&RedisServer>) -> 
     };
     config.invalidation.flags_url = upstream.url();
     config.invalidation.poll_interval_s = POLL_INTERVAL.as_secs();
-    let names = ["a", "b", "c"];
     let nodes = match redis {
-        Some(_) => fleet(&config, &names).await,
+        Some(_) => fleet(&config, names).await,
         None => {
             let mut nodes = Vec::new();
-            for name in names {
+            for &name in names {
                 let gateway = Gateway::new(config.clone().validate().unwrap()).unwrap();
                 let server = TestGateway::start_with_admin(gateway.clone()).await;
                 nodes.push(Node {
@@ -583,7 +586,7 @@ async fn polls_over_window(upstream: &FakeUpstream) -> (usize, Duration) {
 async fn a_fleet_polls_each_deployment_once_per_interval_and_purges_it_everywhere() {
     let redis = RedisServer::start();
     let upstream = FakeUpstream::start().await;
-    let nodes = polling_fleet(&upstream, Some(&redis)).await;
+    let nodes = polling_fleet(&upstream, Some(&redis), &["a", "b", "c"]).await;
     for node in &nodes {
         let got = node.get(&format!("u-{}", node.name), KEY).await;
         assert_eq!((got.x_cache(), tier(&got)), ("HIT", "l1"));
@@ -645,7 +648,7 @@ async fn a_fleet_polls_each_deployment_once_per_interval_and_purges_it_everywher
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_tier_every_instance_polls_for_itself() {
     let upstream = FakeUpstream::start().await;
-    let _nodes = polling_fleet(&upstream, None).await;
+    let _nodes = polling_fleet(&upstream, None, &["a", "b", "c"]).await;
     let (count, window) = polls_over_window(&upstream).await;
     let intervals = (window.as_millis() / POLL_INTERVAL.as_millis()) as usize;
     eprintln!("without the tier: {count} polls in {window:?}");
@@ -653,5 +656,26 @@ async fn without_the_tier_every_instance_polls_for_itself() {
     assert!(
         count >= 3 * intervals,
         "{count} polls in {window:?}: each instance polls itself"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_with_the_tier_polls_every_interval() {
+    let redis = RedisServer::start();
+    let upstream = FakeUpstream::start().await;
+    let nodes = polling_fleet(&upstream, Some(&redis), &["a"]).await;
+    let (count, window) = polls_over_window(&upstream).await;
+    let intervals = (window.as_millis() / POLL_INTERVAL.as_millis()) as usize;
+    let lease = |result| nodes[0].shared().metrics().count("lease", result);
+    eprintln!(
+        "one instance with the tier: {count} polls in {window:?} (lease won {}, lost {})",
+        lease("won"),
+        lease("lost")
+    );
+    // The lease costs a lone instance (or the fleet's current poller) no poll: answers
+    // stay fresh within one poll interval, as on a single box.
+    assert!(
+        count >= intervals,
+        "{count} polls in {window:?}: one per interval"
     );
 }
