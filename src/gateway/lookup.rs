@@ -237,7 +237,8 @@ impl Gateway {
             },
         };
         // Kept in L1 unless a purge came in meanwhile.
-        if self.inner.generation.load(Ordering::SeqCst) == generation {
+        let current = || self.inner.generation.load(Ordering::SeqCst) == generation;
+        if current() {
             if entry.status == StatusCode::UNAUTHORIZED {
                 self.inner
                     .cache
@@ -246,6 +247,11 @@ impl Gateway {
             } else {
                 self.note_deployment(key.deployment());
                 self.inner.cache.insert(key.clone(), entry.clone()).await;
+                // A purge that came in between the check and the insert did not see
+                // this entry (it may have been read under a generation being raised).
+                if !current() {
+                    self.inner.cache.remove(key).await;
+                }
             }
         }
         Ok(Arc::new(Landed::Shared(entry)))

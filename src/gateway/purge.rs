@@ -28,21 +28,33 @@ impl Gateway {
         self.purge_local(scope);
         tracing::info!(scope = %scope, "cache purged");
         let shared = self.inner.shared.as_ref()?;
-        Some(match scope {
+        let fanout = match scope {
             PurgeScope::All => shared.purge(None).await,
             PurgeScope::Deployment(key) => shared.purge(Some(key)).await,
-        })
+        };
+        // Until Redis had the new generation, a request here could read a purged answer
+        // back from Redis under the old one and store it: drop the scope once more, now
+        // that reads use the new generation.
+        if fanout == Fanout::Sent {
+            self.drop_entries(scope);
+        }
+        Some(fanout)
     }
 
     /// Drops the stored answers in `scope` on this instance only (a purge announced by
     /// another instance of the fleet, or the first half of [`Gateway::purge`]).
     pub fn purge_local(&self, scope: &PurgeScope) {
+        self.drop_entries(scope);
+        self.inner.metrics.purge(scope);
+    }
+
+    /// Drops the L1 entries in `scope`, and keeps fetches in flight from storing theirs.
+    fn drop_entries(&self, scope: &PurgeScope) {
         self.inner.generation.fetch_add(1, Ordering::SeqCst);
         match scope {
             PurgeScope::All => self.inner.cache.invalidate_all(),
             PurgeScope::Deployment(key) => self.inner.cache.invalidate_deployment_now(key),
         }
-        self.inner.metrics.purge(scope);
     }
 
     /// Deployment keys whose answers were stored (bounded; oldest first out), for the
