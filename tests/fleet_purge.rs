@@ -296,6 +296,60 @@ async fn a_purge_reaches_every_instance_through_the_announcement() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_during_a_purge_never_keep_a_purged_answer() {
+    let redis = RedisServer::start();
+    let upstream = FakeUpstream::start().await;
+    let config = fleet_config(&upstream, &redis, ANNOUNCE_RESYNC_MS);
+    let nodes = fleet(&config, &["a", "b"]).await;
+    let users: Vec<String> = (0..16).map(|i| format!("busy-{i}")).collect();
+    for round in 1..=ROUNDS {
+        // Every answer is in Redis and in the purging instance's L1.
+        for user in &users {
+            nodes[1].get(user, KEY).await;
+            nodes[0].get(user, KEY).await;
+        }
+        upstream.update(|s| s.version = round);
+        // Requests for those keys keep arriving at the purging instance while it purges.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy: Vec<_> = users
+            .iter()
+            .map(|user| {
+                let (url, user, stop) = (
+                    nodes[0].server.url(&format!("/v1/vardata?user_id={user}")),
+                    user.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    let c = client();
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let got = get_with_key(&c, &url, KEY).await;
+                        assert_eq!(got.status, 200, "{user}");
+                    }
+                })
+            })
+            .collect();
+        let answer = nodes[0].purge(&format!("?deployment={KEY}")).await;
+        assert_eq!(answer["fanout"], "sent");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for task in busy {
+            task.await.unwrap();
+        }
+        for user in &users {
+            let got = nodes[0].get(user, KEY).await;
+            assert_eq!(
+                version(&got),
+                round,
+                "round {round}: {user} purged, still served from {}",
+                tier(&got)
+            );
+        }
+    }
+}
+
+/// Purges made while requests keep arriving.
+const ROUNDS: u64 = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_announcement_is_caught_by_the_resync() {
     let redis = RedisServer::start();
     let upstream = FakeUpstream::start().await;
