@@ -292,6 +292,11 @@ impl ResponseCache {
         self.inner.insert(key, value).await;
     }
 
+    /// Drops `key`'s entry.
+    pub async fn remove(&self, key: &CacheKey) {
+        self.inner.invalidate(key).await;
+    }
+
     /// Drops every entry.
     pub fn invalidate_all(&self) {
         self.inner.invalidate_all();

@@ -247,7 +247,8 @@ impl Gateway {
         entry.fresh_for = entry.fresh_for.min(Duration::from_secs(longest));
         entry.grace = entry.grace.min(Duration::from_secs(grace));
         // Kept in L1 unless a purge came in meanwhile.
-        if self.inner.generation.load(Ordering::SeqCst) == generation {
+        let current = || self.inner.generation.load(Ordering::SeqCst) == generation;
+        if current() {
             if entry.status == StatusCode::UNAUTHORIZED {
                 shared.note(key.deployment());
                 self.inner
@@ -257,6 +258,11 @@ impl Gateway {
             } else {
                 self.note_deployment(key.deployment());
                 self.inner.cache.insert(key.clone(), entry.clone()).await;
+                // A purge that came in between the check and the insert did not see
+                // this entry (it may have been read under a generation being raised).
+                if !current() {
+                    self.inner.cache.remove(key).await;
+                }
             }
         }
         Ok(Arc::new(Landed::Shared(entry)))
@@ -310,6 +316,11 @@ impl Gateway {
                 );
                 self.note_deployment(key.deployment());
                 self.inner.cache.insert(key.clone(), entry.clone()).await;
+                // A purge between the check above and the insert did not see this entry.
+                if !current() {
+                    self.inner.cache.remove(key).await;
+                    return Ok(None);
+                }
                 Ok(Some(entry))
             }
             // Like a 200, a 401 fetched across a purge is not remembered: the purge may

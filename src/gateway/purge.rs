@@ -41,12 +41,17 @@ impl Gateway {
     /// Drops the stored answers in `scope` on this instance only (a purge announced by
     /// another instance of the fleet, or the first half of [`Gateway::purge`]).
     pub fn purge_local(&self, scope: &PurgeScope) {
+        self.drop_entries(scope);
+        self.inner.metrics.purge(scope);
+    }
+
+    /// Drops the L1 entries in `scope`, and keeps fetches in flight from storing theirs.
+    fn drop_entries(&self, scope: &PurgeScope) {
         self.inner.generation.fetch_add(1, Ordering::SeqCst);
         match scope {
             PurgeScope::All => self.inner.cache.invalidate_all(),
             PurgeScope::Deployment(key) => self.inner.cache.invalidate_deployment_now(key),
         }
-        self.inner.metrics.purge(scope);
     }
 
     /// Deployment keys whose answers were stored (bounded; oldest first out), for the

@@ -22,7 +22,7 @@ use redis::Value;
 use tokio::sync::{Notify, watch};
 
 use super::names::{DepTag, Gens, Namer};
-use super::scripts::{FLAGS_CHANGED, PURGE, SYNC};
+use super::scripts::{FLAGS_CHANGED, LEASE, PURGE, SYNC};
 use super::{SharedCache, envelope, random_u64};
 
 /// The generations this instance knows: raised by its own purges, announcements and
@@ -85,8 +85,8 @@ pub struct Purge {
 pub enum Fanout {
     /// Raised in Redis and announced to the fleet.
     Sent,
-    /// Redis could not be reached: applied here, and replayed to the fleet when the tier
-    /// is back.
+    /// Redis could not be reached: applied here, the tier off here until the purge is
+    /// replayed to the fleet (so the purged entries Redis still holds are not read back).
     Pending,
 }
 
@@ -241,9 +241,10 @@ impl SharedCache {
         }
     }
 
-    /// Takes the lease on polling `deployment`'s flags for `interval`: `Some(true)` when
-    /// this instance polls, `Some(false)` when another does, `None` when the tier is off
-    /// (poll as a single box).
+    /// Takes the lease on polling `deployment`'s flags for `interval`, or renews it when
+    /// this instance holds it (so its poller keeps its own interval; others take over one
+    /// interval after its last poll): `Some(true)` when this instance polls,
+    /// `Some(false)` when another does, `None` when the tier is off (poll as a single box).
     pub async fn poll_lease(&self, deployment: &str, interval: Duration) -> Option<bool> {
         let tag = self.note(deployment);
         let key = self.inner.namer.poll_lease(tag);
@@ -255,23 +256,21 @@ impl SharedCache {
             .inner
             .calls
             .call("read", |mut conn| async move {
-                redis::cmd("SET")
-                    .arg(&key)
+                LEASE
+                    .key(&key)
                     .arg(&owner)
-                    .arg("NX")
-                    .arg("PX")
                     .arg(px)
-                    .query_async::<Option<String>>(&mut conn)
+                    .invoke_async::<i64>(&mut conn)
                     .await
             })
             .await;
         let metrics = self.metrics();
         match result {
-            Ok(Some(_)) => {
+            Ok(1) => {
                 metrics.op("lease", "won");
                 Some(true)
             }
-            Ok(None) => {
+            Ok(_) => {
                 metrics.op("lease", "lost");
                 Some(false)
             }

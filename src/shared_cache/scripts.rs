@@ -72,6 +72,17 @@ return 0",
     )
 });
 
+/// KEYS: poll lease. ARGV: owner, ttl ms. Takes the lease when nobody holds it, or
+/// renews it for its holder (so the instance polling keeps its interval) → 1 when held.
+pub static LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1",
+    )
+});
+
 /// KEYS: generations hash. ARGV: epoch candidate. Creates the epoch when the hash has
 /// none (first use, or Redis lost it), then returns the whole hash.
 pub static SYNC: LazyLock<Script> = LazyLock::new(|| {
