@@ -415,10 +415,10 @@ impl SharedCache {
                 tokio::select! {
                     _ = tokio::time::sleep(config.resync_interval()) => {}
                     _ = resync_now.notified() => {}
-                    _ = breaker.wait_opened() => {
-                        self.set_up(false);
-                        continue;
-                    }
+                    // Off is recorded by the branch below once the breaker is seen open:
+                    // this wake-up may be left from an opening already handled (the breaker
+                    // opened during a resync, when nobody waited, and was closed since).
+                    _ = breaker.wait_opened() => continue,
                     changed = stop.changed() => {
                         if changed.is_err() {
                             break;
