@@ -153,9 +153,10 @@ impl SharedCache {
     }
 
     /// Where `key`'s entry is in Redis under the current generations, or `None` while the
-    /// tier is off.
+    /// tier is off (a read skipped by the breaker, counted).
     pub fn slot(&self, key: &CacheKey) -> Option<Slot> {
         if !self.usable() {
+            self.metrics().op("read", "skipped");
             return None;
         }
         let tag = self.note(key.deployment());
