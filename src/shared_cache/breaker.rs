@@ -49,6 +49,14 @@ impl Breaker {
         false
     }
 
+    /// Opens it whatever the count: Redis answers, but this instance must not use it
+    /// until the maintenance task has caught up (a purge Redis did not record).
+    pub fn trip(&self) {
+        if !self.open.swap(true, Ordering::AcqRel) {
+            self.opened.notify_one();
+        }
+    }
+
     /// Closes it: a probe and a resync succeeded.
     pub fn close(&self) {
         self.failures.store(0, Ordering::Relaxed);
@@ -81,5 +89,7 @@ mod tests {
         assert!(!b.failure(), "already open");
         b.close();
         assert!(b.closed());
+        b.trip();
+        assert!(!b.closed(), "tripped without failures");
     }
 }

@@ -109,7 +109,9 @@ fn now_ms() -> u64 {
 
 impl SharedCache {
     /// Purges `deployment` (or everything) across the fleet: raises its generation in
-    /// Redis and announces it. The caller has dropped its own L1 entries already.
+    /// Redis and announces it. The caller has dropped its own L1 entries already. When
+    /// Redis does not record it (down, slow, full), it is `Pending`, and this instance
+    /// leaves the tier off until the maintenance task has replayed it.
     pub async fn purge(&self, deployment: Option<&str>) -> Fanout {
         let tag = deployment.map(|d| self.note(d));
         match self.raise_in_redis(tag).await {
@@ -127,6 +129,11 @@ impl SharedCache {
                 } else if !pending.contains(&tag) {
                     pending.push(tag);
                 }
+                // Redis still holds the purged answers under the old generations: reading
+                // them back would serve them again. The tier stays off here until the
+                // maintenance task has replayed the purge (a full Redis answers every
+                // other call, so the breaker would not open by itself).
+                self.inner.calls.breaker.trip();
                 Fanout::Pending
             }
         }
