@@ -511,10 +511,30 @@ async fn redis_full_with_nothing_evictable() {
         "no read skipped by the breaker"
     );
     // Reads still work: the entry written before memory filled is found on the third node.
-    let got = ask(&client(), &user_url(&nodes[2], "u-before"), "u-before")
+    let http = client();
+    let got = ask(&http, &user_url(&nodes[2], "u-before"), "u-before")
         .await
         .unwrap();
     assert_eq!(got.tier, "l2");
+
+    // A purge Redis cannot record (its generation is a write) stays pending, and the
+    // instance that made it does not read the purged answer back from Redis.
+    assert_eq!(
+        purge_with_new_answers(&upstream, &nodes[1], 1).await,
+        Fanout::Pending
+    );
+    let got = ask(&http, &user_url(&nodes[1], "u-before"), "u-before")
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.version, got.tier.as_str()),
+        (1, "upstream"),
+        "the purged answer came back from Redis"
+    );
+    // Once Redis has room again the purge is replayed, and the whole fleet serves the
+    // new answers.
+    redis.cmd(&["DEL", "filler"]);
+    until_fleet_serves(&nodes, "u-before", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
