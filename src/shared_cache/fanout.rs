@@ -433,6 +433,9 @@ impl SharedCache {
                         continue;
                     }
                 }
+                if self.release_orphans().await.is_err() {
+                    tracing::debug!("shared cache: releasing abandoned fill locks failed");
+                }
                 if self.resync(on_purge.as_ref()).await.is_err() {
                     tracing::debug!("shared cache: resync failed");
                 }
@@ -470,6 +473,7 @@ impl SharedCache {
                         return Err(e.to_string());
                     }
                 }
+                self.release_orphans().await.map_err(|e| e.to_string())?;
                 self.resync(on_purge.as_ref())
                     .await
                     .map_err(|e| e.to_string())

@@ -35,6 +35,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 pub use conn::CallError;
+use entries::Orphan;
 pub use entries::{Read, Slot, Token, Waited};
 pub use fanout::{Fanout, RemotePurge};
 
@@ -70,6 +71,10 @@ struct Shared {
     next_token: AtomicU64,
     /// Purges made while the tier was off, replayed when it comes back.
     pending_purges: Mutex<Vec<Option<DepTag>>>,
+    /// Fill locks this instance may have left in Redis (a lock call that got no answer,
+    /// a write that did not run): released by the maintenance task, so that no peer
+    /// waits for a fill that will not come.
+    orphans: Mutex<Vec<Orphan>>,
     /// Whether the tier is in use, for whoever waits for a change ([`SharedCache::until`]).
     up: tokio::sync::watch::Sender<bool>,
 }
@@ -128,6 +133,7 @@ impl SharedCache {
                 instance: random_u64(),
                 next_token: AtomicU64::new(0),
                 pending_purges: Mutex::default(),
+                orphans: Mutex::default(),
                 up: tokio::sync::watch::Sender::new(false),
                 config: sc.clone(),
             }),
