@@ -633,3 +633,65 @@ async fn pubsub_connection_dropped() {
     }
     assert_l2_across(&nodes, &upstream, 0, 2, "u-after").await;
 }
+
+/// A fill lock taken just before Redis froze, whose write the breaker then skipped, must
+/// not make a peer wait for it once Redis is back (the lock lives `upstream.timeout_ms`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_lock_left_during_a_freeze_does_not_stall_peers() {
+    let redis = RedisServer::start();
+    let upstream = upstream().await;
+    upstream.update(|s| s.hold = Some("u-orphan"));
+    let nodes = fleet(2, &upstream, &redis.url()).await;
+    let http = client();
+
+    // A takes the fill lock and fetches; the upstream holds the answer.
+    let url = user_url(&nodes[0], "u-orphan");
+    let fill = tokio::spawn({
+        let http = http.clone();
+        async move { ask(&http, &url, "u-orphan").await }
+    });
+    upstream.wait_for(1).await;
+    let locks = || {
+        redis
+            .keys()
+            .into_keys()
+            .filter(|k| k.ends_with(":l"))
+            .count()
+    };
+    assert_eq!(locks(), 1, "A holds the fill lock");
+
+    // Redis freezes; A's next calls time out and its breaker opens.
+    redis.stop();
+    for i in 0..10 {
+        if !nodes[0].tier().usable() {
+            break;
+        }
+        let user = format!("u-fresh-{i:02}");
+        ask(&http, &user_url(&nodes[0], &user), &user)
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(EVENT_TIMEOUT, nodes[0].tier().until(false))
+        .await
+        .expect("A's tier turned off");
+    // The answer lands while the tier is off: its write is skipped, the lock stays.
+    upstream.release_held();
+    assert_eq!(fill.await.unwrap().unwrap().version, 0);
+
+    redis.cont();
+    all_until(&nodes, true).await;
+    assert_eq!(
+        locks(),
+        0,
+        "A released the lock it left behind once Redis was back"
+    );
+    let started = Instant::now();
+    let got = ask(&http, &user_url(&nodes[1], "u-orphan"), "u-orphan").await;
+    let took = started.elapsed();
+    assert!(got.is_ok(), "{got:?}");
+    assert!(
+        took <= bound(),
+        "B waited {took:?} for a lock nobody will fill (bound {:?})",
+        bound()
+    );
+}
