@@ -334,3 +334,27 @@ async fn a_fill_lock_left_during_a_freeze_does_not_stall_peers() {
         bound()
     );
 }
+
+/// The breaker opening while the maintenance task resyncs (nobody waits for its wake-up
+/// then) must not mark the tier off again once it is back in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tier_stays_marked_on_after_opening_during_a_resync() {
+    let redis = RedisServer::start();
+    let upstream = upstream().await;
+    // Resyncing nearly all the time: a frozen Redis opens the breaker inside a resync.
+    let nodes = fleet_with(1, &upstream, &redis.url(), |sc| sc.resync_interval_ms = 10).await;
+    for round in 0..3 {
+        redis.stop();
+        all_until(&nodes, false).await;
+        redis.cont();
+        all_until(&nodes, true).await;
+        // Redis is fine now: 50 resync intervals later the tier is still marked on.
+        let turned_off =
+            tokio::time::timeout(Duration::from_millis(500), nodes[0].tier().until(false)).await;
+        assert!(
+            turned_off.is_err(),
+            "round {round}: the tier is in use ({}) but marked off",
+            nodes[0].tier().usable()
+        );
+    }
+}

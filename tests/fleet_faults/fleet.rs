@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use evalgate::config::SharedCacheConfig;
 use evalgate::gateway::PurgeScope;
 use evalgate::shared_cache::{Fanout, SharedCache};
 use http::{Method, Request, StatusCode};
@@ -35,6 +36,16 @@ impl Node {
 
 /// A fleet of `n` gateways on one Redis and one upstream, each with its tier in use.
 pub async fn fleet(n: usize, upstream: &FakeUpstream, redis_url: &str) -> Vec<Node> {
+    fleet_with(n, upstream, redis_url, |_| {}).await
+}
+
+/// [`fleet`] with `tweak` applied to each node's `[shared_cache]` after the test settings.
+pub async fn fleet_with(
+    n: usize,
+    upstream: &FakeUpstream,
+    redis_url: &str,
+    tweak: impl Fn(&mut SharedCacheConfig),
+) -> Vec<Node> {
     let mut nodes = Vec::new();
     for _ in 0..n {
         let mut config = config_for(&upstream.url());
@@ -47,6 +58,7 @@ pub async fn fleet(n: usize, upstream: &FakeUpstream, redis_url: &str) -> Vec<No
         sc.breaker_open_ms = 100;
         sc.breaker_max_open_ms = 400;
         sc.resync_interval_ms = 300;
+        tweak(sc);
         let gateway = evalgate::Gateway::new(config.validate().unwrap()).unwrap();
         let server = TestGateway::start_gateway(gateway.clone()).await;
         nodes.push(Node { gateway, server });
