@@ -15,7 +15,7 @@
 //! - [`scripts`]: the Lua scripts, one round trip each.
 //! - [`conn`]: connection, timeouts, in-flight bound.
 //! - [`breaker`]: the circuit breaker.
-//! - [`entries`]: read, lock, wait, write, release.
+//! - [`entries`]: read, lock, wait, write, release (and release fill locks left behind).
 //! - [`fanout`]: generations, purges, the subscriber, resync, the maintenance task.
 
 mod breaker;
