@@ -1,9 +1,13 @@
 //! Redis failing under a fleet never fails or stalls a request (issue 13): gateways sharing
 //! one real `redis-server` keep answering every request with the upstream's answer while
 //! Redis is killed, frozen, full, restarted empty or loses its pub/sub connection; no request
-//! takes longer than one Redis timeout plus the upstream's own time (and a margin, below);
-//! the tier turns off and comes back; a purged answer is never served again once the fleet
-//! has caught up.
+//! takes longer than one Redis timeout plus the upstream's own time (and a margin, see
+//! `load::MARGIN`); the tier turns off and comes back; a purged answer is never served
+//! again once the fleet has caught up. Two narrower tests pin down what the load loops
+//! found: a fill lock left during a freeze, and the breaker opening during a resync.
+//!
+//! `fleet_faults/fleet.rs` builds the fleet and asks it; `fleet_faults/load.rs` is the
+//! bounded load loop (4 clients, fresh and repeated keys, round robin) and its verdicts.
 
 mod support;
 

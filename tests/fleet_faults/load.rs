@@ -16,7 +16,7 @@ use crate::support::*;
 /// instance's fill lock and the first look for its value: one more Redis call (bounded by
 /// the same timeout) and the lock holder's fetch (the upstream's time) plus one wait poll
 /// (20 ms), 140 ms in all; (b) scheduling on this VM: two cores shared with other builds,
-/// where a tokio timer or a loopback round trip is at times 100 ms late. A stall the bound
+/// where a tokio timer or a loopback round trip is at times 100 ms late or more. A stall the bound
 /// is here to catch is a Redis call that is not cut (a frozen Redis: forever) or a wait for
 /// a fill lock that outlives its holder's write (`upstream.timeout_ms`: 10 s).
 pub const MARGIN: Duration = Duration::from_millis(300);
@@ -27,6 +27,8 @@ pub const MAX_REQUESTS_PER_CLIENT: usize = 3000;
 pub const LOAD_DEADLINE: Duration = Duration::from_secs(20);
 /// Repeated keys (asked again and again, on every instance) besides the fresh ones.
 pub const REPEATED: usize = 16;
+
+/// The slowest any request may be (see [`MARGIN`]).
 pub fn bound() -> Duration {
     Duration::from_millis(REDIS_TIMEOUT_MS) + UPSTREAM_DELAY + MARGIN
 }
