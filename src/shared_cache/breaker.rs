@@ -1,11 +1,10 @@
 //! The circuit breaker: after `shared_cache.breaker_failures` consecutive failed or
 //! timed-out calls the tier is off, and every request behaves as on a single box (L1 and
-//! local coalescing) without waiting on Redis. A purge Redis did not record turns it off
-//! at once: Redis still holds the purged entries under their old names until the purge
-//! is replayed. The tier's maintenance task probes Redis after
-//! `shared_cache.breaker_open_ms` (doubling per failed probe, up to
+//! local coalescing) without waiting on Redis. The tier's maintenance task probes Redis
+//! after `shared_cache.breaker_open_ms` (doubling per failed probe, up to
 //! `shared_cache.breaker_max_open_ms`) and closes the breaker once a probe, the replay of
-//! pending purges and a resync of the generations succeed. Requests only read one atomic.
+//! pending purges, the release of fill locks left behind and a resync of the generations
+//! succeed. Requests only read one atomic.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 

@@ -245,6 +245,9 @@ impl Calls {
                 self.breaker.success();
                 Ok(value)
             }
+            // The client's own response timeout (the same bound) may fire first: still a
+            // timeout, not an error reply.
+            Ok(Err(e)) if e.is_timeout() => Err(self.timed_out()),
             Ok(Err(e)) => {
                 // A full Redis (OOM) answers quickly: the server is there, the write just
                 // has no room, so it does not count towards turning the tier off.
@@ -253,15 +256,18 @@ impl Calls {
                 }
                 Err(CallError::Failed(e.to_string()))
             }
-            Err(_) => {
-                if self.breaker.failure() {
-                    tracing::warn!(
-                        timeout_ms = self.timeout.as_millis() as u64,
-                        "shared cache: Redis calls timing out; tier off until a probe succeeds"
-                    );
-                }
-                Err(CallError::Timeout)
-            }
+            Err(_) => Err(self.timed_out()),
         }
+    }
+
+    /// A call that got no answer within `timeout_ms`: counts towards opening the breaker.
+    fn timed_out(&self) -> CallError {
+        if self.breaker.failure() {
+            tracing::warn!(
+                timeout_ms = self.timeout.as_millis() as u64,
+                "shared cache: Redis calls timing out; tier off until a probe succeeds"
+            );
+        }
+        CallError::Timeout
     }
 }

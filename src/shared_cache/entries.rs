@@ -22,6 +22,16 @@ pub struct Slot {
 #[derive(Debug, Clone)]
 pub struct Token(String);
 
+/// A fill lock (its name and token) that may be left in Redis with nobody to fill it.
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    lock: String,
+    token: Token,
+}
+
+/// Orphaned locks remembered at most; past it they are left to expire (`lock_ttl_ms`).
+const ORPHANS: usize = 1024;
+
 /// What Redis said about an entry.
 #[derive(Debug)]
 pub enum Read {
@@ -86,6 +96,7 @@ impl SharedCache {
     /// trip. An unusable tier, an error or a timeout is `Fetch(None)` (as a single box).
     pub async fn read(&self, slot: &Slot) -> Read {
         let token = self.token();
+        let asked = token.clone();
         let names = &slot.names;
         let ttl = self.lock_ttl_ms();
         let result = self
@@ -132,6 +143,7 @@ impl SharedCache {
             }
             Err(e) => {
                 metrics.op("read", e.result());
+                self.orphaned(&slot.names.lock, asked, &e);
                 Read::Fetch(None)
             }
         }
@@ -141,6 +153,7 @@ impl SharedCache {
     /// instance only): `Fetch(Some)` when taken, `Busy` when another holds it.
     pub async fn lock(&self, slot: &Slot) -> Read {
         let token = self.token();
+        let asked = token.clone();
         let ttl = self.lock_ttl_ms();
         let lock = &slot.names.lock;
         let result = self
@@ -159,7 +172,10 @@ impl SharedCache {
         match result {
             Ok((true, token)) => Read::Fetch(Some(token)),
             Ok((false, _)) => Read::Busy,
-            Err(_) => Read::Fetch(None),
+            Err(e) => {
+                self.orphaned(lock, asked, &e);
+                Read::Fetch(None)
+            }
         }
     }
 
@@ -266,7 +282,11 @@ impl SharedCache {
         }
         let bytes = envelope::encode(entry, now, SystemTime::now());
         let px = u64::try_from(px.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.spawn_write("write", move |this| async move {
+        let held = lock.clone().map(|token| Orphan {
+            lock: slot.names.lock.clone(),
+            token,
+        });
+        self.spawn_write("write", held, move |this| async move {
             let token = lock.map_or_else(String::new, |t| t.0);
             let names = &slot.names;
             this.inner
@@ -290,7 +310,11 @@ impl SharedCache {
     /// at once instead of at the lock's expiry, or one after another.
     pub fn release(&self, slot: Slot, lock: Option<Token>) {
         let Some(token) = lock else { return };
-        self.spawn_write("release", move |this| async move {
+        let held = Orphan {
+            lock: slot.names.lock.clone(),
+            token: token.clone(),
+        };
+        self.spawn_write("release", Some(held), move |this| async move {
             let lock = &slot.names.lock;
             this.inner
                 .calls
@@ -306,8 +330,9 @@ impl SharedCache {
         });
     }
 
-    /// Runs one write-like call in a tracked task within `max_pending_writes`.
-    fn spawn_write<F, Fut>(&self, op: &'static str, call: F)
+    /// Runs one write-like call in a tracked task within `max_pending_writes`. `held`:
+    /// the fill lock the call releases, remembered as orphaned when it does not run.
+    fn spawn_write<F, Fut>(&self, op: &'static str, held: Option<Orphan>, call: F)
     where
         F: FnOnce(SharedCache) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), super::CallError>> + Send + 'static,
@@ -315,21 +340,82 @@ impl SharedCache {
         let metrics = self.metrics().clone();
         let Ok(permit) = self.inner.writes.clone().try_acquire_owned() else {
             metrics.op(op, "skipped");
+            self.remember(held);
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             metrics.op(op, "skipped");
+            self.remember(held);
             return;
         };
         metrics.pending_writes(1);
         let this = self.clone();
         let task = self.inner.tracker.track_future(async move {
-            let result = call(this).await;
+            let result = call(this.clone()).await;
+            if result.is_err() {
+                this.remember(held);
+            }
             metrics.op(op, result.as_ref().map_or_else(|e| e.result(), |()| "ok"));
             metrics.pending_writes(-1);
             drop(permit);
         });
         drop(runtime.spawn(task));
+    }
+
+    /// A lock call that timed out may still take the lock in Redis (it runs when the
+    /// server catches up): remember it. An error reply took none; a skipped call was
+    /// never sent.
+    fn orphaned(&self, lock: &str, token: Token, error: &super::CallError) {
+        if *error == super::CallError::Timeout {
+            self.remember(Some(Orphan {
+                lock: lock.to_string(),
+                token,
+            }));
+        }
+    }
+
+    fn remember(&self, orphan: Option<Orphan>) {
+        let Some(orphan) = orphan else { return };
+        let mut orphans = self.inner.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        if orphans.len() < ORPHANS {
+            orphans.push(orphan);
+        }
+    }
+
+    /// Releases the fill locks this instance may have left behind (each only if it still
+    /// holds it); those not released are kept for the next attempt.
+    pub(super) async fn release_orphans(&self) -> Result<(), super::CallError> {
+        let orphans =
+            std::mem::take(&mut *self.inner.orphans.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut left = orphans.into_iter();
+        while let Some(orphan) = left.next() {
+            let result = self
+                .inner
+                .calls
+                .call_anyway("release", |mut conn| {
+                    let orphan = orphan.clone();
+                    async move {
+                        RELEASE
+                            .key(&orphan.lock)
+                            .arg(&orphan.token.0)
+                            .invoke_async::<i64>(&mut conn)
+                            .await
+                    }
+                })
+                .await;
+            self.metrics().op(
+                "release",
+                result.as_ref().map_or_else(|e| e.result(), |_| "ok"),
+            );
+            if let Err(e) = result {
+                let mut orphans = self.inner.orphans.lock().unwrap_or_else(|e| e.into_inner());
+                orphans.push(orphan);
+                orphans.extend(left);
+                orphans.truncate(ORPHANS);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn token(&self) -> Token {

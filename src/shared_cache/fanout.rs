@@ -484,6 +484,9 @@ impl SharedCache {
                 if self.replay_pending().await.is_err() {
                     tracing::debug!("shared cache: pending purges not replayed yet");
                 }
+                if self.release_orphans().await.is_err() {
+                    tracing::debug!("shared cache: releasing abandoned fill locks failed");
+                }
                 if self.resync(on_purge.as_ref()).await.is_err() {
                     tracing::debug!("shared cache: resync failed");
                 }
@@ -505,6 +508,7 @@ impl SharedCache {
                     .await
                     .map_err(|e| e.to_string())?;
                 self.replay_pending().await.map_err(|e| e.to_string())?;
+                self.release_orphans().await.map_err(|e| e.to_string())?;
                 self.resync(on_purge.as_ref())
                     .await
                     .map_err(|e| e.to_string())

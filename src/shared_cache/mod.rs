@@ -15,7 +15,7 @@
 //! - [`scripts`]: the Lua scripts, one round trip each.
 //! - [`conn`]: connection, timeouts, in-flight bound.
 //! - [`breaker`]: the circuit breaker.
-//! - [`entries`]: read, lock, wait, write, release.
+//! - [`entries`]: read, lock, wait, write, release (and release fill locks left behind).
 //! - [`fanout`]: generations, purges, the subscriber, resync, the maintenance task.
 
 mod breaker;
@@ -35,6 +35,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 pub use conn::CallError;
+use entries::Orphan;
 pub use entries::{Read, Slot, Token, Waited};
 pub use fanout::{Fanout, Purge, RemotePurge};
 
@@ -77,6 +78,10 @@ struct Shared {
     next_token: AtomicU64,
     /// Purges made while the tier was off, replayed when it comes back.
     pending_purges: Mutex<Vec<Option<DepTag>>>,
+    /// Fill locks this instance may have left in Redis (a lock call that got no answer,
+    /// a write that did not run): released by the maintenance task, so that no peer
+    /// waits for a fill that will not come.
+    orphans: Mutex<Vec<Orphan>>,
     /// Whether the tier is in use, for whoever waits for a change ([`SharedCache::until`]).
     up: tokio::sync::watch::Sender<bool>,
 }
@@ -161,6 +166,7 @@ impl SharedCache {
                 instance: random_u64(),
                 next_token: AtomicU64::new(0),
                 pending_purges: Mutex::default(),
+                orphans: Mutex::default(),
                 up: tokio::sync::watch::Sender::new(false),
                 config: sc.clone(),
             }),
@@ -186,9 +192,10 @@ impl SharedCache {
     }
 
     /// Where `key`'s entry is in Redis under the current generations, or `None` while the
-    /// tier is off.
+    /// tier is off (a read skipped by the breaker, counted).
     pub fn slot(&self, key: &CacheKey) -> Option<Slot> {
         if !self.usable() {
+            self.metrics().op("read", "skipped");
             return None;
         }
         let tag = self.inner.namer.dep_tag(key.deployment());
