@@ -165,7 +165,6 @@ impl Metrics {
             inflight.clone(),
         );
         let abandoned = AbandonedFills::register(r);
-        let shared_cache = SharedCacheMetrics::register(r);
         let purges = family(
             r,
             "purges",
@@ -213,7 +212,7 @@ impl Metrics {
             headers_dropped,
             inflight,
             abandoned,
-            shared_cache,
+            shared_cache: SharedCacheMetrics::default(),
             purges,
             polls,
             cache_entries,
@@ -313,9 +312,15 @@ impl Metrics {
         &self.abandoned
     }
 
-    /// The shared cache tier's metrics (registered whether or not the tier is on).
+    /// The shared cache tier's metrics (unregistered unless
+    /// [`Metrics::register_shared_cache`] ran: a single box exposes none of them).
     pub fn shared_cache(&self) -> &SharedCacheMetrics {
         &self.shared_cache
+    }
+
+    /// Registers the shared cache tier's metrics (when `[shared_cache]` is configured).
+    pub fn register_shared_cache(&mut self) {
+        self.shared_cache = SharedCacheMetrics::register(&mut self.registry);
     }
 
     /// Copies the cache's current size and removal totals into their metrics; called

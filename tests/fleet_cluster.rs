@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use evalgate::gateway::PurgeScope;
 use evalgate::shared_cache::Fanout;
 use futures_util::stream::{self, StreamExt};
-use support::tier_fleet::{Fleet, POLL, echoed, vardata};
 use support::redis::RedisCluster;
+use support::tier_fleet::{Fleet, POLL, echoed, vardata};
 use support::*;
 
 /// The fleet test on a three-master Cluster: 4 gateways, 1,000 keys × 10 requests

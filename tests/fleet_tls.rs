@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use evalgate::gateway::PurgeScope;
 use evalgate::shared_cache::Fanout;
-use support::tier_fleet::{Fleet, POLL, echoed, vardata};
 use support::redis::RedisServer;
+use support::tier_fleet::{Fleet, POLL, echoed, vardata};
 use support::*;
 
 /// `rediss://` with the CA that signed the server's certificate: a fill on one gateway is

@@ -92,7 +92,10 @@ impl Gateway {
         } else {
             Upstream::http(&config.upstream)?
         };
-        let metrics = Metrics::new();
+        let mut metrics = Metrics::new();
+        if config.shared_cache.enabled() {
+            metrics.register_shared_cache();
+        }
         // What answers misses, folded into the shared tier's names: instances share an
         // entry only when the same upstream, or the same embedded flags, answered it.
         let origin = match upstream.as_embedded() {

@@ -2,9 +2,9 @@
 #![allow(dead_code)]
 
 pub mod fleet;
-pub mod tier_fleet;
 pub mod raw_http;
 pub mod redis;
+pub mod tier_fleet;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
