@@ -8,6 +8,7 @@ use redis::Value;
 use tokio::time::Instant;
 
 use super::names::EntryNames;
+use super::orphans::Orphan;
 use super::scripts::{FILL, LOCK, PEEK, READ_OR_LOCK, RELEASE};
 use super::{SharedCache, envelope};
 use crate::cache::CachedResponse;
@@ -20,17 +21,7 @@ pub struct Slot {
 
 /// A fill lock held by this instance: its token.
 #[derive(Debug, Clone)]
-pub struct Token(String);
-
-/// A fill lock (its name and token) that may be left in Redis with nobody to fill it.
-#[derive(Debug, Clone)]
-pub struct Orphan {
-    lock: String,
-    token: Token,
-}
-
-/// Orphaned locks remembered at most; past it they are left to expire (`lock_ttl_ms`).
-const ORPHANS: usize = 1024;
+pub struct Token(pub(super) String);
 
 /// What Redis said about an entry.
 #[derive(Debug)]
@@ -360,62 +351,6 @@ impl SharedCache {
             drop(permit);
         });
         drop(runtime.spawn(task));
-    }
-
-    /// A lock call that timed out may still take the lock in Redis (it runs when the
-    /// server catches up): remember it. An error reply took none; a skipped call was
-    /// never sent.
-    fn orphaned(&self, lock: &str, token: Token, error: &super::CallError) {
-        if *error == super::CallError::Timeout {
-            self.remember(Some(Orphan {
-                lock: lock.to_string(),
-                token,
-            }));
-        }
-    }
-
-    fn remember(&self, orphan: Option<Orphan>) {
-        let Some(orphan) = orphan else { return };
-        let mut orphans = self.inner.orphans.lock().unwrap_or_else(|e| e.into_inner());
-        if orphans.len() < ORPHANS {
-            orphans.push(orphan);
-        }
-    }
-
-    /// Releases the fill locks this instance may have left behind (each only if it still
-    /// holds it); those not released are kept for the next attempt.
-    pub(super) async fn release_orphans(&self) -> Result<(), super::CallError> {
-        let orphans =
-            std::mem::take(&mut *self.inner.orphans.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut left = orphans.into_iter();
-        while let Some(orphan) = left.next() {
-            let result = self
-                .inner
-                .calls
-                .call_anyway("release", |mut conn| {
-                    let orphan = orphan.clone();
-                    async move {
-                        RELEASE
-                            .key(&orphan.lock)
-                            .arg(&orphan.token.0)
-                            .invoke_async::<i64>(&mut conn)
-                            .await
-                    }
-                })
-                .await;
-            self.metrics().op(
-                "release",
-                result.as_ref().map_or_else(|e| e.result(), |_| "ok"),
-            );
-            if let Err(e) = result {
-                let mut orphans = self.inner.orphans.lock().unwrap_or_else(|e| e.into_inner());
-                orphans.push(orphan);
-                orphans.extend(left);
-                orphans.truncate(ORPHANS);
-                return Err(e);
-            }
-        }
-        Ok(())
     }
 
     fn token(&self) -> Token {

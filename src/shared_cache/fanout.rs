@@ -7,22 +7,17 @@
 //! subscription reconnects: a missed announcement costs at most one interval. The hash
 //! carries an epoch; a Redis that lost it (restarted empty, flushed) gets a new epoch, so
 //! no entry from before can be reached again, and every instance drops its L1.
-//!
-//! The maintenance task ([`SharedCache::run`]) connects, subscribes, resyncs, and while
-//! the breaker is open probes Redis with backoff, replays the purges made meanwhile and
-//! resyncs before it closes the breaker again.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use futures_util::StreamExt;
 use redis::Value;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use super::names::{DepTag, Gens, Namer};
-use super::scripts::{FLAGS_CHANGED, LEASE, PURGE, SYNC};
+use super::scripts::{PURGE, SYNC};
 use super::{SharedCache, envelope, random_u64};
 
 /// The generations this instance knows: raised by its own purges, announcements and
@@ -95,7 +90,7 @@ pub enum Fanout {
 const PENDING_PURGES: usize = 64;
 
 /// Parses a `HGETALL` / script array reply of strings.
-fn strings(value: Value) -> Vec<String> {
+pub(super) fn strings(value: Value) -> Vec<String> {
     match value {
         Value::Array(items) => items
             .into_iter()
@@ -110,7 +105,7 @@ fn strings(value: Value) -> Vec<String> {
     }
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     envelope::unix_ms(SystemTime::now())
 }
 
@@ -159,7 +154,7 @@ impl SharedCache {
     }
 
     /// Replays the purges Redis missed, in order; those it still cannot take stay pending.
-    async fn replay_pending(&self) -> Result<(), super::CallError> {
+    pub(super) async fn replay_pending(&self) -> Result<(), super::CallError> {
         let pending = std::mem::take(
             &mut *self
                 .inner
@@ -209,7 +204,7 @@ impl SharedCache {
     }
 
     /// Applies a raised generation here and publishes it: `reply` is `[epoch, generation]`.
-    async fn announce(&self, tag: Option<DepTag>, reply: &[String]) {
+    pub(super) async fn announce(&self, tag: Option<DepTag>, reply: &[String]) {
         let (Some(epoch), Some(generation)) = (
             reply.first().and_then(|e| e.parse::<u64>().ok()),
             reply.get(1).and_then(|g| g.parse::<u64>().ok()),
@@ -241,83 +236,9 @@ impl SharedCache {
         }
     }
 
-    /// Takes the lease on polling `deployment`'s flags for `interval`, or renews it when
-    /// this instance holds it (so its poller keeps its own interval; others take over one
-    /// interval after its last poll): `Some(true)` when this instance polls,
-    /// `Some(false)` when another does, `None` when the tier is off (poll as a single box).
-    pub async fn poll_lease(&self, deployment: &str, interval: Duration) -> Option<bool> {
-        let tag = self.note(deployment);
-        let key = self.inner.namer.poll_lease(tag);
-        let owner = format!("{:016x}", self.inner.instance);
-        let px = u64::try_from(interval.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let result = self
-            .inner
-            .calls
-            .call("read", |mut conn| async move {
-                LEASE
-                    .key(&key)
-                    .arg(&owner)
-                    .arg(px)
-                    .invoke_async::<i64>(&mut conn)
-                    .await
-            })
-            .await;
-        let metrics = self.metrics();
-        match result {
-            Ok(1) => {
-                metrics.op("lease", "won");
-                Some(true)
-            }
-            Ok(_) => {
-                metrics.op("lease", "lost");
-                Some(false)
-            }
-            Err(_) => {
-                metrics.op("lease", "error");
-                None
-            }
-        }
-    }
-
-    /// Records `deployment`'s flags fingerprint for the fleet. `Some(true)`: it differs
-    /// from the one recorded, and the deployment was purged across the fleet (the caller
-    /// drops its own L1 entries); `Some(false)`: first or unchanged; `None`: Redis failed.
-    pub async fn flags_changed(&self, deployment: &str, fingerprint: u64) -> Option<bool> {
-        let tag = self.note(deployment);
-        let hash = self.inner.namer.generations();
-        let f_field = Namer::fingerprint_field(tag);
-        let g_field = Namer::gen_field(Some(tag));
-        let epoch_candidate = random_u64().to_string();
-        let result = self
-            .inner
-            .calls
-            .call("purge", |mut conn| async move {
-                let reply: Value = FLAGS_CHANGED
-                    .key(&hash)
-                    .arg(&f_field)
-                    .arg(format!("{fingerprint:016x}"))
-                    .arg(&g_field)
-                    .arg(now_ms())
-                    .arg(&epoch_candidate)
-                    .invoke_async(&mut conn)
-                    .await?;
-                Ok(strings(reply))
-            })
-            .await
-            .ok()?;
-        if result.first().map(String::as_str) != Some("1") {
-            return Some(false);
-        }
-        self.metrics().op("purge", "ok");
-        self.announce(Some(tag), &result[1..]).await;
-        Some(true)
-    }
-
     /// Re-reads the generations hash; purges locally (through `on_purge`) whatever rose
     /// since, and everything when the epoch changed. `Err` when Redis could not be read.
-    async fn resync(
+    pub(super) async fn resync(
         &self,
         on_purge: &(dyn Fn(RemotePurge) + Send + Sync),
     ) -> Result<(), super::CallError> {
@@ -390,7 +311,11 @@ impl SharedCache {
     }
 
     /// Drops this instance's L1 entries for `tag` (everything for `None`).
-    fn purge_locally(&self, tag: Option<DepTag>, on_purge: &(dyn Fn(RemotePurge) + Send + Sync)) {
+    pub(super) fn purge_locally(
+        &self,
+        tag: Option<DepTag>,
+        on_purge: &(dyn Fn(RemotePurge) + Send + Sync),
+    ) {
         match tag {
             None => on_purge(RemotePurge::All),
             Some(tag) => match self.deployment_of(tag) {
@@ -404,7 +329,7 @@ impl SharedCache {
     }
 
     /// One announcement: `<epoch> <field> <generation>`.
-    fn on_message(
+    pub(super) fn on_message(
         &self,
         text: &str,
         on_purge: &(dyn Fn(RemotePurge) + Send + Sync),
@@ -434,158 +359,6 @@ impl SharedCache {
         if self.inner.gens.raise(tag, generation) {
             tracing::debug!("shared cache: purge announced by another instance");
             self.purge_locally(tag, on_purge);
-        }
-    }
-
-    /// The tier's maintenance, until `stop`: connect, subscribe, resync every
-    /// `shared_cache.resync_interval_ms`, and bring the tier back after failures.
-    /// `on_purge` drops L1 entries for purges made elsewhere.
-    pub async fn run<P>(self, on_purge: P, mut stop: watch::Receiver<bool>)
-    where
-        P: Fn(RemotePurge) + Send + Sync + 'static,
-    {
-        let on_purge: std::sync::Arc<dyn Fn(RemotePurge) + Send + Sync> =
-            std::sync::Arc::new(on_purge);
-        let resync_now = self.inner.resync_now.clone();
-        let subscriber = tokio::spawn(self.clone().subscribe(on_purge.clone(), resync_now.clone()));
-        let config = self.inner.config.clone();
-        let target = config.display_target();
-        let mut backoff = Duration::from_millis(config.breaker_open_ms);
-        let max_backoff = Duration::from_millis(config.breaker_max_open_ms);
-        let mut connected = false;
-        // Whether this outage was reported already.
-        let mut warned = false;
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            let breaker = &self.inner.calls.breaker;
-            if breaker.closed() {
-                // In use: resync on the interval, at once when asked, or probe when the
-                // breaker opens.
-                tokio::select! {
-                    _ = tokio::time::sleep(config.resync_interval()) => {}
-                    _ = resync_now.notified() => {}
-                    _ = breaker.wait_opened() => {
-                        // A notification left from an opening that a probe already
-                        // undid is not news.
-                        if !breaker.closed() {
-                            self.set_up(false);
-                        }
-                        continue;
-                    }
-                    changed = stop.changed() => {
-                        if changed.is_err() {
-                            break;
-                        }
-                        continue;
-                    }
-                }
-                if self.replay_pending().await.is_err() {
-                    tracing::debug!("shared cache: pending purges not replayed yet");
-                }
-                if self.release_orphans().await.is_err() {
-                    tracing::debug!("shared cache: releasing abandoned fill locks failed");
-                }
-                if self.resync(on_purge.as_ref()).await.is_err() {
-                    tracing::debug!("shared cache: resync failed");
-                }
-                continue;
-            }
-            // Off: (re)connect if needed, probe, replay purges, resync, then close.
-            self.set_up(false);
-            let ready = async {
-                if !connected {
-                    let conn = self.inner.target.connect(&config).await?;
-                    self.inner.calls.set_conn(conn);
-                    connected = true;
-                }
-                self.inner
-                    .calls
-                    .call_anyway("resync", |mut conn| async move {
-                        redis::cmd("PING").query_async::<String>(&mut conn).await
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.replay_pending().await.map_err(|e| e.to_string())?;
-                self.release_orphans().await.map_err(|e| e.to_string())?;
-                self.resync(on_purge.as_ref())
-                    .await
-                    .map_err(|e| e.to_string())
-            };
-            match ready.await {
-                Ok(()) => {
-                    self.inner.calls.breaker.close();
-                    self.set_up(true);
-                    warned = false;
-                    backoff = Duration::from_millis(config.breaker_open_ms);
-                    tracing::info!(redis = %target, "shared cache tier in use");
-                }
-                Err(e) => {
-                    // One warning per outage (at start-up: the first attempt), the
-                    // retries at debug level.
-                    if std::mem::replace(&mut warned, true) {
-                        tracing::debug!(redis = %target, error = %e, retry_ms = backoff.as_millis() as u64, "shared cache: Redis still unreachable");
-                    } else {
-                        tracing::warn!(redis = %target, error = %e, "shared cache tier off: cannot reach Redis; serving as a single instance until it answers");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        changed = stop.changed() => {
-                            if changed.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                    backoff = (backoff * 2).min(max_backoff);
-                }
-            }
-        }
-        subscriber.abort();
-        self.drain(Duration::from_millis(config.timeout_ms * 2))
-            .await;
-    }
-
-    /// Keeps one subscription to the purge channel, reconnecting with backoff; after each
-    /// (re)subscription asks for a resync (announcements may have been missed meanwhile).
-    async fn subscribe(
-        self,
-        on_purge: std::sync::Arc<dyn Fn(RemotePurge) + Send + Sync>,
-        resync: std::sync::Arc<Notify>,
-    ) {
-        let config = self.inner.config.clone();
-        let channel = self.inner.namer.channel();
-        let clients = self.inner.target.pubsub_clients(&config);
-        let mut backoff = Duration::from_millis(100);
-        let max_backoff = config.resync_interval().max(Duration::from_millis(100));
-        let mut next = 0usize;
-        loop {
-            let Some(client) = clients.get(next % clients.len().max(1)).cloned() else {
-                return;
-            };
-            next += 1;
-            let subscribed = async {
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
-                redis::RedisResult::Ok(pubsub)
-            };
-            match tokio::time::timeout(config.connect_timeout(), subscribed).await {
-                Ok(Ok(pubsub)) => {
-                    backoff = Duration::from_millis(100);
-                    resync.notify_one();
-                    let mut messages = pubsub.into_on_message();
-                    while let Some(message) = messages.next().await {
-                        let text =
-                            String::from_utf8_lossy(message.get_payload_bytes()).into_owned();
-                        self.on_message(&text, on_purge.as_ref(), &resync);
-                    }
-                    tracing::warn!(%channel, "shared cache: purge subscription lost; resubscribing");
-                }
-                Ok(Err(e)) => tracing::debug!(error = %e, "shared cache: cannot subscribe"),
-                Err(_) => tracing::debug!("shared cache: subscribing timed out"),
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(max_backoff);
         }
     }
 }

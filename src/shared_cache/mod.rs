@@ -16,14 +16,20 @@
 //! - [`conn`]: connection, timeouts, in-flight bound.
 //! - [`breaker`]: the circuit breaker.
 //! - [`entries`]: read, lock, wait, write, release (and release fill locks left behind).
-//! - [`fanout`]: generations, purges, the subscriber, resync, the maintenance task.
+//! - [`fanout`]: generations, purges and their announcements, resync.
+//! - [`lease`]: one flag poll per deployment per interval for the fleet.
+//! - [`maintenance`]: the background task: connect, subscribe, resync, recover.
+//! - [`orphans`]: fill locks left behind by calls that timed out, released later.
 
 mod breaker;
 mod conn;
 mod entries;
 mod envelope;
 pub mod fanout;
+mod lease;
+mod maintenance;
 pub mod names;
+mod orphans;
 mod scripts;
 
 use std::collections::{HashMap, VecDeque};
@@ -35,9 +41,9 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 pub use conn::CallError;
-use entries::Orphan;
 pub use entries::{Read, Slot, Token, Waited};
 pub use fanout::{Fanout, Purge, RemotePurge};
+use orphans::Orphan;
 
 use crate::config::{Config, SharedCacheConfig};
 use crate::key::CacheKey;

@@ -76,7 +76,8 @@ return 0",
 /// renews it for its holder (so the instance polling keeps its interval) → 1 when held.
 pub static LEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"local owner = redis.call('GET', KEYS[1])
+        r"#!lua flags=allow-oom
+local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1",
