@@ -38,11 +38,11 @@ impl CacheStatus {
 
 pub type Body = Full<Bytes>;
 
-/// Which tier answered, sent as `X-Cache-Tier` when the shared cache tier is configured.
+/// Which tier answered when it was not this instance's memory, sent as `X-Cache-Tier`
+/// when the shared cache tier is configured (an L1 answer carries no header, so that the
+/// L1 hit path is the same with or without the tier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
-    /// This instance's memory.
-    L1,
     /// The shared tier (Redis): another instance's fill.
     L2,
     /// The upstream (a miss), or an error evalgate made.
@@ -52,7 +52,6 @@ pub enum Tier {
 impl Tier {
     pub fn as_str(self) -> &'static str {
         match self {
-            Tier::L1 => "l1",
             Tier::L2 => "l2",
             Tier::Upstream => "upstream",
         }

@@ -102,8 +102,9 @@ pub fn metric(text: &str, name: &str) -> u64 {
         .expect("a counter value")
 }
 
+/// The tier that answered; answers from the instance's own memory carry no header: `l1`.
 pub fn tier(got: &Got) -> &str {
-    got.header("x-cache-tier").unwrap_or("")
+    got.header("x-cache-tier").unwrap_or("l1")
 }
 
 /// The upstream's answer version written into an evaluation body.

@@ -140,10 +140,11 @@ impl std::ops::Index<usize> for Fleet {
     }
 }
 
-/// The `X-Cache` and `X-Cache-Tier` of an answer, e.g. `("HIT", "l2")`.
+/// The `X-Cache` and `X-Cache-Tier` of an answer, e.g. `("HIT", "l2")`; an answer from
+/// the instance's own memory carries no tier header: `"l1"`.
 pub fn cache_and_tier(got: &super::Got) -> (String, String) {
     (
         got.x_cache().to_string(),
-        got.header("x-cache-tier").unwrap_or("").to_string(),
+        got.header("x-cache-tier").unwrap_or("l1").to_string(),
     )
 }
