@@ -6,82 +6,21 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use evalgate::Config;
+use support::cli::{EX_CONFIG, NO_HANG, TempDir, stderr, stdout};
+
 use support::redis::{RedisCluster, RedisServer};
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-/// `EX_USAGE`: a bad configuration.
-const EX_CONFIG: i32 = 64;
 /// `EX_UNAVAILABLE`: `--check --connect` could not reach Redis.
 const EX_UNAVAILABLE: i32 = 69;
-/// Generous bound on a run that should exit (or log) by itself: proves "does not hang".
-const NO_HANG: Duration = Duration::from_secs(10);
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("evalgate-cli-redis-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    /// Writes `config.toml` here and returns its path.
-    fn config(&self, text: &str) -> PathBuf {
-        let path = self.0.join("config.toml");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs the binary in `dir` with `args`; it must exit by itself within [`NO_HANG`].
+/// Runs the binary in `dir` with `args` and no `EVALGATE_*` variables.
 fn run(dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_evalgate"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env_remove("EVALGATE_LISTEN")
-        .env_remove("EVALGATE_UPSTREAM")
-        .env_remove("EVALGATE_ADMIN_LISTEN")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let child = cmd.spawn().expect("run the evalgate binary");
-        tokio::time::timeout(NO_HANG, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("evalgate {args:?} did not exit"))
-            .unwrap()
-    })
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).unwrap()
+    support::cli::run(dir, args, &[])
 }
 
 /// A loopback port nothing listens on (bound, then released).
