@@ -33,7 +33,7 @@ pub async fn handle(gateway: &Gateway, parts: &Parts) -> http::Response<Body> {
         }
     };
     // With the shared tier: `sent` (every instance drops it), or `pending` (Redis
-    // unreachable: this instance only, replayed to the fleet when Redis is back).
+    // unreachable: this instance at once, the fleet when Redis takes the replay).
     if let Some(fanout) = fanout {
         purged["fanout"] = serde_json::to_value(fanout).unwrap_or_default();
     }

@@ -44,6 +44,11 @@ impl Generations {
         }
     }
 
+    /// The purge-all generation.
+    pub fn of_all(&self) -> u64 {
+        self.all.load(Ordering::Acquire)
+    }
+
     /// Raises one generation to `generation`; whether it rose.
     fn raise(&self, tag: Option<DepTag>, generation: u64) -> bool {
         match tag {
@@ -80,14 +85,18 @@ pub struct Purge {
 pub enum Fanout {
     /// Raised in Redis and announced to the fleet.
     Sent,
-    /// Redis could not be reached: applied here, the tier off here until the purge is
-    /// replayed to the fleet (so the purged entries Redis still holds are not read back).
+    /// Redis could not be reached: applied here (this instance reads under the raised
+    /// generation already), and replayed to the fleet by the maintenance task as soon as
+    /// Redis takes it.
     Pending,
 }
 
 /// Purges remembered for replay while the tier is off; past it they fold into one
 /// purge of everything.
 const PENDING_PURGES: usize = 64;
+
+/// How far behind this instance's clock another's may be, for the first resync's rule.
+const CLOCK_MARGIN_MS: u64 = 60_000;
 
 /// Parses a `HGETALL` / script array reply of strings.
 pub(super) fn strings(value: Value) -> Vec<String> {
@@ -115,7 +124,14 @@ impl SharedCache {
     /// Redis will), so that no miss from now on reads an entry from before the purge.
     pub fn begin_purge(&self, deployment: Option<&str>) -> Purge {
         let tag = deployment.map(|d| self.note(d));
-        let now = now_ms();
+        // Past the generation known here, even when another instance's clock put it ahead
+        // of this one's (or a purge came in this same millisecond): the raise must change
+        // the names this instance reads under.
+        let known = match tag {
+            Some(tag) => self.inner.gens.of(tag).deployment,
+            None => self.inner.gens.of_all(),
+        };
+        let now = now_ms().max(known + 1);
         self.inner.gens.raise(tag, now);
         Purge { tag, now }
     }
@@ -128,6 +144,8 @@ impl SharedCache {
             Err(e) => {
                 tracing::warn!(error = %e, "shared cache: purge not announced; replayed when Redis answers");
                 self.keep_pending(&[purge.tag]);
+                // Replay at once rather than at the next resync tick.
+                self.inner.resync_now.notify_one();
                 Fanout::Pending
             }
         }
@@ -270,6 +288,7 @@ impl SharedCache {
             ));
         };
         let mut changed = false;
+        let mut dropped_all = false;
         let previous = gens.epoch.swap(epoch, Ordering::AcqRel);
         if previous != epoch {
             // A new key space: the generations start again from what the hash holds.
@@ -284,6 +303,7 @@ impl SharedCache {
                 );
                 on_purge(RemotePurge::All);
                 changed = true;
+                dropped_all = true;
             }
         }
         for (field, value) in &fields {
@@ -299,9 +319,11 @@ impl SharedCache {
                 None => continue,
             };
             // Raised since the last resync; or, at the first one, since this process
-            // started (purges made elsewhere while this instance served without Redis).
-            let missed = previous == epoch || generation >= self.inner.started_ms;
-            if gens.raise(tag, generation) && missed {
+            // started (purges made elsewhere while this instance served without Redis),
+            // with a minute's margin for the purging instance's clock being behind.
+            let since_start = self.inner.started_ms.saturating_sub(CLOCK_MARGIN_MS);
+            let missed = previous == epoch || generation >= since_start;
+            if gens.raise(tag, generation) && missed && !dropped_all {
                 changed = true;
                 self.purge_locally(tag, on_purge);
             }
@@ -360,5 +382,37 @@ impl SharedCache {
             tracing::debug!("shared cache: purge announced by another instance");
             self.purge_locally(tag, on_purge);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::metrics::SharedCacheMetrics;
+    use crate::shared_cache::Origin;
+
+    fn tier() -> SharedCache {
+        let mut config = Config::default();
+        config.shared_cache.url = "redis://127.0.0.1:1".into();
+        let origin = Origin::Url("http://upstream".into());
+        SharedCache::new(&config, origin, SharedCacheMetrics::default())
+            .unwrap()
+            .expect("configured")
+    }
+
+    /// A generation another instance's clock put ahead of this one's: the purge must still
+    /// change the names this instance reads under.
+    #[tokio::test]
+    async fn a_purge_raises_past_a_generation_ahead_of_this_clock() {
+        let tier = tier();
+        let tag = tier.note("dep");
+        let ahead = now_ms() + 10_000;
+        tier.inner.gens.raise(Some(tag), ahead);
+        tier.begin_purge(Some("dep"));
+        assert!(tier.inner.gens.of(tag).deployment > ahead);
+        tier.inner.gens.raise(None, ahead);
+        tier.begin_purge(None);
+        assert!(tier.inner.gens.of_all() > ahead);
     }
 }
