@@ -117,7 +117,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (upstream, gateway) = rt.block_on(setup());
+    let (upstream, gateway) = rt.block_on(setup(&[]));
 
     let mut group = c.benchmark_group("hit_path");
     group.bench_function("one_key", |b| {
@@ -138,22 +138,40 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // The same hit with the shared cache tier configured (issue 13): an L1 hit must not
+    // touch it. Its Redis is never reached (the tier's task is not running here), and
+    // L1 hits never ask for it.
+    let (tiered_upstream, tiered) = rt.block_on(setup(&["redis://127.0.0.1:1"]));
+    group.bench_function("one_key_shared_tier_configured", |b| {
+        b.to_async(&rt).iter_batched(
+            || request(0),
+            |req| tiered.handle(black_box(req)),
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
 
     // Nothing on the timed path reached the upstream: every request was a hit.
-    assert_eq!(
-        upstream.hits.load(Ordering::Relaxed),
-        POOL,
-        "only warming may reach the upstream"
-    );
+    for upstream in [&upstream, &tiered_upstream] {
+        assert_eq!(
+            upstream.hits.load(Ordering::Relaxed),
+            POOL,
+            "only warming may reach the upstream"
+        );
+    }
     rt.block_on(upstream.stop());
+    rt.block_on(tiered_upstream.stop());
 }
 
-/// Starts the upstream and a gateway on it, warms `POOL` keys and checks they hit.
-async fn setup() -> (Upstream, Gateway) {
+/// Starts the upstream and a gateway on it (with `shared_cache.url` when given), warms
+/// `POOL` keys and checks they hit.
+async fn setup(shared_cache: &[&str]) -> (Upstream, Gateway) {
     let upstream = Upstream::start().await;
     let mut config = Config::default();
     config.upstream.url = format!("http://{}", upstream.addr);
+    if let Some(url) = shared_cache.first() {
+        config.shared_cache.url = (*url).to_string();
+    }
     let config = config.validate().expect("bench config is valid");
     let gateway = Gateway::new(config).expect("gateway builds");
 
