@@ -96,37 +96,39 @@ return redis.call('HGETALL', KEYS[1])",
     )
 });
 
+/// The one way a generation rises, shared by PURGE and FLAGS_CHANGED: creates the epoch
+/// when the hash has none, raises `field` to max(old + 1, now) (time-based: never steps
+/// back onto an old generation) → `{epoch, new generation}`.
+const RAISE: &str = r"local function raise(hash, field, now, candidate)
+  redis.call('HSETNX', hash, 'epoch', candidate)
+  local e = redis.call('HGET', hash, 'epoch')
+  local g = tonumber(redis.call('HGET', hash, field) or '0')
+  local n = math.max(g + 1, tonumber(now))
+  redis.call('HSET', hash, field, tostring(n))
+  return {e, tostring(n)}
+end
+";
+
 /// KEYS: generations hash. ARGV: generation field, now ms, epoch candidate.
-/// Raises the generation to max(old + 1, now) (time-based: never steps back onto an old
-/// generation) → `{epoch, new generation}`.
+/// Raises the generation ([`RAISE`]) → `{epoch, new generation}`.
 pub static PURGE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"#!lua flags=allow-oom
-redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3])
-local e = redis.call('HGET', KEYS[1], 'epoch')
-local g = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-local n = math.max(g + 1, tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], ARGV[1], tostring(n))
-return {e, tostring(n)}",
-    )
+    Script::new(&format!(
+        "#!lua flags=allow-oom\n{RAISE}return raise(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
+    ))
 });
 
 /// KEYS: generations hash. ARGV: fingerprint field, fingerprint, generation field, now
 /// ms, epoch candidate. Records a deployment's flags fingerprint; when it differs from a
-/// recorded one, raises the deployment's generation as PURGE does.
+/// recorded one, raises the deployment's generation ([`RAISE`]).
 /// → `{0}` (first or unchanged) | `{1, epoch, new generation}`.
 pub static FLAGS_CHANGED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
         r"#!lua flags=allow-oom
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old == ARGV[2] then return {0} end
+{RAISE}local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old == ARGV[2] then return {{0}} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if not old then return {0} end
-redis.call('HSETNX', KEYS[1], 'epoch', ARGV[5])
-local e = redis.call('HGET', KEYS[1], 'epoch')
-local g = tonumber(redis.call('HGET', KEYS[1], ARGV[3]) or '0')
-local n = math.max(g + 1, tonumber(ARGV[4]))
-redis.call('HSET', KEYS[1], ARGV[3], tostring(n))
-return {1, e, tostring(n)}",
-    )
+if not old then return {{0}} end
+local raised = raise(KEYS[1], ARGV[3], ARGV[4], ARGV[5])
+return {{1, raised[1], raised[2]}}"
+    ))
 });
