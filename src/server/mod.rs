@@ -1,8 +1,12 @@
-//! The public listener: accepts connections (HTTP/1.1 and cleartext HTTP/2 on the same
-//! port), enforces the connection limits and timeouts, and drains on shutdown.
+//! The public listeners: accepts connections (HTTP/1.1 and cleartext HTTP/2 on the same
+//! port, and on the HTTPS listener the same after a TLS handshake, see [`tls`]), enforces
+//! the connection limits and timeouts, and drains on shutdown. Both listeners share one
+//! accept loop, one `server.max_connections` budget and one connection path: a TLS
+//! connection is served by the same code once its handshake is done.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,12 +14,16 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 mod oversized;
+pub mod tls;
+
+pub use tls::{CertStore, TlsListener};
 
 use crate::admin::{AdminServer, Readiness};
 use crate::config::Config;
@@ -56,6 +64,32 @@ pub async fn serve_with_admin(
     gateway: Gateway,
     shutdown: impl Future<Output = ()>,
 ) {
+    let listeners = Listeners {
+        plain: Some(listener),
+        tls: None,
+    };
+    serve_listeners(listeners, admin, gateway, shutdown).await;
+}
+
+/// The public listeners, each bound by the caller: cleartext (`server.listen`), HTTPS
+/// (`tls.listen`), or both. At least one should be given; with none, nothing is accepted
+/// until `shutdown`.
+#[derive(Default)]
+pub struct Listeners {
+    pub plain: Option<TcpListener>,
+    pub tls: Option<TlsListener>,
+}
+
+/// Like [`serve_with_admin`], on the cleartext listener, the HTTPS one, or both: the same
+/// gateway, the same connection limits (one `server.max_connections` budget for both) and
+/// timeouts, the same drain. While it serves, the HTTPS listener's certificate files are
+/// polled every `tls.reload_interval_ms`.
+pub async fn serve_listeners(
+    listeners: Listeners,
+    admin: Option<AdminServer>,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()>,
+) {
     let readiness = admin
         .as_ref()
         .map_or_else(Readiness::default, AdminServer::readiness);
@@ -66,14 +100,14 @@ pub async fn serve_with_admin(
         }
     };
     let public = async {
-        serve_public(listener, gateway.clone(), shutdown, &readiness).await;
+        serve_public(listeners, gateway.clone(), shutdown, &readiness).await;
         let _ = admin_stop.send(true);
     };
     tokio::join!(public, admin);
 }
 
 async fn serve_public(
-    listener: TcpListener,
+    listeners: Listeners,
     gateway: Gateway,
     shutdown: impl Future<Output = ()>,
     readiness: &Readiness,
@@ -157,6 +191,19 @@ async fn serve_public(
         }
     }
 
+    let Listeners { plain, tls } = listeners;
+    let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
+    if let Some(tls) = &tls {
+        let interval = Duration::from_millis(gateway.config().tls.reload_interval_ms);
+        let metrics = gateway.metrics().tls().clone();
+        tracker.spawn(tls::watch(
+            tls.store.clone(),
+            interval,
+            metrics,
+            stop_rx.clone(),
+        ));
+    }
+
     readiness.set_listening();
     loop {
         // Wait for a connection slot first: past `max_connections`, clients queue in the
@@ -165,24 +212,38 @@ async fn serve_public(
             permit = connections.clone().acquire_owned() => permit.expect("semaphore never closed"),
             () = &mut shutdown => break,
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (accepted, secure) = tokio::select! {
+            accepted = accept(plain.as_ref()) => (accepted, false),
+            accepted = accept(tls.as_ref().map(|tls| &tls.listener)) => (accepted, true),
             () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
         let builder = builder.clone();
         let stop = stop_rx.clone();
+        let acceptor = acceptor.clone().filter(|_| secure);
         tracker.spawn(async move {
-            serve_connection(stream, gateway, &builder, stop, limits, overflow).await;
+            match acceptor {
+                None => serve_connection(stream, gateway, &builder, stop, limits, overflow).await,
+                Some(acceptor) => {
+                    let metrics = gateway.metrics().tls().clone();
+                    // The handshake counts against the first-request time, like a head.
+                    let secured =
+                        tls::handshake(&acceptor, stream, limits.first, &metrics, stop.clone());
+                    if let Some(stream) = secured.await {
+                        serve_connection(stream, gateway, &builder, stop, limits, overflow).await;
+                    }
+                }
+            }
             tracing::trace!(%peer, "connection closed");
             drop(permit);
         });
@@ -190,7 +251,8 @@ async fn serve_public(
 
     readiness.start_draining();
     tracing::info!("shutting down: no longer accepting connections");
-    drop(listener);
+    drop(plain);
+    drop(tls);
     let _ = stop_tx.send(true);
     tracker.close();
     if tokio::time::timeout(shutdown_timeout, tracker.wait())
@@ -272,14 +334,25 @@ impl Drop for InFlight {
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+/// Accepts on `listener`; never resolves when there is none.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one connection, cleartext or TLS: the same limits and timeouts on both.
+async fn serve_connection<IO>(
+    stream: IO,
     gateway: Gateway,
     builder: &auto::Builder<TokioExecutor>,
     mut stop: watch::Receiver<bool>,
     limits: IdleLimits,
     overflow: OverflowLimits,
-) {
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::default());
     let mut watchdog = Watchdog {
         opened: Instant::now(),
