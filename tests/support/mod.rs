@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod fleet;
+pub mod https;
 pub mod raw_http;
 pub mod redis;
 pub mod tier_fleet;
