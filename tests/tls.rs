@@ -62,7 +62,9 @@ async fn alpn_h2_and_http11_and_none() {
     let issued = ca.issue(1);
     let upstream = FakeUpstream::start().await;
     let gw = TlsGateway::start(tls_config(&upstream.url(), &issued), false).await;
-    let cases: [(&[&str], Option<&[u8]>, Version); 4] = [
+    // (offered, negotiated, the version answers come in)
+    type Case = (&'static [&'static str], Option<&'static [u8]>, Version);
+    let cases: [Case; 4] = [
         (&["h2", "http/1.1"], Some(b"h2"), Version::HTTP_2),
         (&["h2"], Some(b"h2"), Version::HTTP_2),
         (&["http/1.1"], Some(b"http/1.1"), Version::HTTP_11),
