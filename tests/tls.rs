@@ -203,6 +203,29 @@ async fn bad_new_pair_keeps_the_old_one() {
     gw.shutdown().await;
 }
 
+/// The TLS listener shares the cleartext one's connection code: a request head too long
+/// for the connection's buffer gets evalgate's JSON 431, not hyper's bare one.
+#[tokio::test]
+async fn oversized_head_over_tls_gets_the_json_answer() {
+    let dir = TempDir::new("tls");
+    let ca = TestCa::new(dir.path());
+    let issued = ca.issue(1);
+    let upstream = FakeUpstream::start().await;
+    let gw = TlsGateway::start(tls_config(&upstream.url(), &issued), false).await;
+    let options = ClientOptions {
+        alpn: &["http/1.1"],
+        ..ClientOptions::browser(&[&ca.cert])
+    };
+    let mut conn = TlsConn::open(gw.tls, &options).await;
+    // Past the head buffer (max_header_bytes + max_query_bytes + 8 KiB = 56 KiB).
+    let big = "x".repeat(60 * 1024);
+    let (got, _) = conn.get_with(VARDATA, &[("x-big", &big)]).await;
+    assert_eq!(got.status, 431);
+    assert!(got.json()["error"].is_string(), "{:?}", got.body);
+    assert_eq!(upstream.count(), 0);
+    gw.shutdown().await;
+}
+
 /// A client that opens a connection and never sends its ClientHello is closed after
 /// `server.header_read_timeout_ms`, like one that never sends its request head.
 #[tokio::test]

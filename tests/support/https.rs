@@ -355,12 +355,23 @@ impl TlsConn {
     /// `GET path_and_query` with the test deployment key, on this connection; the answer
     /// and the HTTP version it came in.
     pub async fn get(&mut self, path_and_query: &str) -> (Got, Version) {
+        self.get_with(path_and_query, &[]).await
+    }
+
+    /// Like [`TlsConn::get`], with more header fields.
+    pub async fn get_with(
+        &mut self,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> (Got, Version) {
         let request = |version| {
-            Request::get(format!("https://localhost{path_and_query}"))
+            let mut request = Request::get(format!("https://localhost{path_and_query}"))
                 .version(version)
-                .header("authorization", format!("Api-Key {KEY}"))
-                .body(Empty::<Bytes>::new())
-                .unwrap()
+                .header("authorization", format!("Api-Key {KEY}"));
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            request.body(Empty::<Bytes>::new()).unwrap()
         };
         let response = match &mut self.sender {
             Sender::H1(sender) => {
