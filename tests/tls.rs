@@ -217,8 +217,8 @@ async fn oversized_head_over_tls_gets_the_json_answer() {
         ..ClientOptions::browser(&[&ca.cert])
     };
     let mut conn = TlsConn::open(gw.tls, &options).await;
-    // Past the head buffer (max_header_bytes + max_query_bytes + 8 KiB = 56 KiB).
-    let big = "x".repeat(60 * 1024);
+    // Far past the head buffer (max_header_bytes + max_query_bytes + 8 KiB = 56 KiB).
+    let big = "x".repeat(200 * 1024);
     let (got, _) = conn.get_with(VARDATA, &[("x-big", &big)]).await;
     assert_eq!(got.status, 431);
     assert!(got.json()["error"].is_string(), "{:?}", got.body);
