@@ -11,6 +11,7 @@ use std::path::Path;
 use evalgate::server::CertStore;
 use http::Version;
 use rustls::ProtocolVersion;
+use support::certs::*;
 use support::https::*;
 use support::redis::process::TempDir;
 use support::*;

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 
+use support::certs::*;
 use support::cli::{EX_CONFIG, run, stderr};
 use support::https::*;
 use support::redis::process::TempDir;
