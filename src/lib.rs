@@ -4,8 +4,11 @@
 //!
 //! A request flows through these modules, in order:
 //!
-//! - [`server`]: accepts connections (HTTP/1.1 and h2c), connection limits, idle and
-//!   header timeouts, graceful drain; `server::oversized` answers a request head too long
+//! - [`server`]: accepts connections (HTTP/1.1 and h2c, and over TLS with ALPN `h2` and
+//!   `http/1.1` on the `[tls]` listener: one accept loop and connection path for both),
+//!   connection limits, idle and header timeouts, graceful drain; [`server::tls`] holds
+//!   the rustls acceptor and the certificate store re-read on change or SIGHUP;
+//!   `server::oversized` answers a request head too long
 //!   for the connection's buffer with evalgate's JSON 414/431 instead of hyper's bare one.
 //! - [`gateway`]: the pipeline for one request (its body read within
 //!   `server.body_read_timeout_ms`); routes `/v1/vardata` to the cache and everything else
@@ -82,4 +85,4 @@ pub use config::Config;
 pub use error::GatewayError;
 pub use gateway::Gateway;
 pub use key::CacheKey;
-pub use server::{RunError, run, serve, serve_with_admin};
+pub use server::{Listeners, RunError, run, serve, serve_listeners, serve_with_admin};

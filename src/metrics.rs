@@ -14,6 +14,7 @@ mod health;
 pub mod histogram;
 mod labels;
 mod shared;
+pub mod tls;
 pub mod traffic;
 
 use std::sync::atomic::Ordering;
@@ -39,6 +40,7 @@ use labels::{
     cache_index, family, one_label, route_index,
 };
 pub use shared::{OPS as SHARED_CACHE_OPS, SharedCacheMetrics};
+use tls::TlsMetrics;
 use traffic::Traffic;
 
 /// How one upstream exchange ended.
@@ -79,6 +81,7 @@ pub struct Metrics {
     headers_dropped: [Counter; DROP_REASONS.len()],
     inflight: Gauge,
     abandoned: AbandonedFills,
+    tls: TlsMetrics,
     shared_cache: SharedCacheMetrics,
     purges: [Counter; PURGE_SCOPES.len()],
     polls: [Counter; POLL_RESULTS.len()],
@@ -165,6 +168,7 @@ impl Metrics {
             inflight.clone(),
         );
         let abandoned = AbandonedFills::register(r);
+        let tls = TlsMetrics::register(r);
         let purges = family(
             r,
             "purges",
@@ -212,6 +216,7 @@ impl Metrics {
             headers_dropped,
             inflight,
             abandoned,
+            tls,
             shared_cache: SharedCacheMetrics::default(),
             purges,
             polls,
@@ -305,6 +310,11 @@ impl Metrics {
     /// Upstream requests in flight now.
     pub fn inflight_now(&self) -> i64 {
         self.inflight.get()
+    }
+
+    /// The HTTPS listener's metrics, for [`crate::server::tls`] to record into.
+    pub fn tls(&self) -> &TlsMetrics {
+        &self.tls
     }
 
     /// The abandoned-fill metrics, for [`crate::coalesce::Flights`] to record into.

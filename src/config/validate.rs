@@ -13,10 +13,18 @@ const YEAR_S: u64 = 365 * 24 * 3600;
 impl Config {
     /// Checks every value; the first problem found is returned.
     pub fn validate(self) -> Result<Config, ConfigError> {
-        self.server
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|e| invalid("server.listen", format!("not an IP:port address ({e})")))?;
+        if !self.server.listen.is_empty() {
+            self.server
+                .listen
+                .parse::<SocketAddr>()
+                .map_err(|e| invalid("server.listen", format!("not an IP:port address ({e})")))?;
+        } else if !self.tls.enabled() {
+            return Err(invalid(
+                "server.listen",
+                "is empty and so is tls.listen: at least one listener must be configured".into(),
+            ));
+        }
+        self.tls.validate()?;
         let s = &self.server;
         range("server.worker_threads", s.worker_threads as u64, 0, 1024)?;
         range(
@@ -189,12 +197,27 @@ impl Config {
                 self.admin.listen.parse().map_err(|e| {
                     invalid("admin.listen", format!("not an IP:port address ({e})"))
                 })?;
-            if admin.port() == self.listen_addr().port() && admin.port() != 0 {
-                return Err(invalid(
-                    "admin.listen",
-                    "must not use the port of server.listen".into(),
-                ));
+            let public = [&self.server.listen, &self.tls.listen];
+            for (name, listen) in ["server.listen", "tls.listen"].iter().zip(public) {
+                let port = listen.parse::<SocketAddr>().map(|a| a.port()).ok();
+                if port == Some(admin.port()) && admin.port() != 0 {
+                    return Err(invalid(
+                        "admin.listen",
+                        format!("must not use the port of {name}"),
+                    ));
+                }
             }
+        }
+        if let (Ok(plain), Ok(tls)) = (
+            self.server.listen.parse::<SocketAddr>(),
+            self.tls.listen.parse::<SocketAddr>(),
+        ) && plain.port() == tls.port()
+            && plain.port() != 0
+        {
+            return Err(invalid(
+                "tls.listen",
+                "must not use the port of server.listen".into(),
+            ));
         }
         range(
             "admin.ready_upstream_window_s",

@@ -1,8 +1,10 @@
 //! Test support: a scriptable in-test upstream and a gateway, both on 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod cli;
 pub mod fleet;
+pub mod https;
 pub mod raw_http;
 pub mod redis;
 pub mod tier_fleet;
