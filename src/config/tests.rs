@@ -342,6 +342,14 @@ fn tls_section_and_listeners() {
     )
     .unwrap_err();
     assert!(msg.starts_with("`tls.reload_interval_ms`"), "{msg}");
+    // Files for a listener that is off are refused, not silently ignored.
+    for files in ["cert_file = \"c\"\n", "key_file = \"k\"\n"] {
+        let msg = validate(&format!("[tls]\n{files}")).unwrap_err();
+        assert!(
+            msg.starts_with("`tls.listen`") && msg.contains("is empty"),
+            "{msg}"
+        );
+    }
 
     let config = validate(
         "[server]\nlisten = \"\"\n[tls]\nlisten = \"127.0.0.1:8443\"\n\
