@@ -7,7 +7,8 @@
 //! - [`server`]: accepts connections (HTTP/1.1 and h2c, and over TLS with ALPN `h2` and
 //!   `http/1.1` on the `[tls]` listener: one accept loop and connection path for both),
 //!   connection limits, idle and header timeouts, graceful drain; [`server::tls`] holds
-//!   the rustls acceptor and the certificate store re-read on change or SIGHUP;
+//!   the rustls acceptor and the poll of the certificate files, `server::tls::cert_store`
+//!   the pair in force re-read on change or SIGHUP (and `server::tls::der` its serial);
 //!   `server::oversized` answers a request head too long
 //!   for the connection's buffer with evalgate's JSON 414/431 instead of hyper's bare one.
 //! - [`gateway`]: the pipeline for one request (its body read within

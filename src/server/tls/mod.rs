@@ -1,7 +1,7 @@
 //! The HTTPS listener: the rustls acceptor (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`),
 //! its handshake bounded by what is left of `server.header_read_timeout_ms` since the
 //! connection was accepted, and the poll that watches the certificate files;
-//! [`cert_store`] holds the pair in force and re-reads it, [`der`] reads a certificate's
+//! `cert_store` holds the pair in force and re-reads it, `der` reads a certificate's
 //! serial number for the logs.
 
 use std::net::SocketAddr;
