@@ -1,5 +1,5 @@
 //! The HTTPS listener (`[tls]`, issue 16): handshake and the same answers as cleartext,
-//! ALPN `h2` and `http/1.1`, TLS 1.2 and 1.3, certificate rotation on file change with a
+//! ALPN `h2` and `http/1.1` (and the alert for any other), TLS 1.2 and 1.3, certificate rotation on file change with a
 //! connection open, a bad new pair keeping the old one, the key formats a pair may come in
 //! and the files refused unread. Handshake timing, stalls and drain are in
 //! `tests/tls_connections.rs`; the real binary's side (SIGHUP, exit 64, TLS only) is in
@@ -17,6 +17,7 @@ use support::certs::*;
 use support::https::*;
 use support::redis::process::TempDir;
 use support::*;
+use tokio::net::TcpStream;
 
 const VARDATA: &str = "/v1/vardata?user_id=u1&flag_key=a";
 
@@ -74,6 +75,18 @@ async fn alpn_h2_and_http11_and_none() {
         assert_eq!(answered_in, version, "offered {offered:?}");
     }
     assert_eq!(upstream.count(), 1);
+    // Only other protocols offered: the no_application_protocol alert, no connection.
+    let options = ClientOptions {
+        alpn: &["spdy/3", "http/1.0"],
+        ..ClientOptions::browser(&[&ca.cert])
+    };
+    let tcp = TcpStream::connect(gw.tls).await.unwrap();
+    let refused = try_tls_handshake(tcp, &options).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("NoApplicationProtocol"),
+        "{refused}"
+    );
+    gw.wait_handshakes([4, 1, 0, 0]).await;
     gw.shutdown().await;
 }
 

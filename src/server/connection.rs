@@ -27,10 +27,12 @@ struct Activity {
 }
 
 /// The idle watchdog of one connection. It wakes every `limits.idle` (before the first
-/// request: once `limits.first` has passed since the connection opened) and closes the
-/// connection when no request is in flight and none started since its last wake, so an
+/// request: once `limits.first` has passed since the connection was accepted) and closes
+/// the connection when no request is in flight and none started since its last wake, so an
 /// idle keep-alive connection goes after between one and two idle timeouts.
 struct Watchdog {
+    /// When the connection was accepted: before its TLS handshake, which spends the same
+    /// first-request time.
     opened: Instant,
     seen_at_last_wake: u64,
 }

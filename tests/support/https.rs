@@ -280,6 +280,16 @@ impl TlsConn {
 
 /// The client side of a TLS handshake on `tcp` (bounded by [`NO_HANG`]), as `options` say.
 pub async fn tls_handshake(tcp: TcpStream, options: &ClientOptions) -> TlsStream<TcpStream> {
+    try_tls_handshake(tcp, options)
+        .await
+        .expect("the handshake succeeds")
+}
+
+/// Like [`tls_handshake`], with the handshake's error.
+pub async fn try_tls_handshake(
+    tcp: TcpStream,
+    options: &ClientOptions,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = RootCertStore::empty();
     for ca in &options.ca {
         roots
@@ -298,5 +308,4 @@ pub async fn tls_handshake(tcp: TcpStream, options: &ClientOptions) -> TlsStream
     tokio::time::timeout(NO_HANG, connector.connect(name, tcp))
         .await
         .expect("the handshake finishes")
-        .expect("the handshake succeeds")
 }
