@@ -28,6 +28,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
     pub cache: CacheConfig,
+    pub cors: CorsConfig,
     pub embedded: EmbeddedConfig,
     pub admin: AdminConfig,
     pub access_log: AccessLogConfig,
