@@ -351,10 +351,18 @@ fn client_cache_control_is_one_header_value() {
         cfg.cache.client_cache_control = ok.into();
         cfg.validate().unwrap_or_else(|e| panic!("{ok:?}: {e}"));
     }
-    for bad in ["no-store\r\nx: 1", " no-store", "no-störe", &"x".repeat(1025)] {
+    for bad in [
+        "no-store\r\nx: 1",
+        " no-store",
+        "no-störe",
+        &"x".repeat(1025),
+    ] {
         let mut cfg = Config::default();
         cfg.cache.client_cache_control = bad.into();
         let msg = cfg.validate().unwrap_err().to_string();
-        assert!(msg.starts_with("`cache.client_cache_control`"), "{bad:?}: {msg}");
+        assert!(
+            msg.starts_with("`cache.client_cache_control`"),
+            "{bad:?}: {msg}"
+        );
     }
 }

@@ -24,8 +24,10 @@ impl<'a> Origin<'a> {
     /// after it (not even `/`). `Err` says what is wrong, for the config error.
     pub fn parse(text: &'a str) -> Result<Origin<'a>, &'static str> {
         if text == "null" {
-            return Err("`null` is the origin of sandboxed frames and local files, which any \
-                        site can produce: it is never allowed");
+            return Err(
+                "`null` is the origin of sandboxed frames and local files, which any \
+                        site can produce: it is never allowed",
+            );
         }
         let (scheme, rest) = text
             .split_once("://")
@@ -72,8 +74,10 @@ impl<'a> Origin<'a> {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
             if !host_ok {
-                return Err("not a host name or address (ASCII letters, digits, `-`, `.`; \
-                            an international name in its xn-- form)");
+                return Err(
+                    "not a host name or address (ASCII letters, digits, `-`, `.`; \
+                            an international name in its xn-- form)",
+                );
             }
         }
         let port = match port {
@@ -193,12 +197,21 @@ mod tests {
     #[test]
     fn compares_case_insensitively_with_default_ports() {
         assert!(same("https://App.Example.COM", "https://app.example.com"));
-        assert!(same("HTTPS://app.example.com:443", "https://app.example.com"));
+        assert!(same(
+            "HTTPS://app.example.com:443",
+            "https://app.example.com"
+        ));
         assert!(same("http://a.example:80", "http://a.example"));
         assert!(same("http://[::1]:8080", "http://[::1]:8080"));
         assert!(!same("http://app.example.com", "https://app.example.com"));
-        assert!(!same("https://app.example.com:8443", "https://app.example.com"));
-        assert!(!same("https://app.example.com:80", "http://app.example.com"));
+        assert!(!same(
+            "https://app.example.com:8443",
+            "https://app.example.com"
+        ));
+        assert!(!same(
+            "https://app.example.com:80",
+            "http://app.example.com"
+        ));
         assert!(!same("https://a.example.com", "https://b.example.com"));
         assert!(!same("https://example.com", "https://app.example.com"));
     }

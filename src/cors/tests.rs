@@ -55,7 +55,11 @@ fn a_list_echoes_allowed_origins_as_sent() {
         "null",
         "not an origin",
     ] {
-        assert_eq!(cors.grant(&with_origin(refused)), Grant::Refused, "{refused}");
+        assert_eq!(
+            cors.grant(&with_origin(refused)),
+            Grant::Refused,
+            "{refused}"
+        );
     }
     assert_eq!(cors.grant(&HeaderMap::new()), Grant::Refused);
     let mut twice = with_origin("https://app.example.com");
@@ -66,7 +70,10 @@ fn a_list_echoes_allowed_origins_as_sent() {
 #[test]
 fn an_empty_list_is_cors_off() {
     let cors = policy(&[]);
-    assert_eq!(cors.grant(&with_origin("https://a.example")), Grant::Refused);
+    assert_eq!(
+        cors.grant(&with_origin("https://a.example")),
+        Grant::Refused
+    );
     assert!(!cors.varies());
     let mut headers = HeaderMap::new();
     cors.apply(Grant::Refused, &mut headers);
@@ -118,7 +125,10 @@ fn preflights_list_the_route_methods_and_sdk_headers() {
         assert!(allowed.split(", ").any(|n| n == name), "{name}: {allowed}");
     }
     let flags = cors.preflight(RouteFamily::V1Flags, &Grant::Any);
-    assert_eq!(flags.headers()[ACCESS_CONTROL_ALLOW_METHODS], "GET, HEAD, OPTIONS");
+    assert_eq!(
+        flags.headers()[ACCESS_CONTROL_ALLOW_METHODS],
+        "GET, HEAD, OPTIONS"
+    );
 
     let refused = cors.preflight(RouteFamily::V1Vardata, &Grant::Refused);
     assert_eq!(refused.status(), StatusCode::NO_CONTENT);
