@@ -80,9 +80,6 @@ pub fn with_tier(mut response: Response<Body>, tier: Tier) -> Response<Body> {
 /// `X-Cache`, on every response of a cacheable route and of a passthrough.
 pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
-/// Headers an answer evalgate builds has room for without growing its map.
-const ANSWER_HEADERS: usize = 12;
-
 /// A response with evalgate's cache headers. `age` is `None` where the upstream's own
 /// `Age` is kept.
 pub fn with_cache_headers(
@@ -94,10 +91,6 @@ pub fn with_cache_headers(
 ) -> Response<Body> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
-    // Room for every header an answer may get (these three, `Cache-Control`, CORS, `Vary`,
-    // `Content-Encoding`, `X-Cache-Tier`, a HEAD's `Content-Length`) in the map's first
-    // allocation: the default first one holds six, and growing it re-hashes every entry.
-    *response.headers_mut() = HeaderMap::with_capacity(ANSWER_HEADERS);
     let headers = response.headers_mut();
     if let Some(ct) = content_type {
         headers.insert(header::CONTENT_TYPE, ct.clone());
