@@ -31,7 +31,10 @@
 //! - [`upstream`]: the HTTP(S) client with its timeouts; its keep-alive connections are
 //!   pooled and driven by the requests that use them, and cache fills may share pipelined
 //!   connections (`upstream.pipeline_depth`).
-//! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors.
+//! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors, `Vary`, the
+//!   `Cache-Control` clients get.
+//! - [`cors`]: the CORS policy of the cacheable routes (`cors.allowed_origins`): their
+//!   `OPTIONS` answered by evalgate, the same CORS headers on every answer there.
 //! - [`error`]: errors evalgate answers itself, mapped to statuses in one place.
 //! - [`metrics`]: what the request path records, in an explicit Prometheus registry.
 //! - [`access_log`]: the optional, sampled per-request log line (`evalgate::access`).
@@ -61,6 +64,7 @@ pub mod b64;
 pub mod cache;
 pub mod coalesce;
 pub mod config;
+pub mod cors;
 pub mod embedded;
 pub mod error;
 pub mod eval;
