@@ -368,6 +368,7 @@ fn tls_files_resolve_against_the_config_dir() {
     config.resolve_paths(std::path::Path::new("/srv/evalgate"));
     assert_eq!(config.tls.cert_file, "/srv/evalgate/certs/server.crt");
     assert_eq!(config.tls.key_file, "/etc/evalgate/server.key");
+}
 
 #[test]
 fn cors_origins_are_checked() {
