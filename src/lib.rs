@@ -7,7 +7,8 @@
 //! - [`server`]: accepts connections (HTTP/1.1 and h2c, and over TLS with ALPN `h2` and
 //!   `http/1.1` on the `[tls]` listener: one accept loop and connection path for both),
 //!   connection limits, idle and header timeouts, graceful drain; [`server::tls`] holds
-//!   the rustls acceptor and the certificate store re-read on change or SIGHUP;
+//!   the rustls acceptor and the poll of the certificate files, `server::tls::cert_store`
+//!   the pair in force re-read on change or SIGHUP (and `server::tls::der` its serial);
 //!   `server::oversized` answers a request head too long
 //!   for the connection's buffer with evalgate's JSON 414/431 instead of hyper's bare one.
 //! - [`gateway`]: the pipeline for one request (its body read within
@@ -30,7 +31,10 @@
 //! - [`upstream`]: the HTTP(S) client with its timeouts; its keep-alive connections are
 //!   pooled and driven by the requests that use them, and cache fills may share pipelined
 //!   connections (`upstream.pipeline_depth`).
-//! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors.
+//! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors, `Vary`, the
+//!   `Cache-Control` clients get.
+//! - [`cors`]: the CORS policy of the cacheable routes (`cors.allowed_origins`): their
+//!   `OPTIONS` answered by evalgate, the same CORS headers on every answer there.
 //! - [`error`]: errors evalgate answers itself, mapped to statuses in one place.
 //! - [`metrics`]: what the request path records, in an explicit Prometheus registry.
 //! - [`access_log`]: the optional, sampled per-request log line (`evalgate::access`).
@@ -60,6 +64,7 @@ pub mod b64;
 pub mod cache;
 pub mod coalesce;
 pub mod config;
+pub mod cors;
 pub mod embedded;
 pub mod error;
 pub mod eval;

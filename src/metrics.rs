@@ -36,8 +36,8 @@ pub use health::UpstreamHealth;
 use histogram::{AtomicHistogram, HIT_BOUNDS, Percentiles, UPSTREAM_BOUNDS};
 pub use labels::REMOVAL_CAUSES;
 use labels::{
-    CACHE, CLASSES, DROP_REASONS, Labels, OUTCOMES, POLL_RESULTS, PURGE_SCOPES, ROUTES,
-    cache_index, family, one_label, route_index,
+    CACHE, CLASSES, DROP_REASONS, Labels, OUTCOMES, POLL_RESULTS, PREFLIGHT_RESULTS, PURGE_SCOPES,
+    ROUTES, cache_index, family, one_label, route_index,
 };
 pub use shared::{OPS as SHARED_CACHE_OPS, SharedCacheMetrics};
 use tls::TlsMetrics;
@@ -54,6 +54,17 @@ pub enum UpstreamOutcome {
     Timeout,
     /// Garbage, too large, or a 200 that is not the expected JSON.
     Invalid,
+}
+
+/// How an `OPTIONS` on a cacheable route (a CORS preflight) was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preflight {
+    /// With CORS headers (`*`, or an allowed `Origin`).
+    Allowed = 0,
+    /// Without: the `Origin` is not allowed (the browser blocks the request).
+    Refused = 1,
+    /// No `Origin`: not a browser's preflight.
+    NoOrigin = 2,
 }
 
 /// Request totals by cache status, for `/admin/stats`.
@@ -79,6 +90,7 @@ pub struct Metrics {
     coalesced: Counter,
     spelling_memo_hits: Counter,
     headers_dropped: [Counter; DROP_REASONS.len()],
+    preflights: [Counter; PREFLIGHT_RESULTS.len()],
     inflight: Gauge,
     abandoned: AbandonedFills,
     tls: TlsMetrics,
@@ -161,6 +173,12 @@ impl Metrics {
             "Request header fields a passthrough did not forward, by reason",
             one_label("reason", DROP_REASONS),
         );
+        let preflights = family(
+            r,
+            "cors_preflights",
+            "OPTIONS on the cacheable routes, answered by evalgate, by result",
+            one_label("result", PREFLIGHT_RESULTS),
+        );
         let inflight = Gauge::default();
         r.register(
             "upstream_inflight",
@@ -214,6 +232,7 @@ impl Metrics {
             coalesced,
             spelling_memo_hits,
             headers_dropped,
+            preflights,
             inflight,
             abandoned,
             tls,
@@ -300,6 +319,11 @@ impl Metrics {
     /// `n` request header fields with `_` in their name were not forwarded.
     pub fn underscored_headers_dropped(&self, n: u64) {
         self.headers_dropped[0].inc_by(n);
+    }
+
+    /// An `OPTIONS` on a cacheable route was answered.
+    pub fn preflight(&self, result: Preflight) {
+        self.preflights[result as usize].inc();
     }
 
     /// Upstream requests now in flight changed by `delta`.

@@ -79,8 +79,12 @@ where
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP received: reloading the config");
                 if let Some(certs) = &certs {
-                    // Two small files, read once per signal: not worth a blocking thread.
-                    certs.reload_now(gateway.metrics().tls());
+                    // File reads and parsing block: off the runtime, like the poll.
+                    let (certs, metrics) = (certs.clone(), gateway.metrics().tls().clone());
+                    let reload = tokio::task::spawn_blocking(move || certs.reload_now(&metrics));
+                    if let Err(e) = reload.await {
+                        tracing::warn!(error = %e, "TLS certificate reload failed");
+                    }
                 }
                 match load() {
                     Ok(config) => {

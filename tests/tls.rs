@@ -1,7 +1,8 @@
 //! The HTTPS listener (`[tls]`, issue 16): handshake and the same answers as cleartext,
-//! ALPN `h2` and `http/1.1`, TLS 1.2 and 1.3, certificate rotation on file change with a
-//! connection open, a bad new pair keeping the old one, the handshake timeout, and the key
-//! formats a pair may come in. The real binary's side (SIGHUP, exit 64, TLS only) is in
+//! ALPN `h2` and `http/1.1` (and the alert for any other), TLS 1.2 and 1.3, certificate rotation on file change with a
+//! connection open, a bad new pair keeping the old one, the key formats a pair may come in
+//! and the files refused unread. Handshake timing, stalls and drain are in
+//! `tests/tls_connections.rs`; the real binary's side (SIGHUP, exit 64, TLS only) is in
 //! `tests/tls_cli.rs`.
 
 mod support;
@@ -9,26 +10,16 @@ mod support;
 use std::path::Path;
 
 use evalgate::server::CertStore;
+use evalgate::server::tls::MAX_PEM_BYTES;
 use http::Version;
 use rustls::ProtocolVersion;
 use support::certs::*;
 use support::https::*;
 use support::redis::process::TempDir;
 use support::*;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 const VARDATA: &str = "/v1/vardata?user_id=u1&flag_key=a";
-
-/// A config serving `issued` on the TLS listener, upstream `upstream_url`.
-fn tls_config(upstream_url: &str, issued: &Issued) -> evalgate::Config {
-    let mut config = config_for(upstream_url);
-    config.admin.listen = String::new();
-    config.tls.listen = "127.0.0.1:0".into();
-    config.tls.cert_file = issued.cert.display().to_string();
-    config.tls.key_file = issued.key.display().to_string();
-    config
-}
 
 #[tokio::test]
 async fn https_answers_like_cleartext_from_the_same_cache() {
@@ -52,7 +43,7 @@ async fn https_answers_like_cleartext_from_the_same_cache() {
     assert_eq!(cleartext.x_cache(), "HIT");
     assert_eq!(cleartext.body, first.body);
     assert_eq!(upstream.count(), 1);
-    assert_eq!(gw.handshakes(), [1, 0, 0]);
+    assert_eq!(gw.handshakes(), [1, 0, 0, 0]);
     gw.shutdown().await;
 }
 
@@ -84,6 +75,18 @@ async fn alpn_h2_and_http11_and_none() {
         assert_eq!(answered_in, version, "offered {offered:?}");
     }
     assert_eq!(upstream.count(), 1);
+    // Only other protocols offered: the no_application_protocol alert, no connection.
+    let options = ClientOptions {
+        alpn: &["spdy/3", "http/1.0"],
+        ..ClientOptions::browser(&[&ca.cert])
+    };
+    let tcp = TcpStream::connect(gw.tls).await.unwrap();
+    let refused = try_tls_handshake(tcp, &options).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("NoApplicationProtocol"),
+        "{refused}"
+    );
+    gw.wait_handshakes([4, 1, 0, 0]).await;
     gw.shutdown().await;
 }
 
@@ -227,29 +230,6 @@ async fn oversized_head_over_tls_gets_the_json_answer() {
     gw.shutdown().await;
 }
 
-/// A client that opens a connection and never sends its ClientHello is closed after
-/// `server.header_read_timeout_ms`, like one that never sends its request head.
-#[tokio::test]
-async fn stalled_handshake_is_closed_after_the_header_timeout() {
-    let dir = TempDir::new("tls");
-    let ca = TestCa::new(dir.path());
-    let issued = ca.issue(1);
-    let upstream = FakeUpstream::start().await;
-    let mut config = tls_config(&upstream.url(), &issued);
-    config.server.header_read_timeout_ms = 200;
-    // Long idle timeout: only the handshake bound can close the connection.
-    config.server.keepalive_idle_timeout_ms = 3_600_000;
-    let gw = TlsGateway::start(config, false).await;
-    let mut stalled = TcpStream::connect(gw.tls).await.unwrap();
-    let mut buf = [0u8; 64];
-    let read = tokio::time::timeout(NO_HANG, stalled.read(&mut buf))
-        .await
-        .expect("the gateway closes a connection whose handshake stalls");
-    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-    assert_eq!(gw.handshakes(), [0, 0, 1]);
-    gw.shutdown().await;
-}
-
 /// PKCS#8, SEC1 and RSA keys load; a key of another certificate, a missing file and a
 /// file without a certificate are refused naming the key at fault.
 #[test]
@@ -290,4 +270,52 @@ fn key_formats_and_refused_pairs() {
     );
     let msg = load(&a.cert, &a.cert).unwrap_err();
     assert!(msg.starts_with("`tls.key_file`"), "{msg}");
+}
+
+/// A file past `MAX_PEM_BYTES`, a device and a FIFO are refused from their metadata,
+/// naming the key: none is read to its end (a FIFO without a writer would block the open
+/// for ever, `/dev/zero` would never end).
+#[test]
+fn oversized_and_special_files_are_refused_unread() {
+    let dir = TempDir::new("tls");
+    let ca = TestCa::new(dir.path());
+    let a = ca.issue(1);
+    let big = dir.path().join("big.crt");
+    let mut pem = std::fs::read(&a.cert).unwrap();
+    pem.resize(usize::try_from(MAX_PEM_BYTES).unwrap() + 1, b'\n');
+    std::fs::write(&big, pem).unwrap();
+    let fifo = dir.path().join("fifo.key");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let cases = [
+        (big.clone(), a.key.clone(), "tls.cert_file", "larger than"),
+        (a.cert.clone(), fifo, "tls.key_file", "not a regular file"),
+        (
+            "/dev/zero".into(),
+            a.key.clone(),
+            "tls.cert_file",
+            "not a regular file",
+        ),
+    ];
+    for (cert, key, name, why) in cases {
+        let mut config = evalgate::Config::default();
+        config.tls.cert_file = cert.display().to_string();
+        config.tls.key_file = key.display().to_string();
+        // On a thread, so a read that blocks fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(CertStore::load(&config.tls).map_err(|e| e.to_string()));
+        });
+        let msg = rx
+            .recv_timeout(NO_HANG)
+            .unwrap_or_else(|_| panic!("{cert:?} / {key:?} load without blocking"))
+            .unwrap_err();
+        assert!(
+            msg.starts_with(&format!("`{name}`")) && msg.contains(why),
+            "{msg}"
+        );
+    }
 }

@@ -31,6 +31,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub upstream: UpstreamConfig,
     pub cache: CacheConfig,
+    pub cors: CorsConfig,
     pub embedded: EmbeddedConfig,
     pub admin: AdminConfig,
     pub access_log: AccessLogConfig,

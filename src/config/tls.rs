@@ -49,7 +49,22 @@ impl TlsConfig {
     /// [`crate::server::tls::CertStore::load`]).
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if !self.enabled() {
-            return Ok(());
+            // Files named for a listener that is off would be silently ignored.
+            let named = [
+                ("tls.cert_file", &self.cert_file),
+                ("tls.key_file", &self.key_file),
+            ]
+            .into_iter()
+            .find(|(_, file)| !file.is_empty());
+            return match named {
+                Some((key, _)) => Err(invalid(
+                    "tls.listen",
+                    format!(
+                        "is empty but {key} is set: set tls.listen to serve HTTPS, or remove the files"
+                    ),
+                )),
+                None => Ok(()),
+            };
         }
         self.listen
             .parse::<SocketAddr>()

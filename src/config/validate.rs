@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 
 use super::url::base_url;
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, CorsConfig};
+use crate::cors::origin::Origin;
 
 const KIB: u64 = 1024;
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -192,6 +193,8 @@ impl Config {
                 "times cache.spelling_memo_max_bytes must not exceed 1 GiB".into(),
             ));
         }
+        client_cache_control(&self.cache.client_cache_control)?;
+        self.cors.validate()?;
         if !self.admin.listen.is_empty() {
             let admin: SocketAddr =
                 self.admin.listen.parse().map_err(|e| {
@@ -253,6 +256,43 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+}
+
+/// `cache.client_cache_control`: one header value (visible ASCII and spaces), at most
+/// 1 KiB.
+fn client_cache_control(value: &str) -> Result<(), ConfigError> {
+    let key = "cache.client_cache_control";
+    if value.len() > KIB as usize {
+        return Err(invalid(key, "must be at most 1024 bytes".into()));
+    }
+    if value.trim() != value || !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+        return Err(invalid(
+            key,
+            "must be a Cache-Control value: visible ASCII, no leading or trailing space".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl CorsConfig {
+    /// `cors.allowed_origins`: `["*"]` alone, or origins `scheme://host[:port]`;
+    /// `cors.max_age_s` within what browsers honour at most (Firefox: 24 h).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let key = "cors.allowed_origins";
+        let star = self.allowed_origins.iter().any(|o| o == "*");
+        if star && self.allowed_origins.len() > 1 {
+            return Err(invalid(
+                key,
+                "`*` allows every origin: list it alone, or list origins without it".into(),
+            ));
+        }
+        for entry in self.allowed_origins.iter().filter(|o| *o != "*") {
+            if let Err(problem) = Origin::parse(entry) {
+                return Err(invalid(key, format!("`{entry}`: {problem}")));
+            }
+        }
+        range("cors.max_age_s", self.max_age_s, 0, 86_400)
     }
 }
 

@@ -7,7 +7,7 @@ use prometheus_client::registry::Registry;
 use super::labels::{family, one_label};
 
 /// `result` label values of TLS handshakes.
-pub const HANDSHAKE_RESULTS: [&str; 3] = ["ok", "error", "timeout"];
+pub const HANDSHAKE_RESULTS: [&str; 4] = ["ok", "error", "timeout", "closed"];
 /// `result` label values of certificate reloads.
 pub const RELOAD_RESULTS: [&str; 2] = ["ok", "error"];
 
@@ -16,10 +16,14 @@ pub const RELOAD_RESULTS: [&str; 2] = ["ok", "error"];
 pub enum Handshake {
     Ok,
     /// The client sent something that is not a handshake we accept (no common version or
-    /// cipher suite, a certificate it refused, garbage), or closed.
+    /// cipher suite, no common ALPN protocol, a certificate it refused, garbage), or closed
+    /// midway.
     Error,
     /// Not finished within `server.header_read_timeout_ms`.
     Timeout,
+    /// The client closed (or reset) the connection before sending a byte: TCP health
+    /// checks and port scans, not failed handshakes.
+    Closed,
 }
 
 /// Handles on the TLS metrics; cheap to clone (each is one `Arc`).
@@ -35,7 +39,7 @@ impl TlsMetrics {
             registry,
             "tls_handshakes",
             "TLS handshakes on the HTTPS listener, by result (timeout: not finished within \
-             server.header_read_timeout_ms)",
+             server.header_read_timeout_ms; closed: the client closed before sending a byte)",
             one_label("result", HANDSHAKE_RESULTS),
         );
         let reloads = family(
@@ -56,6 +60,7 @@ impl TlsMetrics {
             Handshake::Ok => 0,
             Handshake::Error => 1,
             Handshake::Timeout => 2,
+            Handshake::Closed => 3,
         };
         self.handshakes[i].inc();
     }

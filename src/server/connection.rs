@@ -27,15 +27,27 @@ struct Activity {
 }
 
 /// The idle watchdog of one connection. It wakes every `limits.idle` (before the first
-/// request: once `limits.first` has passed since the connection opened) and closes the
-/// connection when no request is in flight and none started since its last wake, so an
+/// request: once `limits.first` has passed since the connection was accepted) and closes
+/// the connection when no request is in flight and none started since its last wake, so an
 /// idle keep-alive connection goes after between one and two idle timeouts.
 struct Watchdog {
+    /// When the connection was accepted: before its TLS handshake, which spends the same
+    /// first-request time.
     opened: Instant,
     seen_at_last_wake: u64,
 }
 
 impl Watchdog {
+    /// How long to sleep before the first check: until `limits.first` has passed since the
+    /// connection was accepted (a TLS handshake spent part of it already), or one idle
+    /// timeout if that is sooner. Zero when the time is up.
+    fn first_sleep(&self, limits: IdleLimits) -> Duration {
+        limits
+            .first
+            .saturating_sub(self.opened.elapsed())
+            .min(limits.idle)
+    }
+
     /// How long to sleep before the next check, or `None` to close now.
     fn next(&mut self, activity: &Activity, limits: IdleLimits) -> Option<Duration> {
         let started = activity.started.load(Ordering::Relaxed);
@@ -83,9 +95,11 @@ impl Drop for InFlight {
     }
 }
 
-/// Serves one connection, cleartext or TLS: the same limits and timeouts on both.
+/// Serves one connection, cleartext or TLS, accepted at `opened` (before any TLS
+/// handshake): the same limits and timeouts on both, each from the accept.
 pub(super) async fn serve_connection<IO>(
     stream: IO,
+    opened: Instant,
     gateway: Gateway,
     builder: &auto::Builder<TokioExecutor>,
     mut stop: watch::Receiver<bool>,
@@ -96,7 +110,7 @@ pub(super) async fn serve_connection<IO>(
 {
     let activity = Arc::new(Activity::default());
     let mut watchdog = Watchdog {
-        opened: Instant::now(),
+        opened,
         seen_at_last_wake: 0,
     };
     let service = {
@@ -116,7 +130,7 @@ pub(super) async fn serve_connection<IO>(
     let io = oversized::Oversized::new(stream, overflow.buffer, overflow.linger);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let idle = tokio::time::sleep(limits.first.min(limits.idle));
+    let idle = tokio::time::sleep(watchdog.first_sleep(limits));
     tokio::pin!(idle);
     // Armed when the connection starts draining.
     let deadline = tokio::time::sleep(limits.drain);
@@ -155,5 +169,41 @@ pub(super) async fn serve_connection<IO>(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first check falls at `limits.first` after the accept, not after whatever ran
+    /// between the accept and the connection's start (a TLS handshake).
+    #[test]
+    fn the_first_check_counts_from_the_accept() {
+        let limits = IdleLimits {
+            first: Duration::from_secs(10),
+            idle: Duration::from_secs(3600),
+            drain: Duration::from_secs(1),
+        };
+        let handshake = Duration::from_secs(8);
+        let watchdog = Watchdog {
+            opened: Instant::now() - handshake,
+            seen_at_last_wake: 0,
+        };
+        let sleep = watchdog.first_sleep(limits);
+        assert!(sleep <= limits.first - handshake, "{sleep:?}");
+        // Past it: no sleep at all, and the check closes the connection.
+        let mut late = Watchdog {
+            opened: Instant::now() - limits.first,
+            seen_at_last_wake: 0,
+        };
+        assert_eq!(late.first_sleep(limits), Duration::ZERO);
+        assert_eq!(late.next(&Activity::default(), limits), None);
+        // A shorter idle timeout still wakes first.
+        let short = IdleLimits {
+            idle: Duration::from_secs(1),
+            ..limits
+        };
+        assert!(watchdog.first_sleep(short) <= short.idle);
     }
 }

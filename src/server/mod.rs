@@ -224,6 +224,8 @@ async fn serve_public(
                 continue;
             }
         };
+        // The first request's time runs from here, through a TLS handshake too.
+        let opened = tokio::time::Instant::now();
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
         let builder = builder.clone();
@@ -231,14 +233,21 @@ async fn serve_public(
         let acceptor = acceptor.clone().filter(|_| secure);
         tracker.spawn(async move {
             match acceptor {
-                None => serve_connection(stream, gateway, &builder, stop, limits, overflow).await,
+                None => {
+                    serve_connection(stream, opened, gateway, &builder, stop, limits, overflow)
+                        .await;
+                }
                 Some(acceptor) => {
                     let metrics = gateway.metrics().tls().clone();
-                    // The handshake counts against the first-request time, like a head.
+                    // The handshake counts against the first-request time, like a head:
+                    // both end by `opened + limits.first`.
+                    let budget = (opened, limits.first);
                     let secured =
-                        tls::handshake(&acceptor, stream, limits.first, &metrics, stop.clone());
+                        tls::handshake(&acceptor, stream, peer, budget, &metrics, stop.clone());
                     if let Some(stream) = secured.await {
-                        serve_connection(stream, gateway, &builder, stop, limits, overflow).await;
+                        let (builder, stop) = (&builder, stop);
+                        serve_connection(stream, opened, gateway, builder, stop, limits, overflow)
+                            .await;
                     }
                 }
             }

@@ -18,11 +18,23 @@ use rustls::{ClientConfig, ProtocolVersion, RootCertStore, SupportedProtocolVers
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_rustls::client::TlsStream;
 
-use super::{Got, KEY};
+use super::certs::Issued;
+use super::{Got, KEY, config_for};
 
 /// Generous bound proving "does not hang", never a speed requirement.
 pub const NO_HANG: Duration = Duration::from_secs(10);
+
+/// A config serving `issued` on the TLS listener, upstream `upstream_url`.
+pub fn tls_config(upstream_url: &str, issued: &Issued) -> evalgate::Config {
+    let mut config = config_for(upstream_url);
+    config.admin.listen = String::new();
+    config.tls.listen = "127.0.0.1:0".into();
+    config.tls.cert_file = issued.cert.display().to_string();
+    config.tls.key_file = issued.key.display().to_string();
+    config
+}
 
 /// A gateway serving HTTPS (and cleartext too, when asked) on 127.0.0.1:0.
 pub struct TlsGateway {
@@ -73,9 +85,30 @@ impl TlsGateway {
         self.gateway.metrics().tls().reloads()
     }
 
-    /// `[ok, error, timeout]` handshakes so far.
-    pub fn handshakes(&self) -> [u64; 3] {
+    /// `[ok, error, timeout, closed]` handshakes so far.
+    pub fn handshakes(&self) -> [u64; 4] {
         self.gateway.metrics().tls().handshakes()
+    }
+
+    /// Waits until the handshake counters reach `at_least` (bounded).
+    pub async fn wait_handshakes(&self, at_least: [u64; 4]) {
+        tokio::time::timeout(NO_HANG, async {
+            while self
+                .handshakes()
+                .iter()
+                .zip(at_least)
+                .any(|(now, want)| *now < want)
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "handshakes {:?}, waited for {at_least:?}",
+                self.handshakes()
+            )
+        });
     }
 
     /// Waits until the reload counters reach `at_least` (the poll runs every
@@ -92,6 +125,13 @@ impl TlsGateway {
         })
         .await
         .unwrap_or_else(|_| panic!("reloads {:?}, waited for {at_least:?}", self.reloads()));
+    }
+
+    /// Starts the shutdown (the listeners close, connections drain) without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     pub async fn shutdown(mut self) {
@@ -138,6 +178,8 @@ pub struct TlsConn {
     /// The server's certificate, DER.
     pub peer_cert: Vec<u8>,
     sender: Sender,
+    /// Drives the client side of the connection; ends when the connection closes.
+    driver: JoinHandle<()>,
 }
 
 enum Sender {
@@ -148,46 +190,41 @@ enum Sender {
 impl TlsConn {
     /// Connects and handshakes; HTTP/2 when `h2` was negotiated, else HTTP/1.1.
     pub async fn open(addr: SocketAddr, options: &ClientOptions) -> TlsConn {
-        let mut roots = RootCertStore::empty();
-        for ca in &options.ca {
-            roots
-                .add(CertificateDer::from_pem_file(ca).unwrap())
-                .unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(options.versions)
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = options.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let name = ServerName::try_from("localhost").unwrap();
-        let stream = tokio::time::timeout(NO_HANG, connector.connect(name, tcp))
-            .await
-            .expect("the handshake finishes")
-            .expect("the handshake succeeds");
+        let stream = tls_handshake(tcp, options).await;
         let (_, session) = stream.get_ref();
         let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
         let version = session.protocol_version().unwrap();
         let peer_cert = session.peer_certificates().unwrap()[0].to_vec();
         let io = TokioIo::new(stream);
-        let sender = if alpn.as_deref() == Some(b"h2") {
+        let (sender, driver) = if alpn.as_deref() == Some(b"h2") {
             let (sender, conn) = http2::handshake(TokioExecutor::new(), io).await.unwrap();
-            tokio::spawn(conn);
-            Sender::H2(sender)
+            (
+                Sender::H2(sender),
+                tokio::spawn(async move { drop(conn.await) }),
+            )
         } else {
             let (sender, conn) = http1::handshake(io).await.unwrap();
-            tokio::spawn(conn);
-            Sender::H1(sender)
+            (
+                Sender::H1(sender),
+                tokio::spawn(async move { drop(conn.await) }),
+            )
         };
         TlsConn {
             alpn,
             version,
             peer_cert,
             sender,
+            driver,
         }
+    }
+
+    /// Waits (bounded) until the gateway has closed this connection.
+    pub async fn wait_closed(&mut self) {
+        tokio::time::timeout(NO_HANG, &mut self.driver)
+            .await
+            .expect("the gateway closes the connection")
+            .unwrap();
     }
 
     /// `GET path_and_query` with the test deployment key, on this connection; the answer
@@ -239,4 +276,36 @@ impl TlsConn {
             version,
         )
     }
+}
+
+/// The client side of a TLS handshake on `tcp` (bounded by [`NO_HANG`]), as `options` say.
+pub async fn tls_handshake(tcp: TcpStream, options: &ClientOptions) -> TlsStream<TcpStream> {
+    try_tls_handshake(tcp, options)
+        .await
+        .expect("the handshake succeeds")
+}
+
+/// Like [`tls_handshake`], with the handshake's error.
+pub async fn try_tls_handshake(
+    tcp: TcpStream,
+    options: &ClientOptions,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let mut roots = RootCertStore::empty();
+    for ca in &options.ca {
+        roots
+            .add(CertificateDer::from_pem_file(ca).unwrap())
+            .unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(options.versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = options.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from("localhost").unwrap();
+    tokio::time::timeout(NO_HANG, connector.connect(name, tcp))
+        .await
+        .expect("the handshake finishes")
 }

@@ -67,6 +67,8 @@ pub struct Script {
     /// Requests whose path and query contain this are held (received and counted, not
     /// answered) until [`FakeUpstream::release_held`].
     pub hold: Option<&'static str>,
+    /// Header fields added to every answer (e.g. the upstream's own CORS headers).
+    pub headers: Vec<(&'static str, &'static str)>,
 }
 
 struct State {
@@ -320,6 +322,11 @@ async fn answer(
     let _active = Active::enter(state);
     let script = state.script.lock().unwrap().clone();
     let mut response = evaluate(state, req, &script).await;
+    for (name, value) in &script.headers {
+        response
+            .headers_mut()
+            .append(*name, http::HeaderValue::from_static(value));
+    }
     let reset_once = state
         .resets_left
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
