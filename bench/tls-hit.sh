@@ -111,6 +111,7 @@ cat >"$WORK/pool.lua" <<'LUA'
 local pool, i = {}, 0
 local n = tonumber(os.getenv("POOL") or "1000")
 local path = os.getenv("WRK_PATH")
+if path == "" then path = nil end
 local headers = { ["Authorization"] = "Api-Key " .. os.getenv("KEY") }
 local enc = os.getenv("ENCODING")
 if enc and enc ~= "" then headers["Accept-Encoding"] = enc end
