@@ -1,7 +1,8 @@
 //! Browsers on the cacheable routes: CORS preflights answered by evalgate (never
 //! forwarded), the same CORS headers on every kind of answer (HIT, STALE, MISS, BYPASS,
 //! HEAD, relayed 4xx/5xx, evalgate's own errors) from the request's own `Origin`, the
-//! upstream's CORS headers never relayed, and the `Cache-Control` clients get.
+//! upstream's CORS headers (and its `Vary: Origin`) never relayed. The `Cache-Control`
+//! clients get is `tests/client_cache_control.rs`.
 //!
 //! Real gateway, real recording upstream, both on 127.0.0.1:0.
 
@@ -9,6 +10,7 @@ mod support;
 
 use std::time::Duration;
 
+use evalgate::response::FORWARDED_METHODS;
 use evalgate::{Config, Gateway};
 use http::{Method, StatusCode};
 use support::*;
@@ -140,7 +142,8 @@ async fn preflights_are_answered_for_every_route_and_method_never_forwarded() {
                 Some(allow),
                 "{what}"
             );
-            assert_eq!(got.header("allow"), Some(allow), "{what}");
+            // What evalgate serves or forwards there, as its 405 says.
+            assert_eq!(got.header("allow"), Some(FORWARDED_METHODS), "{what}");
             let headers = got
                 .header("access-control-allow-headers")
                 .unwrap()
@@ -154,7 +157,9 @@ async fn preflights_are_answered_for_every_route_and_method_never_forwarded() {
     // Without an `Origin` (not a browser) it is still answered here, with `Allow`.
     let plain = send(&client(), Method::OPTIONS, &gw.url("/v1/vardata"), &[], "").await;
     assert_eq!(plain.status, StatusCode::NO_CONTENT);
-    assert_eq!(plain.header("allow"), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(plain.header("allow"), Some(FORWARDED_METHODS));
+    let trace = send(&client(), Method::TRACE, &gw.url("/v1/vardata"), &[], "").await;
+    assert_eq!(trace.header("allow"), plain.header("allow"));
     assert_eq!(upstream.count(), 0, "no OPTIONS reaches the upstream");
     assert_eq!(preflights(&gateway, "allowed"), asked);
     assert_eq!(preflights(&gateway, "no_origin"), 1);
@@ -450,24 +455,25 @@ async fn the_upstreams_cors_headers_are_not_relayed() {
     assert_eq!(other.header("cache-control"), Some("public, max-age=600"));
 }
 
+/// The upstream's `Vary: Origin` goes with its CORS headers: under `*` a relayed answer
+/// says no more than a hit (nothing varies on `Origin`), under a list it says it once;
+/// its other `Vary` tokens stay.
 #[tokio::test]
-async fn client_cache_control_is_configurable() {
-    for (setting, sent) in [
-        ("private, max-age=30", Some("private, max-age=30")),
-        ("", None),
-    ] {
+async fn the_upstreams_vary_origin_is_not_relayed() {
+    for (policy, varies) in [(&["*"][..], false), (&[APP][..], true)] {
         let upstream = FakeUpstream::start().await;
-        upstream.update(|s| s.headers = vec![("cache-control", "public, max-age=600")]);
-        let mut cfg = config(&upstream, &["*"]);
-        cfg.cache.client_cache_control = setting.into();
-        let (_, gw) = start(cfg).await;
-        for expect in ["MISS", "HIT"] {
-            let got = ask(&gw, Method::GET, "/v1/vardata?user_id=cc", None).await;
-            assert_eq!(got.x_cache(), expect, "{setting:?}");
-            assert_eq!(got.header("cache-control"), sent, "{setting:?} {expect}");
-        }
-        let bypass = ask(&gw, Method::GET, "/v1/vardata?user_id=cc&d=1", None).await;
+        upstream.update(|s| s.headers = vec![("vary", "Origin, Accept-Encoding")]);
+        let (_, gw) = start(config(&upstream, policy)).await;
+        let bypass = ask(&gw, Method::GET, "/sdk/v2/vardata?v=0&d=1", Some(APP)).await;
         assert_eq!(bypass.x_cache(), "BYPASS");
-        assert_eq!(bypass.header("cache-control"), sent, "{setting:?} BYPASS");
+        let origin = if varies { vec!["origin"] } else { vec![] };
+        let mut expect = vec!["accept-encoding"];
+        expect.extend(origin.iter());
+        assert_eq!(vary(&bypass), expect, "{policy:?}: {:?}", bypass.headers);
+        let miss = ask(&gw, Method::GET, "/v1/vardata?user_id=v", Some(APP)).await;
+        let hit = ask(&gw, Method::GET, "/v1/vardata?user_id=v", Some(APP)).await;
+        assert_eq!(hit.x_cache(), "HIT");
+        assert_eq!(vary(&miss), origin, "{policy:?} MISS");
+        assert_eq!(vary(&hit), origin, "{policy:?} HIT");
     }
 }
