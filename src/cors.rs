@@ -20,9 +20,9 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
-use crate::config::CorsConfig;
+use crate::config::{ConfigError, CorsConfig};
 use crate::key::RouteFamily;
-use crate::response::{self, append_vary};
+use crate::response::{self, FORWARDED_METHODS, append_vary, remove_vary};
 use origin::Origin;
 
 /// The request headers the SDKs and `fetch` callers send on these routes, allowed in every
@@ -35,7 +35,9 @@ pub const ALLOWED_HEADERS: &str = "Authorization, Content-Type, X-Amp-Exp-User, 
 /// answered, the answer's age, which tier answered, and when to retry a 503.
 pub const EXPOSED_HEADERS: &str = "X-Cache, X-Cache-Tier, Age, Retry-After";
 
-/// The methods a route takes (`Allow`, `Access-Control-Allow-Methods`).
+/// The methods a page may use on a route (`Access-Control-Allow-Methods`): those it
+/// answers from the cache, and `OPTIONS`. (`Allow` lists every method evalgate serves or
+/// forwards there, as on a `405`: [`FORWARDED_METHODS`].)
 pub fn methods(route: RouteFamily) -> &'static str {
     match route {
         RouteFamily::SdkV2Vardata | RouteFamily::SdkVardata => "GET, HEAD, POST, OPTIONS",
@@ -64,6 +66,8 @@ enum Allowed {
 #[derive(Debug, Clone)]
 pub struct Cors {
     allowed: Allowed,
+    /// `Access-Control-Allow-Headers`: [`ALLOWED_HEADERS`] and `cors.allowed_headers_extra`.
+    allow_headers: HeaderValue,
     /// `Access-Control-Max-Age`.
     max_age: HeaderValue,
 }
@@ -81,27 +85,38 @@ pub enum Grant {
 }
 
 impl Cors {
-    /// The policy of a validated `[cors]`.
-    pub fn new(config: &CorsConfig) -> Cors {
+    /// The policy of `[cors]`; an invalid one is the [`ConfigError`] validation reports.
+    pub fn new(config: &CorsConfig) -> Result<Cors, ConfigError> {
+        config.validate()?;
         let allowed = if config.allowed_origins.iter().any(|o| o == "*") {
             Allowed::Any
         } else {
+            // Validated: every entry parses.
             Allowed::List(
                 config
                     .allowed_origins
                     .iter()
-                    .map(|o| {
-                        Origin::parse(o)
-                            .expect("validated cors.allowed_origins")
-                            .serialized()
-                    })
+                    .filter_map(|o| Origin::parse(o).ok())
+                    .map(|o| o.serialized())
                     .collect(),
             )
         };
-        Cors {
+        let allow_headers = if config.allowed_headers_extra.is_empty() {
+            HeaderValue::from_static(ALLOWED_HEADERS)
+        } else {
+            let extra = config.allowed_headers_extra.join(", ");
+            HeaderValue::from_str(&format!("{ALLOWED_HEADERS}, {extra}")).map_err(|_| {
+                ConfigError::Invalid {
+                    key: "cors.allowed_headers_extra",
+                    problem: "not header names".into(),
+                }
+            })?
+        };
+        Ok(Cors {
             allowed,
+            allow_headers,
             max_age: HeaderValue::from(config.max_age_s),
-        }
+        })
     }
 
     /// What a request with these headers is granted.
@@ -143,22 +158,22 @@ impl Cors {
         matches!(&self.allowed, Allowed::List(list) if !list.is_empty())
     }
 
-    /// The answer to an `OPTIONS` on `route`: `204` with `Allow`, and for a granted origin
-    /// the preflight's `Access-Control-Allow-Methods`, `-Allow-Headers` and `-Max-Age`
-    /// (the same whatever the preflight asks: the browser checks them). The headers of
-    /// every answer ([`Cors::apply`]) are added by the caller.
+    /// The answer to an `OPTIONS` on `route`: `204` with `Allow` (every method evalgate
+    /// serves or forwards there, the `Allow` of a `405`), and for a granted origin the
+    /// preflight's `Access-Control-Allow-Methods` (the route's), `-Allow-Headers` and
+    /// `-Max-Age` (the same whatever the preflight asks: the browser checks them). The
+    /// headers of every answer ([`Cors::apply`]) are added by the caller.
     pub fn preflight(&self, route: RouteFamily, grant: &Grant) -> Response<response::Body> {
         let mut answer = Response::new(response::Body::default());
         *answer.status_mut() = StatusCode::NO_CONTENT;
         let headers = answer.headers_mut();
-        let methods = HeaderValue::from_static(methods(route));
-        headers.insert(ALLOW, methods.clone());
+        headers.insert(ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
         if *grant != Grant::Refused {
-            headers.insert(ACCESS_CONTROL_ALLOW_METHODS, methods);
             headers.insert(
-                ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static(ALLOWED_HEADERS),
+                ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(methods(route)),
             );
+            headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, self.allow_headers.clone());
             headers.insert(ACCESS_CONTROL_MAX_AGE, self.max_age.clone());
         }
         answer
@@ -186,18 +201,19 @@ impl Cors {
     }
 }
 
-/// Removes the upstream's `Access-Control-*` headers from a relayed answer, so what a
-/// page may read never depends on whether the answer was a hit. Allocates only when there
-/// is one to remove.
+/// Removes the upstream's `Access-Control-*` headers from a relayed answer, and the
+/// `Origin` token from its `Vary` (what varies on `Origin` here is evalgate's to say), so
+/// what a page may read, and what a cache keys on, never depends on whether the answer
+/// was a hit. Allocates only when there is one to remove.
 pub fn strip_upstream(headers: &mut HeaderMap) {
     let is_cors = |name: &HeaderName| name.as_str().starts_with(CORS_PREFIX);
-    if !headers.keys().any(is_cors) {
-        return;
+    if headers.keys().any(is_cors) {
+        let names: Vec<HeaderName> = headers.keys().filter(|n| is_cors(n)).cloned().collect();
+        for name in names {
+            headers.remove(name);
+        }
     }
-    let names: Vec<HeaderName> = headers.keys().filter(|n| is_cors(n)).cloned().collect();
-    for name in names {
-        headers.remove(name);
-    }
+    remove_vary(headers, VARY_ORIGIN);
 }
 
 #[cfg(test)]

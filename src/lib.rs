@@ -12,8 +12,10 @@
 //!   `server::oversized` answers a request head too long
 //!   for the connection's buffer with evalgate's JSON 414/431 instead of hyper's bare one.
 //! - [`gateway`]: the pipeline for one request (its body read within
-//!   `server.body_read_timeout_ms`); routes `/v1/vardata` to the cache and everything else
-//!   to the passthrough.
+//!   `server.body_read_timeout_ms`); routes the five cacheable paths (`/v1/vardata`,
+//!   `/sdk/v2/vardata`, `/sdk/vardata`, `/sdk/v2/flags`, `/v1/flags`) to the cache, or to
+//!   the passthrough when their request bypasses it, and everything else to the
+//!   passthrough.
 //! - [`normalize`]: pure; turns a request head into a [`CacheKey`] or a reason to bypass
 //!   ([`normalize::form`] decodes the query, [`normalize::user`] canonicalizes user JSON,
 //!   [`normalize::json`] writes its strings one way);
@@ -32,9 +34,10 @@
 //!   pooled and driven by the requests that use them, and cache fills may share pipelined
 //!   connections (`upstream.pipeline_depth`).
 //! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors, `Vary`, the
-//!   `Cache-Control` clients get.
+//!   `Cache-Control` clients get (the configured value on successes, `no-store` on errors).
 //! - [`cors`]: the CORS policy of the cacheable routes (`cors.allowed_origins`): their
-//!   `OPTIONS` answered by evalgate, the same CORS headers on every answer there.
+//!   `OPTIONS` answered by evalgate, the same CORS headers on every answer there;
+//!   `cors::origin` parses and compares origins (IP addresses as browsers write them).
 //! - [`error`]: errors evalgate answers itself, mapped to statuses in one place.
 //! - [`metrics`]: what the request path records, in an explicit Prometheus registry.
 //! - [`access_log`]: the optional, sampled per-request log line (`evalgate::access`).

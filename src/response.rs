@@ -6,7 +6,7 @@ pub mod client_cache;
 pub mod vary;
 
 pub use client_cache::ClientCacheControl;
-pub use vary::append_vary;
+pub use vary::{append_vary, remove_vary};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};

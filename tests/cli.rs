@@ -122,6 +122,14 @@ fn bad_cors_origin_or_client_cache_control_exits_64_naming_it() {
             "[cors]\nallowed_origins = [\"*\", \"https://app.example.com\"]\n",
             "cors.allowed_origins",
         ),
+        (
+            "[cors]\nallowed_origins = [\"http://127.1:8080\"]\n",
+            "cors.allowed_origins",
+        ),
+        (
+            "[cors]\nallowed_headers_extra = [\"trace parent\"]\n",
+            "cors.allowed_headers_extra",
+        ),
         ("[cors]\nmax_age_s = 100000\n", "cors.max_age_s"),
         (
             "[cache]\nclient_cache_control = \"no-store\\r\\nx: 1\"\n",

@@ -10,7 +10,7 @@ mod sections;
 mod shared_cache;
 mod tls;
 mod url;
-mod validate;
+pub(crate) mod validate;
 
 pub use sections::*;
 pub use shared_cache::{SharedCacheConfig, without_password};

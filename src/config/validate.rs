@@ -261,7 +261,7 @@ impl Config {
 
 /// `cache.client_cache_control`: one header value (visible ASCII and spaces), at most
 /// 1 KiB.
-fn client_cache_control(value: &str) -> Result<(), ConfigError> {
+pub(crate) fn client_cache_control(value: &str) -> Result<(), ConfigError> {
     let key = "cache.client_cache_control";
     if value.len() > KIB as usize {
         return Err(invalid(key, "must be at most 1024 bytes".into()));
@@ -277,8 +277,9 @@ fn client_cache_control(value: &str) -> Result<(), ConfigError> {
 
 impl CorsConfig {
     /// `cors.allowed_origins`: `["*"]` alone, or origins `scheme://host[:port]`;
-    /// `cors.max_age_s` within what browsers honour at most (Firefox: 24 h).
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// `cors.allowed_headers_extra`: header names; `cors.max_age_s` within what browsers
+    /// honour at most (Firefox: 24 h).
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let key = "cors.allowed_origins";
         let star = self.allowed_origins.iter().any(|o| o == "*");
         if star && self.allowed_origins.len() > 1 {
@@ -290,6 +291,14 @@ impl CorsConfig {
         for entry in self.allowed_origins.iter().filter(|o| *o != "*") {
             if let Err(problem) = Origin::parse(entry) {
                 return Err(invalid(key, format!("`{entry}`: {problem}")));
+            }
+        }
+        for name in &self.allowed_headers_extra {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(
+                    "cors.allowed_headers_extra",
+                    format!("`{name}` is not a header name"),
+                ));
             }
         }
         range("cors.max_age_s", self.max_age_s, 0, 86_400)

@@ -5,9 +5,36 @@
 //! and their ports are equal once a scheme's default port is filled in
 //! (`HTTPS://App.Example.com:443` is `https://app.example.com`). Browsers send the
 //! serialized form (lowercase, default port left out), so a configured entry is kept in
-//! that form and most requests match it byte for byte.
+//! that form and most requests match it byte for byte. An IP address host must be
+//! written as browsers write it (see `ip`): `http://127.1` is refused, naming
+//! `http://127.0.0.1`.
 
-use std::net::Ipv6Addr;
+mod ip;
+
+use std::fmt;
+
+/// Why a text is not an origin `cors.allowed_origins` accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginError {
+    /// Not an origin.
+    Invalid(&'static str),
+    /// An origin, but not as browsers send it (an IP address spelled otherwise): this is
+    /// the form they send.
+    NotAsSent(String),
+}
+
+impl fmt::Display for OriginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OriginError::Invalid(problem) => f.write_str(problem),
+            OriginError::NotAsSent(form) => write!(
+                f,
+                "browsers send this origin as `{form}` (an IP address in its usual form): \
+                 list it that way"
+            ),
+        }
+    }
+}
 
 /// An origin split into its parts, borrowed from the text it was parsed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +48,39 @@ pub struct Origin<'a> {
 impl<'a> Origin<'a> {
     /// Parses `scheme://host[:port]`: a URI scheme, a DNS name, IPv4 address or bracketed
     /// IPv6 address (ASCII: IDNs in their `xn--` form), a port from 1 to 65535, nothing
-    /// after it (not even `/`). `Err` says what is wrong, for the config error.
-    pub fn parse(text: &'a str) -> Result<Origin<'a>, &'static str> {
+    /// after it (not even `/`); an IP address as browsers write it. `Err` says what is
+    /// wrong, for the config error.
+    pub fn parse(text: &'a str) -> Result<Origin<'a>, OriginError> {
+        Origin::parse_syntax(text)
+            .map_err(OriginError::Invalid)
+            .and_then(Origin::as_sent)
+    }
+
+    /// `self`, unless its host is an IP address browsers write otherwise (or a name
+    /// ending in a number, which they refuse).
+    fn as_sent(self) -> Result<Origin<'a>, OriginError> {
+        match ip::serialized(self.host) {
+            None => Ok(self),
+            Some(Ok(form)) if form.eq_ignore_ascii_case(self.host) => Ok(self),
+            Some(Ok(form)) => Err(OriginError::NotAsSent(
+                Origin {
+                    host: &form,
+                    ..self
+                }
+                .serialized(),
+            )),
+            Some(Err(())) if self.host.starts_with('[') => Err(OriginError::Invalid(
+                "not an IPv6 address between `[` and `]`",
+            )),
+            Some(Err(())) => Err(OriginError::Invalid(
+                "not a host browsers accept: a host ending in a number is an IPv4 address \
+                 (at most four parts, each within range)",
+            )),
+        }
+    }
+
+    /// The syntax of [`Origin::parse`], IP addresses as any spelling.
+    fn parse_syntax(text: &'a str) -> Result<Origin<'a>, &'static str> {
         if text == "null" {
             return Err(
                 "`null` is the origin of sandboxed frames and local files, which any \
@@ -51,9 +109,6 @@ impl<'a> Origin<'a> {
             let (ip, after) = bracketed
                 .split_once(']')
                 .ok_or("an IPv6 host needs its closing `]`")?;
-            if ip.parse::<Ipv6Addr>().is_err() {
-                return Err("not an IPv6 address between `[` and `]`");
-            }
             let host = &rest[..ip.len() + 2];
             match after {
                 "" => (host, None),
@@ -143,7 +198,7 @@ fn default_port(scheme: &str) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
-    use super::Origin;
+    use super::{Origin, OriginError};
 
     fn same(a: &str, b: &str) -> bool {
         Origin::parse(a).unwrap().same(&Origin::parse(b).unwrap())
@@ -163,6 +218,31 @@ mod tests {
         ] {
             assert!(Origin::parse(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn refuses_ip_addresses_not_as_browsers_send_them() {
+        for (written, sent) in [
+            ("http://127.1", "http://127.0.0.1"),
+            ("http://0x7f.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://127.0.0.1.:80", "http://127.0.0.1"),
+            ("http://[0:0:0:0:0:0:0:1]:8080", "http://[::1]:8080"),
+            ("https://[::ffff:127.0.0.1]", "https://[::ffff:7f00:1]"),
+        ] {
+            assert_eq!(
+                Origin::parse(written),
+                Err(OriginError::NotAsSent(sent.into())),
+                "{written}"
+            );
+        }
+        for refused in ["http://1.2.3.256", "http://example.123"] {
+            assert!(
+                matches!(Origin::parse(refused), Err(OriginError::Invalid(_))),
+                "{refused}"
+            );
+        }
+        // Case is not a spelling browsers differ on: compared ignoring it.
+        assert!(Origin::parse("http://[2001:DB8::1]").is_ok());
     }
 
     #[test]

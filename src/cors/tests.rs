@@ -12,8 +12,10 @@ use super::*;
 fn policy(origins: &[&str]) -> Cors {
     Cors::new(&CorsConfig {
         allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+        allowed_headers_extra: Vec::new(),
         max_age_s: 600,
     })
+    .unwrap()
 }
 
 fn with_origin(origin: &str) -> HeaderMap {
@@ -109,7 +111,8 @@ fn preflights_list_the_route_methods_and_sdk_headers() {
     let answer = cors.preflight(RouteFamily::SdkV2Vardata, &Grant::Any);
     assert_eq!(answer.status(), StatusCode::NO_CONTENT);
     let h = answer.headers();
-    assert_eq!(h[ALLOW], "GET, HEAD, POST, OPTIONS");
+    // `Allow` is what evalgate serves or forwards there, as a 405 says.
+    assert_eq!(h[ALLOW], crate::response::FORWARDED_METHODS);
     assert_eq!(h[ACCESS_CONTROL_ALLOW_METHODS], "GET, HEAD, POST, OPTIONS");
     assert_eq!(h[ACCESS_CONTROL_MAX_AGE], "600");
     let allowed = h[ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap();
@@ -133,7 +136,45 @@ fn preflights_list_the_route_methods_and_sdk_headers() {
     let refused = cors.preflight(RouteFamily::V1Vardata, &Grant::Refused);
     assert_eq!(refused.status(), StatusCode::NO_CONTENT);
     assert_eq!(refused.headers().len(), 1, "{:?}", refused.headers());
-    assert_eq!(refused.headers()[ALLOW], "GET, HEAD, OPTIONS");
+    assert_eq!(refused.headers()[ALLOW], crate::response::FORWARDED_METHODS);
+}
+
+#[test]
+fn extra_allowed_headers_follow_the_sdks() {
+    let cors = Cors::new(&CorsConfig {
+        allowed_origins: vec!["*".into()],
+        allowed_headers_extra: vec!["traceparent".into(), "Baggage".into()],
+        max_age_s: 600,
+    })
+    .unwrap();
+    let answer = cors.preflight(RouteFamily::V1Vardata, &Grant::Any);
+    let allowed = answer.headers()[ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap();
+    assert_eq!(allowed, format!("{ALLOWED_HEADERS}, traceparent, Baggage"));
+}
+
+#[test]
+fn an_invalid_policy_is_a_config_error_not_a_panic() {
+    for (config, key) in [
+        (
+            CorsConfig {
+                allowed_origins: vec!["https://app.example.com/".into()],
+                ..CorsConfig::default()
+            },
+            "`cors.allowed_origins`",
+        ),
+        (
+            CorsConfig {
+                allowed_headers_extra: vec!["trace parent".into()],
+                ..CorsConfig::default()
+            },
+            "`cors.allowed_headers_extra`",
+        ),
+    ] {
+        let err = Cors::new(&config).unwrap_err().to_string();
+        assert!(err.starts_with(key), "{err}");
+    }
 }
 
 #[test]
@@ -145,7 +186,9 @@ fn upstream_cors_headers_are_stripped() {
         HeaderValue::from_static("true"),
     );
     headers.insert("x-kept", HeaderValue::from_static("1"));
+    headers.insert(VARY, HeaderValue::from_static("Origin, Accept-Encoding"));
     strip_upstream(&mut headers);
-    assert_eq!(headers.len(), 1, "{headers:?}");
+    assert_eq!(headers.len(), 2, "{headers:?}");
     assert!(headers.contains_key("x-kept"));
+    assert_eq!(headers[VARY], "Accept-Encoding");
 }

@@ -84,7 +84,8 @@ struct Inner {
 }
 
 impl Gateway {
-    /// Builds the gateway from a validated config.
+    /// Builds the gateway from a validated config (what it reads itself, it checks: an
+    /// invalid value is a [`ConfigError`], never a panic).
     pub fn new(config: Config) -> Result<Gateway, ConfigError> {
         let upstream = if config.upstream.url == upstream::EMBEDDED {
             let e = &config.embedded;
@@ -131,8 +132,8 @@ impl Gateway {
                 metrics,
                 deployments: Default::default(),
                 generation: AtomicU64::new(0),
-                cors: Cors::new(&config.cors),
-                client_cache_control: ClientCacheControl::new(&config.cache.client_cache_control),
+                cors: Cors::new(&config.cors)?,
+                client_cache_control: ClientCacheControl::new(&config.cache.client_cache_control)?,
                 shared,
                 upstream,
                 live: LiveSettings::new(&config),
@@ -186,9 +187,10 @@ impl Gateway {
         // Decided from the request's `Origin` before the request is consumed, applied to
         // whatever answers it.
         let grant = family.map(|_| self.inner.cors.grant(request.headers()));
+        let options = request.method() == Method::OPTIONS;
         let (mut response, cache, key) = self.route(request, family, grant.as_ref(), started).await;
         if let Some(grant) = grant {
-            self.for_browsers(grant, cache, &mut response);
+            self.for_browsers(grant, cache, options, &mut response);
         }
         let elapsed = started.elapsed();
         let deployment = key.as_ref().map(CacheKey::deployment);
