@@ -10,6 +10,7 @@
 //! and outcomes, never raw paths, users or keys.
 
 mod abandoned;
+mod compression;
 mod health;
 pub mod histogram;
 mod labels;
@@ -30,6 +31,7 @@ use crate::gateway::PurgeScope;
 use crate::key::{CacheKey, RouteFamily};
 use crate::response::CacheStatus;
 pub use abandoned::AbandonedFills;
+pub use compression::CompressionMetrics;
 use health::LastExchanges;
 pub use health::UpstreamHealth;
 use histogram::{AtomicHistogram, HIT_BOUNDS, Percentiles, UPSTREAM_BOUNDS};
@@ -80,6 +82,7 @@ pub struct Metrics {
     inflight: Gauge,
     abandoned: AbandonedFills,
     shared_cache: SharedCacheMetrics,
+    compression: CompressionMetrics,
     purges: [Counter; PURGE_SCOPES.len()],
     polls: [Counter; POLL_RESULTS.len()],
     /// Set from the cache at each scrape ([`Metrics::observe_cache`]).
@@ -165,6 +168,7 @@ impl Metrics {
             inflight.clone(),
         );
         let abandoned = AbandonedFills::register(r);
+        let compression = CompressionMetrics::register(r);
         let purges = family(
             r,
             "purges",
@@ -213,6 +217,7 @@ impl Metrics {
             inflight,
             abandoned,
             shared_cache: SharedCacheMetrics::default(),
+            compression,
             purges,
             polls,
             cache_entries,
@@ -316,6 +321,11 @@ impl Metrics {
     /// [`Metrics::register_shared_cache`] ran: a single box exposes none of them).
     pub fn shared_cache(&self) -> &SharedCacheMetrics {
         &self.shared_cache
+    }
+
+    /// Compressions and upstream decodes.
+    pub fn compression(&self) -> &CompressionMetrics {
+        &self.compression
     }
 
     /// Registers the shared cache tier's metrics (when `[shared_cache]` is configured).

@@ -123,3 +123,119 @@ fn json_content_type_is_stored() {
     );
     assert_eq!(entry.content_type.unwrap(), JSON);
 }
+
+fn flags_entry(body: &'static [u8]) -> CachedResponse {
+    let upstream = UpstreamResponse {
+        status: StatusCode::OK,
+        headers: http::HeaderMap::new(),
+        body: Bytes::from_static(body),
+    };
+    let ttl = Duration::from_secs(60);
+    CachedResponse::stored(StatusCode::OK, &upstream, Instant::now(), ttl, ttl)
+}
+
+#[tokio::test]
+async fn a_variant_is_kept_with_its_entry_and_weighed() {
+    use crate::compression::Encoding;
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let k = key(RouteFamily::SdkV2Flags, "key");
+    cache.insert(k.clone(), flags_entry(b"[1,2,3]")).await;
+    cache.run_pending_tasks().await;
+    let before = cache.weighted_size();
+    let source = cache.get(&k).await.unwrap();
+    let packed = Bytes::from(vec![7u8; 500]);
+    assert!(
+        cache
+            .add_variant(&k, &source, Encoding::Br, packed.clone())
+            .await
+    );
+    let stored = cache.get(&k).await.unwrap();
+    assert_eq!(stored.variant(Encoding::Br), Some(&packed));
+    assert!(stored.variant(Encoding::Gzip).is_none());
+    assert!(stored.has_body(&source.body));
+    // The second encoding joins the first.
+    assert!(
+        cache
+            .add_variant(&k, &source, Encoding::Gzip, Bytes::from_static(b"gz"))
+            .await
+    );
+    let stored = cache.get(&k).await.unwrap();
+    assert_eq!(stored.variant(Encoding::Br), Some(&packed));
+    cache.run_pending_tasks().await;
+    assert_eq!(cache.weighted_size(), before + 502);
+}
+
+#[tokio::test]
+async fn a_purge_before_a_variant_insert_is_never_undone() {
+    use crate::compression::Encoding;
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let k = key(RouteFamily::SdkV2Flags, "key");
+    cache.insert(k.clone(), flags_entry(b"[1]")).await;
+    let source = cache.get(&k).await.unwrap();
+    // Purged (lazily, by predicate) while the variant was being made.
+    cache.invalidate_deployment("key").await;
+    let kept = cache
+        .add_variant(&k, &source, Encoding::Br, Bytes::from_static(b"br"))
+        .await;
+    assert!(!kept);
+    assert!(cache.get(&k).await.is_none(), "the purged entry came back");
+    cache.run_pending_tasks().await;
+    assert!(cache.get(&k).await.is_none());
+
+    // Removed outright.
+    cache.insert(k.clone(), flags_entry(b"[1]")).await;
+    let source = cache.get(&k).await.unwrap();
+    cache.remove(&k).await;
+    assert!(
+        !cache
+            .add_variant(&k, &source, Encoding::Gzip, Bytes::from_static(b"gz"))
+            .await
+    );
+    assert!(cache.get(&k).await.is_none());
+}
+
+#[tokio::test]
+async fn a_variant_of_an_older_fill_never_replaces_a_newer_one() {
+    use crate::compression::Encoding;
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let k = key(RouteFamily::SdkV2Flags, "key");
+    cache.insert(k.clone(), flags_entry(b"[1]")).await;
+    let old = cache.get(&k).await.unwrap();
+    // Refreshed meanwhile, with equal bytes in a new allocation.
+    let newer = flags_entry(b"[1]");
+    let newer = CachedResponse {
+        body: Bytes::copy_from_slice(&newer.body),
+        ..newer
+    };
+    cache.insert(k.clone(), newer.clone()).await;
+    assert!(
+        !cache
+            .add_variant(&k, &old, Encoding::Br, Bytes::from_static(b"old"))
+            .await
+    );
+    let stored = cache.get(&k).await.unwrap();
+    assert!(stored.has_body(&newer.body));
+    assert!(stored.variants.is_none());
+}
+
+#[tokio::test]
+async fn a_concurrent_purge_and_variant_insert_leave_no_entry() {
+    use crate::compression::Encoding;
+    // The race the epoch closes: the purge lands after the check, before the insert.
+    // Run it many times with both sides spawned; whatever the interleaving, once both
+    // are done, the purged entry is gone.
+    for round in 0..200 {
+        let cache = ResponseCache::new(&CacheConfig::default());
+        let k = key(RouteFamily::SdkV2Flags, "key");
+        cache.insert(k.clone(), flags_entry(b"[1]")).await;
+        let source = cache.get(&k).await.unwrap();
+        let (c1, c2, k1) = (cache.clone(), cache.clone(), k.clone());
+        let add = tokio::spawn(async move {
+            c1.add_variant(&k1, &source, Encoding::Br, Bytes::from_static(b"br"))
+                .await
+        });
+        let purge = tokio::spawn(async move { c2.invalidate_deployment("key").await });
+        let (_, _) = (add.await.unwrap(), purge.await.unwrap());
+        assert!(cache.get(&k).await.is_none(), "round {round}");
+    }
+}

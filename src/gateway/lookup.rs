@@ -6,12 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http::{Response, StatusCode, header};
+use http::{Response, StatusCode};
 use tokio::time::Instant;
 
+use bytes::Bytes;
+
+use super::encoded::{Decoded, undecoded};
 use super::{Gateway, without_body};
-use crate::cache::CachedResponse;
+use crate::cache::{CachedResponse, Variants};
 use crate::coalesce::{Landed, Outcome};
+use crate::compression::{Accepted, Encoding};
 use crate::error::{GatewayError, UpstreamError};
 use crate::freshness::{self, Storage};
 use crate::key::CacheKey;
@@ -28,6 +32,7 @@ impl Gateway {
         &self,
         key: CacheKey,
         head: bool,
+        accepted: Accepted,
         now: Instant,
     ) -> (Response<response::Body>, CacheStatus) {
         let cache = &self.inner.live.cache();
@@ -36,12 +41,16 @@ impl Gateway {
         if let Some(entry) = self.inner.cache.get(&key).await {
             match entry.stale_by(now) {
                 None => {
-                    let response = from_entry(&entry, now, CacheStatus::Hit, head);
+                    let response = self
+                        .from_entry(&key, &entry, now, CacheStatus::Hit, head, accepted)
+                        .await;
                     return (response, CacheStatus::Hit);
                 }
                 Some(late) if late < Duration::from_secs(cache.stale_while_revalidate_s) => {
+                    let response = self
+                        .from_entry(&key, &entry, now, CacheStatus::Stale, head, accepted)
+                        .await;
                     self.refresh_in_background(key);
-                    let response = from_entry(&entry, now, CacheStatus::Stale, head);
                     return (response, CacheStatus::Stale);
                 }
                 Some(late) if late < Duration::from_secs(cache.stale_if_error_s) => {
@@ -51,7 +60,9 @@ impl Gateway {
             }
         }
         if let Some(denied) = self.inner.cache.unauthorized(&key).await {
-            let response = from_entry(&denied, now, CacheStatus::Hit, head);
+            let response = self
+                .from_entry(&key, &denied, now, CacheStatus::Hit, head, accepted)
+                .await;
             return (response, CacheStatus::Hit);
         }
         let this = self.clone();
@@ -68,7 +79,9 @@ impl Gateway {
         }
         if let Some(entry) = fallback.filter(|_| upstream_failed(&outcome)) {
             let now = Instant::now();
-            let response = from_entry(&entry, now, CacheStatus::Stale, head);
+            let response = self
+                .from_entry(&key, &entry, now, CacheStatus::Stale, head, accepted)
+                .await;
             return (response, CacheStatus::Stale);
         }
         let (response, cache, tier) = match outcome.as_deref() {
@@ -79,17 +92,20 @@ impl Gateway {
                 let cache = match entry.stale_by(now) {
                     None => CacheStatus::Hit,
                     Some(_) => {
-                        self.refresh_in_background(key);
+                        self.refresh_in_background(key.clone());
                         CacheStatus::Stale
                     }
                 };
-                (from_entry(entry, now, cache, false), cache, Tier::L2)
+                let response = self
+                    .from_entry(&key, entry, now, cache, false, accepted)
+                    .await;
+                (response, cache, Tier::L2)
             }
-            Ok(Landed::Upstream(upstream)) if upstream.status == StatusCode::OK => {
-                let ct = upstream.headers.get(header::CONTENT_TYPE);
-                let body = upstream.body.clone();
-                let response =
-                    response::with_cache_headers(StatusCode::OK, ct, body, CacheStatus::Miss, 0);
+            // Stored (or storable) as identity: in the client's encoding.
+            Ok(Landed::Upstream(upstream))
+                if upstream.status == StatusCode::OK && !undecoded(upstream) =>
+            {
+                let response = self.from_fill(&key, upstream, accepted).await;
                 (response, CacheStatus::Miss, Tier::Upstream)
             }
             // Not stored, so relayed whole: a 401 keeps its `WWW-Authenticate`, a 429 its
@@ -177,13 +193,21 @@ impl Gateway {
         let origin = &self.inner.upstream;
         let sent = match origin.pipelined(&key) {
             Some(request) => self.exchange(origin.send_pipelined(request)).await,
-            None => match key.upstream_request(origin.base()) {
+            None => match origin.fill_request(&key) {
                 Ok(request) => self.exchange(origin.send(request)).await,
                 Err(_) => Err(GatewayError::Unforwardable),
             },
         };
-        let upstream = match sent {
-            Ok(upstream) => upstream,
+        // Decoded into identity (an unknown coding is relayed as it came).
+        let sent = match sent {
+            Ok(upstream) => self.decoded(upstream).await,
+            Err(e) => Err(e),
+        };
+        let Decoded {
+            response: mut upstream,
+            gzip,
+        } = match sent {
+            Ok(decoded) => decoded,
             Err(e) => {
                 if let GatewayError::Upstream(e) = &e {
                     tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
@@ -194,7 +218,14 @@ impl Gateway {
                 return Err(e);
             }
         };
-        let stored = self.store(&key, &upstream, generation).await;
+        let stored = self.store(&key, &upstream, gzip, generation).await;
+        // Waiters answer from the stored body itself, so that their compressed variant is
+        // the stored entry's (found by its allocation).
+        if let Ok(Some(entry)) = &stored
+            && entry.status == StatusCode::OK
+        {
+            upstream.body = entry.body.clone();
+        }
         match (fill, &stored) {
             (Some((shared, slot, lock)), Ok(Some(entry))) => shared.write(slot, entry, lock),
             (Some((shared, slot, lock)), _) => shared.release(slot, lock),
@@ -278,8 +309,13 @@ impl Gateway {
         &self,
         key: &CacheKey,
         upstream: &UpstreamResponse,
+        gzip: Option<Bytes>,
         generation: u64,
     ) -> Result<Option<CachedResponse>, GatewayError> {
+        // A coding evalgate cannot decode is relayed, never stored.
+        if undecoded(upstream) {
+            return Ok(None);
+        }
         // Lifetimes and `Age` count from when the answer arrived.
         let fetched_at = Instant::now();
         let cache = &self.inner.live.cache();
@@ -309,13 +345,15 @@ impl Gateway {
                     return Ok(None);
                 }
                 let grace = cache.stale_while_revalidate_s.max(cache.stale_if_error_s);
-                let entry = CachedResponse::stored(
+                let mut entry = CachedResponse::stored(
                     StatusCode::OK,
                     upstream,
                     fetched_at,
                     fresh_for,
                     Duration::from_secs(grace),
                 );
+                // The upstream's gzip body is this entry's gzip variant, for free.
+                entry.variants = gzip.map(|g| Arc::new(Variants::one(Encoding::Gzip, g)));
                 self.note_deployment(key.deployment());
                 self.inner.cache.insert(key.clone(), entry.clone()).await;
                 // A purge between the check above and the insert did not see this entry.
@@ -355,23 +393,6 @@ impl Gateway {
 /// configurations JSON arrays.
 fn opener(key: &CacheKey) -> u8 {
     if key.route().is_flags() { b'[' } else { b'{' }
-}
-
-/// A cached entry as a response, with its `Age` at `now`.
-fn from_entry(
-    entry: &CachedResponse,
-    now: Instant,
-    cache: CacheStatus,
-    head: bool,
-) -> Response<response::Body> {
-    let ct = entry.content_type.as_ref();
-    let age = entry.age_secs(now);
-    let response = response::with_cache_headers(entry.status, ct, entry.body.clone(), cache, age);
-    if head {
-        without_body(response)
-    } else {
-        response
-    }
 }
 
 /// Whether an outcome is one where a stale entry beats the answer: the upstream could not

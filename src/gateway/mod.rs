@@ -5,8 +5,9 @@
 //! sockets. Here: the shared state, routing and request bodies; [`lookup`] answers
 //! cacheable requests (fresh, stale, coalesced fetch); [`passthrough`] forwards the rest;
 //! [`exchange`] is one upstream request within `upstream.max_inflight`; [`purge`] drops
-//! entries.
+//! entries; [`encoded`] answers in the client's encoding and decodes the upstream's.
 
+mod encoded;
 mod exchange;
 mod lookup;
 mod passthrough;
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 use crate::access_log;
 use crate::cache::ResponseCache;
 use crate::coalesce::Flights;
+use crate::compression::Compressor;
 use crate::config::{Config, ConfigError};
 use crate::embedded::Embedded;
 use crate::error::GatewayError;
@@ -64,6 +66,8 @@ struct Inner {
     upstream: Upstream,
     flights: Flights,
     metrics: Metrics,
+    /// Compressed variants of stored answers (`[compression]`).
+    compressor: Compressor,
     /// Deployment keys with stored answers, oldest first (bounded); a short std lock taken
     /// on the miss path only.
     deployments: std::sync::Mutex<std::collections::VecDeque<String>>,
@@ -90,7 +94,7 @@ impl Gateway {
                 })?;
             Upstream::embedded(&config.upstream, engine)
         } else {
-            Upstream::http(&config.upstream)?
+            Upstream::http(&config.upstream)?.with_accept_gzip(config.compression.upstream_gzip)
         };
         let mut metrics = Metrics::new();
         if config.shared_cache.enabled() {
@@ -121,6 +125,7 @@ impl Gateway {
                 ),
                 inflight: Arc::new(Semaphore::new(config.upstream.max_inflight)),
                 flights,
+                compressor: Compressor::new(&config.compression, metrics.compression().clone()),
                 metrics,
                 deployments: Default::default(),
                 generation: AtomicU64::new(0),
@@ -270,7 +275,8 @@ impl Gateway {
         match decision {
             Some(Decision::Cache(key)) => {
                 let head = parts.method == Method::HEAD;
-                let (response, cache) = self.cached(key.clone(), head, now).await;
+                let accepted = self.inner.compressor.accepted(&parts.headers);
+                let (response, cache) = self.cached(key.clone(), head, accepted, now).await;
                 // Remembered once it hits: a one-off miss does not churn the memo.
                 if memo && !remembered_key && cache == CacheStatus::Hit {
                     self.inner
