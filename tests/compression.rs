@@ -51,7 +51,10 @@ fn gzip(body: &[u8]) -> Bytes {
 
 /// A gateway (with a handle on its parts) in front of an upstream answering `body` with
 /// `coding` on every path.
-async fn start(coding: &'static str, body: Bytes) -> (FakeUpstream, evalgate::Gateway, TestGateway) {
+async fn start(
+    coding: &'static str,
+    body: Bytes,
+) -> (FakeUpstream, evalgate::Gateway, TestGateway) {
     let upstream = FakeUpstream::start().await;
     upstream.update(|s| s.encoded_body = Some((coding, body)));
     let config = config_for(&upstream.url()).validate().unwrap();
@@ -115,7 +118,8 @@ async fn br_is_preferred_and_q_values_decide() {
 #[tokio::test]
 async fn small_answers_stay_identity_unless_identity_is_refused() {
     // An evaluation of a few hundred bytes, under compression.min_bytes (1024).
-    let body = Bytes::from_static(br#"{"flag-a":{"key":"on","value":"on"},"flag-b":{"key":"off"}}"#);
+    let body =
+        Bytes::from_static(br#"{"flag-a":{"key":"on","value":"on"},"flag-b":{"key":"off"}}"#);
     let (_upstream, gateway, gw) = start("", body.clone()).await;
     let path = "/v1/vardata?user_id=u1";
     let small = get(&gw, path, Some("gzip, br")).await;
@@ -161,10 +165,16 @@ async fn hits_serve_the_variant_compressed_once_and_weighed() {
         assert_eq!(&got.body, first);
     }
     for _ in 0..10 {
-        assert_eq!(get(&gw, FLAGS, Some("br")).await.body, first.clone().unwrap());
+        assert_eq!(
+            get(&gw, FLAGS, Some("br")).await.body,
+            first.clone().unwrap()
+        );
     }
     let compressed = first.unwrap().len() as u64;
-    assert_eq!(gateway.metrics().compression().compressions(Encoding::Br), 1);
+    assert_eq!(
+        gateway.metrics().compression().compressions(Encoding::Br),
+        1
+    );
     assert_eq!(upstream.count(), 1);
 
     // The variant is counted in the entry's weight.
@@ -184,7 +194,10 @@ async fn the_miss_that_fills_gets_its_encoding_and_keeps_it() {
     let hit = get(&gw, FLAGS, Some("br")).await;
     assert_eq!(hit.x_cache(), "HIT");
     assert_eq!(hit.body, miss.body);
-    assert_eq!(gateway.metrics().compression().compressions(Encoding::Br), 1);
+    assert_eq!(
+        gateway.metrics().compression().compressions(Encoding::Br),
+        1
+    );
     assert_eq!(upstream.count(), 1);
 }
 
@@ -291,4 +304,19 @@ async fn a_gzip_bomb_from_the_upstream_is_refused_not_stored() {
         assert!(got.json()["error"].is_string());
     }
     assert_eq!(upstream.count(), 2);
+}
+
+#[tokio::test]
+async fn compression_off_serves_identity_without_vary() {
+    let upstream = FakeUpstream::start().await;
+    upstream.update(|s| s.encoded_body = Some(("", flags_config())));
+    let mut config = config_for(&upstream.url());
+    config.compression.enabled = false;
+    let gw = TestGateway::start(config).await;
+    for _ in 0..2 {
+        let got = get(&gw, FLAGS, Some("br, gzip")).await;
+        assert_eq!(got.body, flags_config());
+        assert!(got.header("content-encoding").is_none());
+        assert!(!varies_on_encoding(&got));
+    }
 }

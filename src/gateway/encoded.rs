@@ -26,7 +26,7 @@ pub(super) struct Decoded {
 impl Gateway {
     /// A cached entry as a response, with its `Age` at `now`, in the encoding `accepted`
     /// asks for (200s only: a remembered 401 is served as stored).
-    pub(super) async fn from_entry(
+    pub(super) async fn answer_entry(
         &self,
         key: &CacheKey,
         entry: &CachedResponse,
@@ -63,7 +63,7 @@ impl Gateway {
 
     /// A fetched 200 as a MISS: from the stored entry when the fill stored it (its
     /// variant is made once and kept), else compressed for this answer alone.
-    pub(super) async fn from_fill(
+    pub(super) async fn answer_fill(
         &self,
         key: &CacheKey,
         upstream: &UpstreamResponse,

@@ -42,13 +42,13 @@ impl Gateway {
             match entry.stale_by(now) {
                 None => {
                     let response = self
-                        .from_entry(&key, &entry, now, CacheStatus::Hit, head, accepted)
+                        .answer_entry(&key, &entry, now, CacheStatus::Hit, head, accepted)
                         .await;
                     return (response, CacheStatus::Hit);
                 }
                 Some(late) if late < Duration::from_secs(cache.stale_while_revalidate_s) => {
                     let response = self
-                        .from_entry(&key, &entry, now, CacheStatus::Stale, head, accepted)
+                        .answer_entry(&key, &entry, now, CacheStatus::Stale, head, accepted)
                         .await;
                     self.refresh_in_background(key);
                     return (response, CacheStatus::Stale);
@@ -61,7 +61,7 @@ impl Gateway {
         }
         if let Some(denied) = self.inner.cache.unauthorized(&key).await {
             let response = self
-                .from_entry(&key, &denied, now, CacheStatus::Hit, head, accepted)
+                .answer_entry(&key, &denied, now, CacheStatus::Hit, head, accepted)
                 .await;
             return (response, CacheStatus::Hit);
         }
@@ -80,7 +80,7 @@ impl Gateway {
         if let Some(entry) = fallback.filter(|_| upstream_failed(&outcome)) {
             let now = Instant::now();
             let response = self
-                .from_entry(&key, &entry, now, CacheStatus::Stale, head, accepted)
+                .answer_entry(&key, &entry, now, CacheStatus::Stale, head, accepted)
                 .await;
             return (response, CacheStatus::Stale);
         }
@@ -97,7 +97,7 @@ impl Gateway {
                     }
                 };
                 let response = self
-                    .from_entry(&key, entry, now, cache, false, accepted)
+                    .answer_entry(&key, entry, now, cache, false, accepted)
                     .await;
                 (response, cache, Tier::L2)
             }
@@ -105,7 +105,7 @@ impl Gateway {
             Ok(Landed::Upstream(upstream))
                 if upstream.status == StatusCode::OK && !undecoded(upstream) =>
             {
-                let response = self.from_fill(&key, upstream, accepted).await;
+                let response = self.answer_fill(&key, upstream, accepted).await;
                 (response, CacheStatus::Miss, Tier::Upstream)
             }
             // Not stored, so relayed whole: a 401 keeps its `WWW-Authenticate`, a 429 its
