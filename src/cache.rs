@@ -172,6 +172,8 @@ pub struct ResponseCache {
     /// taken out again ([`ResponseCache::add_variant`]).
     epoch: Arc<AtomicU64>,
     max_bytes: u64,
+    #[cfg(test)]
+    put_hook: Option<Arc<variants::PutHook>>,
 }
 
 /// The cache's size and removals, for metrics and `/admin/stats`.
@@ -253,6 +255,8 @@ impl ResponseCache {
             removed,
             epoch: Arc::default(),
             max_bytes: config.max_bytes,
+            #[cfg(test)]
+            put_hook: None,
         }
     }
 

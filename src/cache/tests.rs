@@ -219,23 +219,33 @@ async fn a_variant_of_an_older_fill_never_replaces_a_newer_one() {
 }
 
 #[tokio::test]
-async fn a_concurrent_purge_and_variant_insert_leave_no_entry() {
+async fn a_purge_between_the_check_and_the_insert_is_never_undone() {
     use crate::compression::Encoding;
-    // The race the epoch closes: the purge lands after the check, before the insert.
-    // Run it many times with both sides spawned; whatever the interleaving, once both
-    // are done, the purged entry is gone.
-    for round in 0..200 {
-        let cache = ResponseCache::new(&CacheConfig::default());
+    // The race the epoch closes: the purge lands after add_variant found the entry
+    // unchanged, before moka inserts the replacement (so the purge's predicate, older
+    // than the insert, does not cover it).
+    for purge_all in [false, true] {
+        let mut cache = ResponseCache::new(&CacheConfig::default());
+        let hook = Arc::new(variants::PutHook::default());
+        cache.put_hook = Some(hook.clone());
         let k = key(RouteFamily::SdkV2Flags, "key");
         cache.insert(k.clone(), flags_entry(b"[1]")).await;
         let source = cache.get(&k).await.unwrap();
-        let (c1, c2, k1) = (cache.clone(), cache.clone(), k.clone());
+        let (c1, k1) = (cache.clone(), k.clone());
         let add = tokio::spawn(async move {
             c1.add_variant(&k1, &source, Encoding::Br, Bytes::from_static(b"br"))
                 .await
         });
-        let purge = tokio::spawn(async move { c2.invalidate_deployment("key").await });
-        let (_, _) = (add.await.unwrap(), purge.await.unwrap());
-        assert!(cache.get(&k).await.is_none(), "round {round}");
+        hook.reached.notified().await;
+        if purge_all {
+            cache.invalidate_all();
+        } else {
+            cache.invalidate_deployment("key").await;
+        }
+        hook.proceed.notify_one();
+        assert!(!add.await.unwrap(), "not kept");
+        assert!(cache.get(&k).await.is_none(), "purged entry back ({purge_all})");
+        cache.run_pending_tasks().await;
+        assert!(cache.get(&k).await.is_none());
     }
 }

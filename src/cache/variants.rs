@@ -75,6 +75,8 @@ impl ResponseCache {
     ) -> bool {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let mut added: Option<Arc<Variants>> = None;
+        #[cfg(test)]
+        let hook = self.put_hook.clone();
         self.inner
             .entry_by_ref(key)
             .and_compute_with(|current| {
@@ -92,7 +94,16 @@ impl ResponseCache {
                     }
                     _ => Op::Nop,
                 };
-                std::future::ready(op)
+                async move {
+                    // Tests hold the insert here, after the check, to land a purge in
+                    // between.
+                    #[cfg(test)]
+                    if let (Some(hook), Op::Put(_)) = (hook, &op) {
+                        hook.reached.notify_one();
+                        hook.proceed.notified().await;
+                    }
+                    op
+                }
             })
             .await;
         let Some(added) = added else {
@@ -117,4 +128,12 @@ impl ResponseCache {
             .await;
         false
     }
+}
+
+/// Holds [`ResponseCache::add_variant`] between its check and its insert (tests only).
+#[cfg(test)]
+#[derive(Default)]
+pub(super) struct PutHook {
+    pub reached: tokio::sync::Notify,
+    pub proceed: tokio::sync::Notify,
 }
