@@ -244,7 +244,10 @@ async fn a_purge_between_the_check_and_the_insert_is_never_undone() {
         }
         hook.proceed.notify_one();
         assert!(!add.await.unwrap(), "not kept");
-        assert!(cache.get(&k).await.is_none(), "purged entry back ({purge_all})");
+        assert!(
+            cache.get(&k).await.is_none(),
+            "purged entry back ({purge_all})"
+        );
         cache.run_pending_tasks().await;
         assert!(cache.get(&k).await.is_none());
     }
