@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Response, StatusCode};
 use tokio::time::Instant;
-
-use bytes::Bytes;
 
 use super::encoded::{Decoded, undecoded};
 use super::{Gateway, without_body};
