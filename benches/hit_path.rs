@@ -26,6 +26,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 const KEY: &str = "server-bench-key-0001";
 const POOL: usize = 1_000;
+/// The page a browser's request comes from.
+const ORIGIN: &str = "https://app.example.com";
 
 /// A flag-variants body of about 300 bytes, as the evaluation API answers.
 const BODY: &str = r#"{"checkout-redesign":{"key":"treatment","value":"treatment","payload":{"layout":"two-column","cta":"Buy now"}},"pricing-banner":{"key":"control","value":"control"},"onboarding-tour":{"key":"on","value":"on","payload":{"steps":["welcome","profile","invite"],"skippable":true}},"search-v2":{"key":"off"}}"#;
@@ -97,7 +99,16 @@ impl Upstream {
 }
 
 fn request(user: usize) -> Request<Full<Bytes>> {
-    Request::builder()
+    request_from(user, None)
+}
+
+/// A browser's request: as [`request`], with an `Origin`.
+fn request_from(user: usize, origin: Option<&'static str>) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder();
+    if let Some(origin) = origin {
+        builder = builder.header(header::ORIGIN, origin);
+    }
+    builder
         .method("GET")
         .uri(format!(
             "/v1/vardata?user_id=user-{user}&device_id=dev-7f3a9c2e&flag_key=checkout-redesign,pricing-banner"
@@ -163,7 +174,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (upstream, gateway) = rt.block_on(setup(&[]));
+    let (upstream, gateway) = rt.block_on(setup(|_| {}));
 
     let mut group = c.benchmark_group("hit_path");
     group.bench_function("one_key", |b| {
@@ -187,7 +198,9 @@ fn bench(c: &mut Criterion) {
     // The same hit with the shared cache tier configured (issue 13): an L1 hit must not
     // touch it. Its Redis is never reached (the tier's task is not running here), and
     // L1 hits never ask for it.
-    let (tiered_upstream, tiered) = rt.block_on(setup(&["redis://127.0.0.1:1"]));
+    let (tiered_upstream, tiered) = rt.block_on(setup(|config| {
+        config.shared_cache.url = "redis://127.0.0.1:1".into();
+    }));
     group.bench_function("one_key_shared_tier_configured", |b| {
         b.to_async(&rt).iter_batched(
             || request(0),
@@ -206,10 +219,32 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+    // A browser's hit (issue 16): `Origin` sent, CORS headers added per answer. With the
+    // default policy `*` (two static headers), and with a list of origins (the `Origin`
+    // compared and echoed, `Vary: Origin`).
+    group.bench_function("one_key_origin_cors_any", |b| {
+        b.to_async(&rt).iter_batched(
+            || request_from(0, Some(ORIGIN)),
+            |req| gateway.handle(black_box(req)),
+            BatchSize::SmallInput,
+        )
+    });
+    let (listed_upstream, listed) = rt.block_on(setup(|config| {
+        config.cors.allowed_origins = vec!["https://other.example.com".into(), ORIGIN.into()];
+    }));
+    group.bench_function("one_key_origin_cors_listed", |b| {
+        b.to_async(&rt).iter_batched(
+            || request_from(0, Some(ORIGIN)),
+            |req| listed.handle(black_box(req)),
+            BatchSize::SmallInput,
+        )
+    });
+    let hit = rt.block_on(listed.handle(request_from(0, Some(ORIGIN))));
+    assert_eq!(hit.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], ORIGIN);
     group.finish();
 
     // Nothing on the timed path reached the upstream: every request was a hit.
-    for upstream in [&upstream, &tiered_upstream] {
+    for upstream in [&upstream, &tiered_upstream, &listed_upstream] {
         assert_eq!(
             upstream.hits.load(Ordering::Relaxed),
             POOL + 1,
@@ -218,20 +253,19 @@ fn bench(c: &mut Criterion) {
     }
     rt.block_on(upstream.stop());
     rt.block_on(tiered_upstream.stop());
+    rt.block_on(listed_upstream.stop());
 }
 
-/// Starts the upstream and a gateway on it (with `shared_cache.url` when given), warms
+/// Starts the upstream and a gateway on it (its config changed by `configure`), warms
 /// `POOL` keys and checks they hit.
-async fn setup(shared_cache: &[&str]) -> (Upstream, Gateway) {
+async fn setup(configure: impl FnOnce(&mut Config)) -> (Upstream, Gateway) {
     let flags = flags_config();
     let upstream = Upstream::start(flags.clone()).await;
     let mut config = Config::default();
     config.upstream.url = format!("http://{}", upstream.addr);
     // The flag configuration stays fresh however long the bench runs.
     config.cache.flags_ttl_s = 3600;
-    if let Some(url) = shared_cache.first() {
-        config.shared_cache.url = (*url).to_string();
-    }
+    configure(&mut config);
     let config = config.validate().expect("bench config is valid");
     let gateway = Gateway::new(config).expect("gateway builds");
 

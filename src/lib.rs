@@ -4,8 +4,12 @@
 //!
 //! A request flows through these modules, in order:
 //!
-//! - [`server`]: accepts connections (HTTP/1.1 and h2c), connection limits, idle and
-//!   header timeouts, graceful drain; `server::oversized` answers a request head too long
+//! - [`server`]: accepts connections (HTTP/1.1 and h2c, and over TLS with ALPN `h2` and
+//!   `http/1.1` on the `[tls]` listener: one accept loop and connection path for both),
+//!   connection limits, idle and header timeouts, graceful drain; [`server::tls`] holds
+//!   the rustls acceptor and the poll of the certificate files, `server::tls::cert_store`
+//!   the pair in force re-read on change or SIGHUP (and `server::tls::der` its serial);
+//!   `server::oversized` answers a request head too long
 //!   for the connection's buffer with evalgate's JSON 414/431 instead of hyper's bare one.
 //! - [`gateway`]: the pipeline for one request (its body read within
 //!   `server.body_read_timeout_ms`); routes `/v1/vardata` to the cache and everything else
@@ -30,7 +34,10 @@
 //! - [`compression`]: `Accept-Encoding` negotiation, gzip and brotli; each stored answer
 //!   compressed once per encoding and kept with its entry; upstream codings decoded
 //!   within the response size limit.
-//! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors.
+//! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors, `Vary`, the
+//!   `Cache-Control` clients get.
+//! - [`cors`]: the CORS policy of the cacheable routes (`cors.allowed_origins`): their
+//!   `OPTIONS` answered by evalgate, the same CORS headers on every answer there.
 //! - [`error`]: errors evalgate answers itself, mapped to statuses in one place.
 //! - [`metrics`]: what the request path records, in an explicit Prometheus registry.
 //! - [`access_log`]: the optional, sampled per-request log line (`evalgate::access`).
@@ -61,6 +68,7 @@ pub mod cache;
 pub mod coalesce;
 pub mod compression;
 pub mod config;
+pub mod cors;
 pub mod embedded;
 pub mod error;
 pub mod eval;
@@ -86,4 +94,4 @@ pub use config::Config;
 pub use error::GatewayError;
 pub use gateway::Gateway;
 pub use key::CacheKey;
-pub use server::{RunError, run, serve, serve_with_admin};
+pub use server::{Listeners, RunError, run, serve, serve_listeners, serve_with_admin};

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use evalgate::logging::{self, LogFormat};
+use evalgate::server::{CertStore, Listeners, TlsListener};
 use evalgate::{AdminServer, Config, Gateway};
 use futures_util::FutureExt;
 
@@ -68,6 +69,18 @@ fn main() -> ExitCode {
         }
     };
     let config = gateway.config().clone();
+    // The HTTPS listener's certificate and key, read and matched before any socket opens.
+    let certs = if config.tls.enabled() {
+        match CertStore::load(&config.tls) {
+            Ok(certs) => Some(certs),
+            Err(e) => {
+                eprintln!("evalgate: config error: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        }
+    } else {
+        None
+    };
     if cli.check {
         if cli.connect
             && let Err(line) = reach_shared_cache(&gateway)
@@ -107,16 +120,33 @@ fn main() -> ExitCode {
             }
         };
         // SIGHUP re-reads the same file with the same flags, from now until serving ends.
-        let reloads =
-            evalgate::reload::on_sighup(gateway.clone(), Some(log_level), move || load(&cli));
-        let addr = config.listen_addr();
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(%addr, error = %e, "cannot listen");
-                return ExitCode::FAILURE;
+        let reloads = evalgate::reload::on_sighup(
+            gateway.clone(),
+            Some(log_level),
+            certs.clone(),
+            move || load(&cli),
+        );
+        let mut listeners = Listeners::default();
+        if !config.server.listen.is_empty() {
+            let addr = config.listen_addr();
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => listeners.plain = Some(l),
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "cannot listen");
+                    return ExitCode::FAILURE;
+                }
             }
-        };
+        }
+        if let Some(certs) = certs {
+            let addr = config.tls.listen_addr();
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => listeners.tls = Some(TlsListener::new(l, certs)),
+                Err(e) => {
+                    tracing::error!(tls = %addr, error = %e, "cannot listen");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         let admin = if config.admin.listen.is_empty() {
             None
         } else {
@@ -132,8 +162,22 @@ fn main() -> ExitCode {
             .as_ref()
             .and_then(|a| a.local_addr().ok())
             .map_or_else(|| "off".to_string(), |a| a.to_string());
+        let shown = |addr: Option<std::io::Result<std::net::SocketAddr>>| match addr {
+            Some(Ok(addr)) => addr.to_string(),
+            Some(Err(_)) => "?".to_string(),
+            None => "off".to_string(),
+        };
+        if let Some(tls) = &listeners.tls {
+            tracing::info!(
+                tls = %shown(Some(tls.local_addr())),
+                cert_file = %tls.store().cert_file().display(),
+                serial = %tls.store().serial(),
+                "HTTPS listener: TLS 1.2 and 1.3, ALPN h2 and http/1.1"
+            );
+        }
         tracing::info!(
-            listen = %listener.local_addr().map_or(addr, |a| a),
+            listen = %shown(listeners.plain.as_ref().map(|l| l.local_addr())),
+            tls = %shown(listeners.tls.as_ref().map(TlsListener::local_addr)),
             admin = %admin_addr,
             upstream = %config.upstream.url,
             cache_max_bytes = config.cache.max_bytes,
@@ -142,7 +186,7 @@ fn main() -> ExitCode {
             env!("CARGO_PKG_VERSION")
         );
         tokio::select! {
-            () = evalgate::serve_with_admin(listener, admin, gateway, shutdown) => {}
+            () = evalgate::serve_listeners(listeners, admin, gateway, shutdown) => {}
             () = reloads => {}
         }
         ExitCode::SUCCESS

@@ -15,6 +15,7 @@ mod health;
 pub mod histogram;
 mod labels;
 mod shared;
+pub mod tls;
 pub mod traffic;
 
 use std::sync::atomic::Ordering;
@@ -37,10 +38,11 @@ pub use health::UpstreamHealth;
 use histogram::{AtomicHistogram, HIT_BOUNDS, Percentiles, UPSTREAM_BOUNDS};
 pub use labels::REMOVAL_CAUSES;
 use labels::{
-    CACHE, CLASSES, DROP_REASONS, Labels, OUTCOMES, POLL_RESULTS, PURGE_SCOPES, ROUTES,
-    cache_index, family, one_label, route_index,
+    CACHE, CLASSES, DROP_REASONS, Labels, OUTCOMES, POLL_RESULTS, PREFLIGHT_RESULTS, PURGE_SCOPES,
+    ROUTES, cache_index, family, one_label, route_index,
 };
 pub use shared::{OPS as SHARED_CACHE_OPS, SharedCacheMetrics};
+use tls::TlsMetrics;
 use traffic::Traffic;
 
 /// How one upstream exchange ended.
@@ -54,6 +56,17 @@ pub enum UpstreamOutcome {
     Timeout,
     /// Garbage, too large, or a 200 that is not the expected JSON.
     Invalid,
+}
+
+/// How an `OPTIONS` on a cacheable route (a CORS preflight) was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preflight {
+    /// With CORS headers (`*`, or an allowed `Origin`).
+    Allowed = 0,
+    /// Without: the `Origin` is not allowed (the browser blocks the request).
+    Refused = 1,
+    /// No `Origin`: not a browser's preflight.
+    NoOrigin = 2,
 }
 
 /// Request totals by cache status, for `/admin/stats`.
@@ -79,8 +92,10 @@ pub struct Metrics {
     coalesced: Counter,
     spelling_memo_hits: Counter,
     headers_dropped: [Counter; DROP_REASONS.len()],
+    preflights: [Counter; PREFLIGHT_RESULTS.len()],
     inflight: Gauge,
     abandoned: AbandonedFills,
+    tls: TlsMetrics,
     shared_cache: SharedCacheMetrics,
     compression: CompressionMetrics,
     purges: [Counter; PURGE_SCOPES.len()],
@@ -161,6 +176,12 @@ impl Metrics {
             "Request header fields a passthrough did not forward, by reason",
             one_label("reason", DROP_REASONS),
         );
+        let preflights = family(
+            r,
+            "cors_preflights",
+            "OPTIONS on the cacheable routes, answered by evalgate, by result",
+            one_label("result", PREFLIGHT_RESULTS),
+        );
         let inflight = Gauge::default();
         r.register(
             "upstream_inflight",
@@ -169,6 +190,7 @@ impl Metrics {
         );
         let abandoned = AbandonedFills::register(r);
         let compression = CompressionMetrics::register(r);
+        let tls = TlsMetrics::register(r);
         let purges = family(
             r,
             "purges",
@@ -214,8 +236,10 @@ impl Metrics {
             coalesced,
             spelling_memo_hits,
             headers_dropped,
+            preflights,
             inflight,
             abandoned,
+            tls,
             shared_cache: SharedCacheMetrics::default(),
             compression,
             purges,
@@ -302,6 +326,11 @@ impl Metrics {
         self.headers_dropped[0].inc_by(n);
     }
 
+    /// An `OPTIONS` on a cacheable route was answered.
+    pub fn preflight(&self, result: Preflight) {
+        self.preflights[result as usize].inc();
+    }
+
     /// Upstream requests now in flight changed by `delta`.
     pub fn inflight(&self, delta: i64) {
         self.inflight.inc_by(delta);
@@ -310,6 +339,11 @@ impl Metrics {
     /// Upstream requests in flight now.
     pub fn inflight_now(&self) -> i64 {
         self.inflight.get()
+    }
+
+    /// The HTTPS listener's metrics, for [`crate::server::tls`] to record into.
+    pub fn tls(&self) -> &TlsMetrics {
+        &self.tls
     }
 
     /// The abandoned-fill metrics, for [`crate::coalesce::Flights`] to record into.

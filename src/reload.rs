@@ -1,6 +1,8 @@
 //! SIGHUP: re-read `config.toml`, apply what can change live ([`crate::live::LIVE_KEYS`]:
 //! request limits, cache lifetimes, access log, admin token, readiness window, log level)
-//! and report, at warn, each changed key that needs a restart.
+//! and report, at warn, each changed key that needs a restart. SIGHUP also re-reads the
+//! HTTPS listener's certificate and key ([`crate::server::CertStore::reload_now`]), whatever
+//! the config file holds.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +10,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::live::LIVE_KEYS;
 use crate::logging::{LevelChange, LogLevel};
+use crate::server::CertStore;
 
 /// What one reload did, by dotted key name.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -53,12 +56,14 @@ pub fn apply(gateway: &Gateway, new: &Config, log: Option<&LogLevel>) -> Report 
 }
 
 /// Listens for SIGHUP from now on (call it inside the runtime, before announcing the
-/// process as started) and returns the loop: on each SIGHUP, `load` re-reads the config
-/// and it is applied; a file that does not load is logged and changes nothing. The loop
-/// never ends; stop it by dropping it.
+/// process as started) and returns the loop: on each SIGHUP, `certs` (the HTTPS
+/// listener's pair, when it is on) are re-read, and `load` re-reads the config and it is
+/// applied; a file that does not load is logged and changes nothing. The loop never ends;
+/// stop it by dropping it.
 pub fn on_sighup<L>(
     gateway: Gateway,
     log: Option<LogLevel>,
+    certs: Option<CertStore>,
     load: L,
 ) -> impl std::future::Future<Output = ()>
 where
@@ -73,6 +78,14 @@ where
         if let Some(mut hup) = hup {
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP received: reloading the config");
+                if let Some(certs) = &certs {
+                    // File reads and parsing block: off the runtime, like the poll.
+                    let (certs, metrics) = (certs.clone(), gateway.metrics().tls().clone());
+                    let reload = tokio::task::spawn_blocking(move || certs.reload_now(&metrics));
+                    if let Err(e) = reload.await {
+                        tracing::warn!(error = %e, "TLS certificate reload failed");
+                    }
+                }
                 match load() {
                     Ok(config) => {
                         apply(&gateway, &config, log.as_ref());
@@ -82,7 +95,7 @@ where
             }
         }
         #[cfg(not(unix))]
-        let _ = (gateway, log, load);
+        let _ = (gateway, log, certs, load);
         std::future::pending::<()>().await
     }
 }

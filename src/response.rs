@@ -1,5 +1,12 @@
 //! Building the responses evalgate sends: cached and relayed answers with `X-Cache` and
-//! `Age`, and its own JSON errors.
+//! `Age`, and its own JSON errors; [`vary`] adds to `Vary` without overwriting it;
+//! [`client_cache`] is the `Cache-Control` clients get on the cacheable routes.
+
+pub mod client_cache;
+pub mod vary;
+
+pub use client_cache::ClientCacheControl;
+pub use vary::append_vary;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};

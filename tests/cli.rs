@@ -111,6 +111,34 @@ fn zero_ttl_exits_64_naming_it() {
 }
 
 #[test]
+fn bad_cors_origin_or_client_cache_control_exits_64_naming_it() {
+    let dir = TempDir::new();
+    for (text, key) in [
+        (
+            "[cors]\nallowed_origins = [\"https://app.example.com/\"]\n",
+            "cors.allowed_origins",
+        ),
+        (
+            "[cors]\nallowed_origins = [\"*\", \"https://app.example.com\"]\n",
+            "cors.allowed_origins",
+        ),
+        ("[cors]\nmax_age_s = 100000\n", "cors.max_age_s"),
+        (
+            "[cache]\nclient_cache_control = \"no-store\\r\\nx: 1\"\n",
+            "cache.client_cache_control",
+        ),
+    ] {
+        let path = dir.config(text);
+        let out = run(
+            &dir.0,
+            &["--config", path.to_str().unwrap(), "--check"],
+            &[],
+        );
+        config_error(&out, key);
+    }
+}
+
+#[test]
 fn wrong_type_exits_64_naming_the_key() {
     let dir = TempDir::new();
     let path = dir.config("[upstream]\ntimeout_ms = \"soon\"\n");

@@ -19,6 +19,7 @@ use crate::cache::{CachedResponse, ResponseCache};
 use crate::config::CompressionConfig;
 use crate::key::CacheKey;
 use crate::metrics::CompressionMetrics;
+use crate::response::append_vary;
 
 /// Bodies larger than this are compressed or decoded on tokio's blocking pool, not on a
 /// runtime worker: brotli at quality 5 takes ~1 ms per 64 KiB (measured), about the
@@ -163,13 +164,10 @@ impl Drop for JobDone<'_> {
     }
 }
 
-/// Adds `Vary: Accept-Encoding` (appended: other fields may vary the answer too), and
+/// Adds `Vary: Accept-Encoding` (beside any other `Vary`, see [`append_vary`]), and
 /// `Content-Encoding` when `encoding` is set.
 pub fn mark(headers: &mut http::HeaderMap, encoding: Option<Encoding>) {
-    headers.append(
-        http::header::VARY,
-        http::HeaderValue::from_static("accept-encoding"),
-    );
+    append_vary(headers, "Accept-Encoding");
     if let Some(encoding) = encoding {
         headers.insert(http::header::CONTENT_ENCODING, encoding.header_value());
     }

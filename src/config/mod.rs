@@ -9,12 +9,14 @@
 mod compression;
 mod sections;
 mod shared_cache;
+mod tls;
 mod url;
 mod validate;
 
 pub use compression::CompressionConfig;
 pub use sections::*;
 pub use shared_cache::{SharedCacheConfig, without_password};
+pub use tls::TlsConfig;
 pub use url::base_url;
 
 use std::borrow::Cow;
@@ -28,8 +30,10 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub tls: TlsConfig,
     pub upstream: UpstreamConfig,
     pub cache: CacheConfig,
+    pub cors: CorsConfig,
     pub embedded: EmbeddedConfig,
     pub admin: AdminConfig,
     pub access_log: AccessLogConfig,
@@ -106,7 +110,8 @@ impl Config {
         })
     }
 
-    /// The listen address; valid after [`Config::validate`].
+    /// The cleartext listen address; valid after [`Config::validate`] when
+    /// `server.listen` is not empty.
     pub fn listen_addr(&self) -> SocketAddr {
         self.server
             .listen
@@ -119,6 +124,11 @@ impl Config {
         let ca = Path::new(&self.shared_cache.ca_file);
         if ca.is_relative() && !self.shared_cache.ca_file.is_empty() {
             self.shared_cache.ca_file = dir.join(ca).display().to_string();
+        }
+        for file in [&mut self.tls.cert_file, &mut self.tls.key_file] {
+            if Path::new(file.as_str()).is_relative() && !file.is_empty() {
+                *file = dir.join(file.as_str()).display().to_string();
+            }
         }
         let flags = Path::new(&self.embedded.flags_file);
         if flags.is_relative() && !self.embedded.flags_file.is_empty() {

@@ -41,6 +41,26 @@ impl Default for InvalidationConfig {
     }
 }
 
+/// `[cors]`: which web pages may read the answers of the cacheable routes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins (`scheme://host[:port]`) whose pages may read the answers, or `["*"]` for
+    /// any page; `[]` sends no CORS headers.
+    pub allowed_origins: Vec<String>,
+    /// `Access-Control-Max-Age` of preflight answers: how long a browser may reuse one.
+    pub max_age_s: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allowed_origins: vec!["*".into()],
+            max_age_s: 7200,
+        }
+    }
+}
+
 /// `[admin]`: the operator listener (metrics, health, stats, purge, the status page).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -186,6 +206,9 @@ pub struct CacheConfig {
     /// Longest spelling (query + keyed headers) the memo remembers, in bytes; the memo
     /// holds at most `spelling_memo_entries` × this.
     pub spelling_memo_max_bytes: usize,
+    /// `Cache-Control` sent to clients on every answer of the cacheable routes (the
+    /// upstream's is not relayed there); empty sends none.
+    pub client_cache_control: String,
 }
 
 /// The cache's eviction policy.
@@ -273,6 +296,7 @@ impl Default for CacheConfig {
             eviction: Eviction::Lru,
             spelling_memo_entries: 4096,
             spelling_memo_max_bytes: 2048,
+            client_cache_control: crate::response::client_cache::DEFAULT.into(),
         }
     }
 }

@@ -343,3 +343,118 @@ fn shipped_config_toml_has_the_compression_defaults() {
     let shipped = Config::from_toml_str(include_str!("../../config.toml")).unwrap();
     assert_eq!(shipped.compression, CompressionConfig::default());
 }
+
+/// `[tls]`: off by default; on, it needs both files; at least one listener must be on.
+#[test]
+fn tls_section_and_listeners() {
+    let validate = |text: &str| {
+        Config::from_toml_str(text)
+            .unwrap()
+            .validate()
+            .map_err(|e| e.to_string())
+    };
+    let config = validate("").unwrap();
+    assert!(!config.tls.enabled());
+    assert_eq!(config.tls.reload_interval_ms, 5_000);
+
+    let msg = validate("[server]\nlisten = \"\"\n").unwrap_err();
+    assert!(msg.starts_with("`server.listen`"), "{msg}");
+    let msg = validate("[tls]\nlisten = \"127.0.0.1:8443\"\nkey_file = \"k\"\n").unwrap_err();
+    assert!(msg.starts_with("`tls.cert_file`"), "{msg}");
+    let msg = validate("[tls]\nlisten = \"127.0.0.1:8443\"\ncert_file = \"c\"\n").unwrap_err();
+    assert!(msg.starts_with("`tls.key_file`"), "{msg}");
+    let msg =
+        validate("[tls]\nlisten = \"nowhere\"\ncert_file = \"c\"\nkey_file = \"k\"\n").unwrap_err();
+    assert!(msg.starts_with("`tls.listen`"), "{msg}");
+    let msg = validate("[tls]\nlisten = \"127.0.0.1:8080\"\ncert_file = \"c\"\nkey_file = \"k\"\n")
+        .unwrap_err();
+    assert!(msg.contains("port of server.listen"), "{msg}");
+    let msg = validate(
+        "[tls]\nlisten = \"127.0.0.1:8443\"\ncert_file = \"c\"\nkey_file = \"k\"\n\
+         reload_interval_ms = 0\n",
+    )
+    .unwrap_err();
+    assert!(msg.starts_with("`tls.reload_interval_ms`"), "{msg}");
+    // Files for a listener that is off are refused, not silently ignored.
+    for files in ["cert_file = \"c\"\n", "key_file = \"k\"\n"] {
+        let msg = validate(&format!("[tls]\n{files}")).unwrap_err();
+        assert!(
+            msg.starts_with("`tls.listen`") && msg.contains("is empty"),
+            "{msg}"
+        );
+    }
+
+    let config = validate(
+        "[server]\nlisten = \"\"\n[tls]\nlisten = \"127.0.0.1:8443\"\n\
+         cert_file = \"c\"\nkey_file = \"k\"\n",
+    )
+    .unwrap();
+    assert!(config.tls.enabled());
+    assert!(config.server.listen.is_empty());
+}
+
+#[test]
+fn tls_files_resolve_against_the_config_dir() {
+    let mut config = Config::default();
+    config.tls.cert_file = "certs/server.crt".into();
+    config.tls.key_file = "/etc/evalgate/server.key".into();
+    config.resolve_paths(std::path::Path::new("/srv/evalgate"));
+    assert_eq!(config.tls.cert_file, "/srv/evalgate/certs/server.crt");
+    assert_eq!(config.tls.key_file, "/etc/evalgate/server.key");
+}
+
+#[test]
+fn cors_origins_are_checked() {
+    let parse = |origins: &str| {
+        Config::from_toml_str(&format!("[cors]\nallowed_origins = {origins}\n"))
+            .unwrap()
+            .validate()
+    };
+    for ok in [
+        r#"["*"]"#,
+        "[]",
+        r#"["https://app.example.com", "http://localhost:3000", "http://[::1]:8080"]"#,
+    ] {
+        parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in [
+        r#"["*", "https://app.example.com"]"#,
+        r#"["https://app.example.com/"]"#,
+        r#"["app.example.com"]"#,
+        r#"["https://*.example.com"]"#,
+        r#"["null"]"#,
+        r#"["https://app.example.com:0"]"#,
+    ] {
+        let msg = parse(bad).unwrap_err().to_string();
+        assert!(msg.starts_with("`cors.allowed_origins`"), "{bad}: {msg}");
+    }
+    let msg = Config::from_toml_str("[cors]\nmax_age_s = 86401\n")
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(msg.starts_with("`cors.max_age_s`"), "{msg}");
+}
+
+#[test]
+fn client_cache_control_is_one_header_value() {
+    for ok in ["", "no-store", "private, no-cache", "public, max-age=60"] {
+        let mut cfg = Config::default();
+        cfg.cache.client_cache_control = ok.into();
+        cfg.validate().unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+    }
+    for bad in [
+        "no-store\r\nx: 1",
+        " no-store",
+        "no-störe",
+        &"x".repeat(1025),
+    ] {
+        let mut cfg = Config::default();
+        cfg.cache.client_cache_control = bad.into();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(
+            msg.starts_with("`cache.client_cache_control`"),
+            "{bad:?}: {msg}"
+        );
+    }
+}

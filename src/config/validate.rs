@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 
 use super::url::base_url;
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, CorsConfig};
+use crate::cors::origin::Origin;
 
 const KIB: u64 = 1024;
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -13,10 +14,18 @@ const YEAR_S: u64 = 365 * 24 * 3600;
 impl Config {
     /// Checks every value; the first problem found is returned.
     pub fn validate(self) -> Result<Config, ConfigError> {
-        self.server
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|e| invalid("server.listen", format!("not an IP:port address ({e})")))?;
+        if !self.server.listen.is_empty() {
+            self.server
+                .listen
+                .parse::<SocketAddr>()
+                .map_err(|e| invalid("server.listen", format!("not an IP:port address ({e})")))?;
+        } else if !self.tls.enabled() {
+            return Err(invalid(
+                "server.listen",
+                "is empty and so is tls.listen: at least one listener must be configured".into(),
+            ));
+        }
+        self.tls.validate()?;
         let s = &self.server;
         range("server.worker_threads", s.worker_threads as u64, 0, 1024)?;
         range(
@@ -185,17 +194,34 @@ impl Config {
                 "times cache.spelling_memo_max_bytes must not exceed 1 GiB".into(),
             ));
         }
+        client_cache_control(&self.cache.client_cache_control)?;
+        self.cors.validate()?;
         if !self.admin.listen.is_empty() {
             let admin: SocketAddr =
                 self.admin.listen.parse().map_err(|e| {
                     invalid("admin.listen", format!("not an IP:port address ({e})"))
                 })?;
-            if admin.port() == self.listen_addr().port() && admin.port() != 0 {
-                return Err(invalid(
-                    "admin.listen",
-                    "must not use the port of server.listen".into(),
-                ));
+            let public = [&self.server.listen, &self.tls.listen];
+            for (name, listen) in ["server.listen", "tls.listen"].iter().zip(public) {
+                let port = listen.parse::<SocketAddr>().map(|a| a.port()).ok();
+                if port == Some(admin.port()) && admin.port() != 0 {
+                    return Err(invalid(
+                        "admin.listen",
+                        format!("must not use the port of {name}"),
+                    ));
+                }
             }
+        }
+        if let (Ok(plain), Ok(tls)) = (
+            self.server.listen.parse::<SocketAddr>(),
+            self.tls.listen.parse::<SocketAddr>(),
+        ) && plain.port() == tls.port()
+            && plain.port() != 0
+        {
+            return Err(invalid(
+                "tls.listen",
+                "must not use the port of server.listen".into(),
+            ));
         }
         range(
             "admin.ready_upstream_window_s",
@@ -231,6 +257,43 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+}
+
+/// `cache.client_cache_control`: one header value (visible ASCII and spaces), at most
+/// 1 KiB.
+fn client_cache_control(value: &str) -> Result<(), ConfigError> {
+    let key = "cache.client_cache_control";
+    if value.len() > KIB as usize {
+        return Err(invalid(key, "must be at most 1024 bytes".into()));
+    }
+    if value.trim() != value || !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+        return Err(invalid(
+            key,
+            "must be a Cache-Control value: visible ASCII, no leading or trailing space".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl CorsConfig {
+    /// `cors.allowed_origins`: `["*"]` alone, or origins `scheme://host[:port]`;
+    /// `cors.max_age_s` within what browsers honour at most (Firefox: 24 h).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let key = "cors.allowed_origins";
+        let star = self.allowed_origins.iter().any(|o| o == "*");
+        if star && self.allowed_origins.len() > 1 {
+            return Err(invalid(
+                key,
+                "`*` allows every origin: list it alone, or list origins without it".into(),
+            ));
+        }
+        for entry in self.allowed_origins.iter().filter(|o| *o != "*") {
+            if let Err(problem) = Origin::parse(entry) {
+                return Err(invalid(key, format!("`{entry}`: {problem}")));
+            }
+        }
+        range("cors.max_age_s", self.max_age_s, 0, 86_400)
     }
 }
 

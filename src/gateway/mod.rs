@@ -5,8 +5,11 @@
 //! sockets. Here: the shared state, routing and request bodies; [`lookup`] answers
 //! cacheable requests (fresh, stale, coalesced fetch); [`passthrough`] forwards the rest;
 //! [`exchange`] is one upstream request within `upstream.max_inflight`; [`purge`] drops
-//! entries; [`encoded`] answers in the client's encoding and decodes the upstream's.
+//! entries; [`encoded`] answers in the client's encoding and decodes the upstream's;
+//! [`browser`] answers `OPTIONS` on the cacheable routes and adds the CORS and
+//! `Cache-Control` headers every answer there gets.
 
+mod browser;
 mod encoded;
 mod exchange;
 mod lookup;
@@ -31,13 +34,14 @@ use crate::cache::ResponseCache;
 use crate::coalesce::Flights;
 use crate::compression::Compressor;
 use crate::config::{Config, ConfigError};
+use crate::cors::{Cors, Grant};
 use crate::embedded::Embedded;
 use crate::error::GatewayError;
-use crate::key::CacheKey;
+use crate::key::{CacheKey, RouteFamily};
 use crate::live::LiveSettings;
 use crate::metrics::Metrics;
 use crate::normalize::{self, Decision, Rejection};
-use crate::response::{self, CacheStatus};
+use crate::response::{self, CacheStatus, ClientCacheControl};
 use crate::shared_cache::{Origin, SharedCache};
 use crate::spelling::SpellingMemo;
 use crate::upstream::{self, Upstream};
@@ -78,6 +82,10 @@ struct Inner {
     /// Bumped whenever what the upstream answers may have changed wholesale (embedded
     /// flags reloaded). A fetch that started under an older generation is not stored.
     generation: AtomicU64,
+    /// `[cors]`: the CORS headers of the cacheable routes.
+    cors: Cors,
+    /// `cache.client_cache_control`.
+    client_cache_control: ClientCacheControl,
 }
 
 impl Gateway {
@@ -129,6 +137,8 @@ impl Gateway {
                 metrics,
                 deployments: Default::default(),
                 generation: AtomicU64::new(0),
+                cors: Cors::new(&config.cors),
+                client_cache_control: ClientCacheControl::new(&config.cache.client_cache_control),
                 shared,
                 upstream,
                 live: LiveSettings::new(&config),
@@ -179,7 +189,13 @@ impl Gateway {
     {
         let started = Instant::now();
         let family = normalize::family(request.uri().path());
-        let (response, cache, key) = self.route(request, started).await;
+        // Decided from the request's `Origin` before the request is consumed, applied to
+        // whatever answers it.
+        let grant = family.map(|_| self.inner.cors.grant(request.headers()));
+        let (mut response, cache, key) = self.route(request, family, grant.as_ref(), started).await;
+        if let Some(grant) = grant {
+            self.for_browsers(grant, cache, &mut response);
+        }
         let elapsed = started.elapsed();
         let deployment = key.as_ref().map(CacheKey::deployment);
         let metrics = &self.inner.metrics;
@@ -200,8 +216,15 @@ impl Gateway {
         response
     }
 
-    /// `now` is when the request arrived (one clock read serves the whole request).
-    async fn route<B>(&self, request: Request<B>, now: Instant) -> Routed
+    /// `now` is when the request arrived (one clock read serves the whole request);
+    /// `family` and `grant` are the request's cacheable route and CORS grant, if any.
+    async fn route<B>(
+        &self,
+        request: Request<B>,
+        family: Option<RouteFamily>,
+        grant: Option<&Grant>,
+        now: Instant,
+    ) -> Routed
     where
         B: Body<Data = Bytes> + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -229,6 +252,13 @@ impl Gateway {
             .map_or(0, |pq| pq.as_str().len());
         if target_len > live.max_query_bytes() {
             return (response::error(&GatewayError::UriTooLong, None), None, None);
+        }
+        // `OPTIONS` on a cacheable route is a browser's CORS preflight: answered here, never
+        // forwarded (its body, if any, unread).
+        if let (Some(route), Some(grant)) = (family, grant)
+            && request.method() == Method::OPTIONS
+        {
+            return (self.options(route, grant, request.headers()), None, None);
         }
         let (parts, body) = request.into_parts();
         let body = match self.read_body(body, now).await {

@@ -17,7 +17,8 @@ pub(super) const ROUTES: [&str; 6] = [
     "v1_flags",
     "other",
 ];
-/// `cache` label values; `NONE` for errors answered before routing (431, 414).
+/// `cache` label values; `NONE` for answers made before any lookup (431, 414, 405, and
+/// `OPTIONS` on the cacheable routes).
 pub(super) const CACHE: [&str; 5] = ["HIT", "STALE", "MISS", "BYPASS", "NONE"];
 /// `class` label values.
 pub(super) const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -29,6 +30,8 @@ pub(super) const OUTCOMES: [&str; 8] = [
 pub const REMOVAL_CAUSES: [&str; 4] = ["size", "expired", "explicit", "replaced"];
 pub(super) const PURGE_SCOPES: [&str; 2] = ["all", "deployment"];
 pub(super) const POLL_RESULTS: [&str; 2] = ["ok", "error"];
+/// `result` label values of `OPTIONS` on the cacheable routes, in [`super::Preflight`] order.
+pub(super) const PREFLIGHT_RESULTS: [&str; 3] = ["allowed", "refused", "no_origin"];
 /// `reason` label values of request header fields not forwarded.
 pub(super) const DROP_REASONS: [&str; 1] = ["underscore"];
 

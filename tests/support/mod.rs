@@ -1,8 +1,10 @@
 //! Test support: a scriptable in-test upstream and a gateway, both on 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod cli;
 pub mod fleet;
+pub mod https;
 pub mod raw_http;
 pub mod redis;
 pub mod tier_fleet;
@@ -68,6 +70,8 @@ pub struct Script {
     /// Requests whose path and query contain this are held (received and counted, not
     /// answered) until [`FakeUpstream::release_held`].
     pub hold: Option<&'static str>,
+    /// Header fields added to every answer (e.g. the upstream's own CORS headers).
+    pub headers: Vec<(&'static str, &'static str)>,
 }
 
 struct State {
@@ -321,6 +325,11 @@ async fn answer(
     let _active = Active::enter(state);
     let script = state.script.lock().unwrap().clone();
     let mut response = evaluate(state, req, &script).await;
+    for (name, value) in &script.headers {
+        response
+            .headers_mut()
+            .append(*name, http::HeaderValue::from_static(value));
+    }
     let reset_once = state
         .resets_left
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

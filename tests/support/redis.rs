@@ -8,7 +8,7 @@
 
 mod cluster;
 mod inspect;
-mod process;
+pub mod process;
 mod tls;
 
 use std::collections::BTreeMap;

@@ -1,21 +1,27 @@
-//! The public listener: accepts connections (HTTP/1.1 and cleartext HTTP/2 on the same
-//! port), enforces the connection limits and timeouts, and drains on shutdown.
+//! The public listeners: accepts connections (HTTP/1.1 and cleartext HTTP/2 on the same
+//! port, and on the HTTPS listener the same after a TLS handshake, see [`tls`]), enforces
+//! the connection limits and timeouts, and drains on shutdown. Both listeners share one
+//! accept loop, one `server.max_connections` budget and one connection path: a TLS
+//! connection is served by the same code once its handshake is done.
 
-use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+mod connection;
 mod oversized;
+pub mod tls;
+
+pub use tls::{CertStore, TlsListener};
+
+use connection::{IdleLimits, OverflowLimits, serve_connection};
 
 use crate::admin::{AdminServer, Readiness};
 use crate::config::Config;
@@ -56,6 +62,32 @@ pub async fn serve_with_admin(
     gateway: Gateway,
     shutdown: impl Future<Output = ()>,
 ) {
+    let listeners = Listeners {
+        plain: Some(listener),
+        tls: None,
+    };
+    serve_listeners(listeners, admin, gateway, shutdown).await;
+}
+
+/// The public listeners, each bound by the caller: cleartext (`server.listen`), HTTPS
+/// (`tls.listen`), or both. At least one should be given; with none, nothing is accepted
+/// until `shutdown`.
+#[derive(Default)]
+pub struct Listeners {
+    pub plain: Option<TcpListener>,
+    pub tls: Option<TlsListener>,
+}
+
+/// Like [`serve_with_admin`], on the cleartext listener, the HTTPS one, or both: the same
+/// gateway, the same connection limits (one `server.max_connections` budget for both) and
+/// timeouts, the same drain. While it serves, the HTTPS listener's certificate files are
+/// polled every `tls.reload_interval_ms`.
+pub async fn serve_listeners(
+    listeners: Listeners,
+    admin: Option<AdminServer>,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()>,
+) {
     let readiness = admin
         .as_ref()
         .map_or_else(Readiness::default, AdminServer::readiness);
@@ -66,14 +98,14 @@ pub async fn serve_with_admin(
         }
     };
     let public = async {
-        serve_public(listener, gateway.clone(), shutdown, &readiness).await;
+        serve_public(listeners, gateway.clone(), shutdown, &readiness).await;
         let _ = admin_stop.send(true);
     };
     tokio::join!(public, admin);
 }
 
 async fn serve_public(
-    listener: TcpListener,
+    listeners: Listeners,
     gateway: Gateway,
     shutdown: impl Future<Output = ()>,
     readiness: &Readiness,
@@ -157,6 +189,19 @@ async fn serve_public(
         }
     }
 
+    let Listeners { plain, tls } = listeners;
+    let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
+    if let Some(tls) = &tls {
+        let interval = Duration::from_millis(gateway.config().tls.reload_interval_ms);
+        let metrics = gateway.metrics().tls().clone();
+        tracker.spawn(tls::watch(
+            tls.store.clone(),
+            interval,
+            metrics,
+            stop_rx.clone(),
+        ));
+    }
+
     readiness.set_listening();
     loop {
         // Wait for a connection slot first: past `max_connections`, clients queue in the
@@ -165,24 +210,47 @@ async fn serve_public(
             permit = connections.clone().acquire_owned() => permit.expect("semaphore never closed"),
             () = &mut shutdown => break,
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (accepted, secure) = tokio::select! {
+            accepted = accept(plain.as_ref()) => (accepted, false),
+            accepted = accept(tls.as_ref().map(|tls| &tls.listener)) => (accepted, true),
             () = &mut shutdown => break,
         };
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // The first request's time runs from here, through a TLS handshake too.
+        let opened = tokio::time::Instant::now();
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
         let builder = builder.clone();
         let stop = stop_rx.clone();
+        let acceptor = acceptor.clone().filter(|_| secure);
         tracker.spawn(async move {
-            serve_connection(stream, gateway, &builder, stop, limits, overflow).await;
+            match acceptor {
+                None => {
+                    serve_connection(stream, opened, gateway, &builder, stop, limits, overflow)
+                        .await;
+                }
+                Some(acceptor) => {
+                    let metrics = gateway.metrics().tls().clone();
+                    // The handshake counts against the first-request time, like a head:
+                    // both end by `opened + limits.first`.
+                    let budget = (opened, limits.first);
+                    let secured =
+                        tls::handshake(&acceptor, stream, peer, budget, &metrics, stop.clone());
+                    if let Some(stream) = secured.await {
+                        let (builder, stop) = (&builder, stop);
+                        serve_connection(stream, opened, gateway, builder, stop, limits, overflow)
+                            .await;
+                    }
+                }
+            }
             tracing::trace!(%peer, "connection closed");
             drop(permit);
         });
@@ -190,7 +258,8 @@ async fn serve_public(
 
     readiness.start_draining();
     tracing::info!("shutting down: no longer accepting connections");
-    drop(listener);
+    drop(plain);
+    drop(tls);
     let _ = stop_tx.send(true);
     tracker.close();
     if tokio::time::timeout(shutdown_timeout, tracker.wait())
@@ -206,140 +275,10 @@ async fn serve_public(
     }
 }
 
-/// Activity on one connection, for the keep-alive idle timeout. Counters only: the hit
-/// path reads no clock for it.
-#[derive(Default)]
-struct Activity {
-    in_flight: AtomicU32,
-    /// Requests started on this connection so far.
-    started: AtomicU64,
-}
-
-/// The idle watchdog of one connection. It wakes every `limits.idle` (before the first
-/// request: once `limits.first` has passed since the connection opened) and closes the
-/// connection when no request is in flight and none started since its last wake, so an
-/// idle keep-alive connection goes after between one and two idle timeouts.
-struct Watchdog {
-    opened: Instant,
-    seen_at_last_wake: u64,
-}
-
-impl Watchdog {
-    /// How long to sleep before the next check, or `None` to close now.
-    fn next(&mut self, activity: &Activity, limits: IdleLimits) -> Option<Duration> {
-        let started = activity.started.load(Ordering::Relaxed);
-        if started == 0 {
-            return limits
-                .first
-                .checked_sub(self.opened.elapsed())
-                .filter(|d| !d.is_zero());
-        }
-        let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
-        let quiet = !busy && started == self.seen_at_last_wake;
-        self.seen_at_last_wake = started;
-        (!quiet).then_some(limits.idle)
-    }
-}
-
-/// How long a connection may sit without a request in flight.
-#[derive(Clone, Copy)]
-struct IdleLimits {
-    /// Before the first request: `server.header_read_timeout_ms`, so a client that connects
-    /// and sends nothing at all is cut off like one that sends half a request head.
-    first: Duration,
-    /// Between requests: `server.keepalive_idle_timeout_ms`.
-    idle: Duration,
-    /// Once a connection is asked to close (idle, or shutting down): how long it may take
-    /// to finish what it is writing, `server.shutdown_timeout_ms`. A client that stops
-    /// reading its answer would otherwise hold the connection and its slot for ever.
-    drain: Duration,
-}
-
-/// What [`oversized::Oversized`] needs: hyper's HTTP/1 head buffer, and how long to read
-/// and drop a client's bytes after answering its oversized head.
-#[derive(Clone, Copy)]
-struct OverflowLimits {
-    buffer: usize,
-    linger: Duration,
-}
-
-/// Counts a request in flight for its lifetime.
-struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-async fn serve_connection(
-    stream: TcpStream,
-    gateway: Gateway,
-    builder: &auto::Builder<TokioExecutor>,
-    mut stop: watch::Receiver<bool>,
-    limits: IdleLimits,
-    overflow: OverflowLimits,
-) {
-    let activity = Arc::new(Activity::default());
-    let mut watchdog = Watchdog {
-        opened: Instant::now(),
-        seen_at_last_wake: 0,
-    };
-    let service = {
-        let activity = activity.clone();
-        service_fn(move |request| {
-            let gateway = gateway.clone();
-            activity.in_flight.fetch_add(1, Ordering::Relaxed);
-            activity.started.fetch_add(1, Ordering::Relaxed);
-            let guard = InFlight(activity.clone());
-            async move {
-                let response = gateway.handle(request).await;
-                drop(guard);
-                Ok::<_, Infallible>(response)
-            }
-        })
-    };
-    let io = oversized::Oversized::new(stream, overflow.buffer, overflow.linger);
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let idle = tokio::time::sleep(limits.first.min(limits.idle));
-    tokio::pin!(idle);
-    // Armed when the connection starts draining.
-    let deadline = tokio::time::sleep(limits.drain);
-    tokio::pin!(deadline);
-    let mut draining = *stop.borrow();
-    if draining {
-        conn.as_mut().graceful_shutdown();
-        deadline.as_mut().reset(Instant::now() + limits.drain);
-    }
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection error");
-                }
-                return;
-            }
-            changed = stop.changed(), if !draining => {
-                if changed.is_err() || *stop.borrow() {
-                    draining = true;
-                    conn.as_mut().graceful_shutdown();
-                    deadline.as_mut().reset(Instant::now() + limits.drain);
-                }
-            }
-            () = &mut idle, if !draining => match watchdog.next(&activity, limits) {
-                Some(next) => idle.as_mut().reset(Instant::now() + next),
-                None => {
-                    draining = true;
-                    conn.as_mut().graceful_shutdown();
-                    deadline.as_mut().reset(Instant::now() + limits.drain);
-                }
-            },
-            // Still writing (the client stopped reading) past the drain time: drop it.
-            () = &mut deadline, if draining => {
-                tracing::debug!("connection still busy past server.shutdown_timeout_ms; closed");
-                return;
-            }
-        }
+/// Accepts on `listener`; never resolves when there is none.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }
