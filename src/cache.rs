@@ -171,6 +171,10 @@ pub struct ResponseCache {
     /// Raised before every purge and removal, so that a variant inserted across one is
     /// taken out again ([`ResponseCache::add_variant`]).
     epoch: Arc<AtomicU64>,
+    /// Purges and removals in progress: raised before [`ResponseCache::epoch`] and
+    /// lowered once moka has the invalidation, so that with `epoch` it works as a
+    /// seqlock for [`ResponseCache::add_variant`].
+    purging: Arc<AtomicU64>,
     max_bytes: u64,
     #[cfg(test)]
     put_hook: Option<Arc<variants::PutHook>>,
@@ -254,6 +258,7 @@ impl ResponseCache {
             negative_held,
             removed,
             epoch: Arc::default(),
+            purging: Arc::default(),
             max_bytes: config.max_bytes,
             #[cfg(test)]
             put_hook: None,
@@ -285,7 +290,7 @@ impl ResponseCache {
 
     /// [`ResponseCache::invalidate_deployment`] from sync code.
     pub fn invalidate_deployment_now(&self, deployment: &str) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let _purging = self.begin_purge();
         let owned: Box<str> = deployment.into();
         let predicate = move |key: &CacheKey, _: &CachedResponse| key.deployment() == &*owned;
         if self.inner.invalidate_entries_if(predicate).is_err() {
@@ -315,15 +320,23 @@ impl ResponseCache {
 
     /// Drops `key`'s entry.
     pub async fn remove(&self, key: &CacheKey) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let _purging = self.begin_purge();
         self.inner.invalidate(key).await;
     }
 
     /// Drops every entry.
     pub fn invalidate_all(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let _purging = self.begin_purge();
         self.inner.invalidate_all();
         self.negative.invalidate_all();
+    }
+
+    /// Marks a purge or removal in progress until the guard drops (also when its future
+    /// is dropped half-way), and raises the epoch.
+    fn begin_purge(&self) -> Purging {
+        self.purging.fetch_add(1, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        Purging(self.purging.clone())
     }
 
     /// Entries currently held (approximate until pending maintenance runs).
@@ -349,6 +362,15 @@ impl ResponseCache {
     /// Applies pending inserts and evictions, so the counts above are exact.
     pub async fn run_pending_tasks(&self) {
         self.inner.run_pending_tasks().await;
+    }
+}
+
+/// A purge in progress ([`ResponseCache::begin_purge`]).
+struct Purging(Arc<AtomicU64>);
+
+impl Drop for Purging {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

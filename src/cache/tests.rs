@@ -252,3 +252,44 @@ async fn a_purge_between_the_check_and_the_insert_is_never_undone() {
         assert!(cache.get(&k).await.is_none());
     }
 }
+
+#[tokio::test]
+async fn a_variant_checked_while_a_purge_registers_is_never_kept() {
+    use crate::compression::Encoding;
+    // The epoch is raised before moka has the invalidation: an add_variant that loads the
+    // new epoch and finds the entry still there must not insert after the invalidation
+    // took effect (that insert, newer than the predicate, would survive it).
+    let mut cache = ResponseCache::new(&CacheConfig::default());
+    let hook = Arc::new(variants::PutHook::default());
+    cache.put_hook = Some(hook.clone());
+    let k = key(RouteFamily::SdkV2Flags, "key");
+    cache.insert(k.clone(), flags_entry(b"[1]")).await;
+    let source = cache.get(&k).await.unwrap();
+    // The purge, step by step: in progress and epoch raised, invalidation not yet given.
+    let purging = cache.begin_purge();
+    let (c1, k1) = (cache.clone(), k.clone());
+    let mut add = tokio::spawn(async move {
+        c1.add_variant(&k1, &source, Encoding::Br, Bytes::from_static(b"br"))
+            .await
+    });
+    // Either it refuses at once, or it reaches its insert: then the invalidation lands
+    // before the insert goes on.
+    let reached = tokio::select! {
+        kept = &mut add => {
+            assert!(!kept.unwrap(), "kept during a purge");
+            false
+        }
+        () = hook.reached.notified() => true,
+    };
+    let _ = cache
+        .inner
+        .invalidate_entries_if(|key: &CacheKey, _: &CachedResponse| key.deployment() == "key");
+    drop(purging);
+    if reached {
+        hook.proceed.notify_one();
+        assert!(!add.await.unwrap(), "not kept");
+    }
+    assert!(cache.get(&k).await.is_none(), "the purged entry came back");
+    cache.run_pending_tasks().await;
+    assert!(cache.get(&k).await.is_none());
+}

@@ -66,6 +66,15 @@ impl ResponseCache {
     /// that entry is still `source` (same body) and no purge or removal came in since;
     /// returns whether it was kept. The entry is replaced with one that also holds
     /// `bytes` (and is weighed again), its lifetime unchanged.
+    ///
+    /// A purge raises `purging`, then the epoch, hands moka its invalidation, and lowers
+    /// `purging`; moka's invalidation covers only entries inserted before it. So, like a
+    /// seqlock: no variant is added while a purge is in progress when this starts, and
+    /// when one began (epoch moved) or is in progress after the insert, the insert may
+    /// have come after the invalidation and is taken out again: whatever entry still
+    /// holds `source`'s body (any newer fill has a body of its own allocation). The epoch
+    /// is global: a purge of another deployment at that moment drops this entry too, a
+    /// needless refill, never a wrong answer.
     pub async fn add_variant(
         &self,
         key: &CacheKey,
@@ -74,7 +83,10 @@ impl ResponseCache {
         bytes: Bytes,
     ) -> bool {
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let mut added: Option<Arc<Variants>> = None;
+        if self.purging.load(Ordering::SeqCst) > 0 {
+            return false;
+        }
+        let mut added = false;
         #[cfg(test)]
         let hook = self.put_hook.clone();
         self.inner
@@ -87,9 +99,8 @@ impl ResponseCache {
                     {
                         let mut entry = current.into_value();
                         let variants = entry.variants.as_deref().cloned().unwrap_or_default();
-                        let variants = Arc::new(variants.with(encoding, bytes));
-                        added = Some(variants.clone());
-                        entry.variants = Some(variants);
+                        entry.variants = Some(Arc::new(variants.with(encoding, bytes)));
+                        added = true;
                         Op::Put(entry)
                     }
                     _ => Op::Nop,
@@ -106,24 +117,19 @@ impl ResponseCache {
                 }
             })
             .await;
-        let Some(added) = added else {
+        if !added {
             return false;
-        };
-        if self.epoch.load(Ordering::SeqCst) == epoch {
+        }
+        if self.epoch.load(Ordering::SeqCst) == epoch && self.purging.load(Ordering::SeqCst) == 0 {
             return true;
         }
-        // A purge or removal came in between the check and the insert, and may not
-        // have seen what was inserted: drop it, unless something newer replaced it.
         self.inner
             .entry_by_ref(key)
             .and_compute_with(|current| {
-                let ours = current.as_ref().is_some_and(|c| {
-                    c.value()
-                        .variants
-                        .as_ref()
-                        .is_some_and(|v| Arc::ptr_eq(v, &added))
-                });
-                std::future::ready(if ours { Op::Remove } else { Op::Nop })
+                let purged = current
+                    .as_ref()
+                    .is_some_and(|c| c.value().has_body(&source.body));
+                std::future::ready(if purged { Op::Remove } else { Op::Nop })
             })
             .await;
         false
