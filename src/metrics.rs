@@ -32,7 +32,7 @@ use crate::gateway::PurgeScope;
 use crate::key::{CacheKey, RouteFamily};
 use crate::response::CacheStatus;
 pub use abandoned::AbandonedFills;
-pub use compression::CompressionMetrics;
+pub use compression::{CompressionMetrics, Skipped};
 use health::LastExchanges;
 pub use health::UpstreamHealth;
 use histogram::{AtomicHistogram, HIT_BOUNDS, Percentiles, UPSTREAM_BOUNDS};

@@ -13,29 +13,36 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::OnceCell;
+use tokio::sync::{Semaphore, watch};
 
 use crate::cache::{CachedResponse, ResponseCache};
 use crate::config::CompressionConfig;
 use crate::key::CacheKey;
-use crate::metrics::CompressionMetrics;
+use crate::metrics::{CompressionMetrics, Skipped};
 use crate::response::append_vary;
 
-/// Bodies larger than this are compressed or decoded on tokio's blocking pool, not on a
-/// runtime worker: brotli at quality 5 takes ~1 ms per 64 KiB (measured), about the
-/// longest a worker should be kept from its other connections.
+/// Bodies larger than this are decoded on tokio's blocking pool: the largest body
+/// compressed on a worker at the default levels ([`Levels::inline_bytes`]).
 pub const BLOCKING_BYTES: usize = 64 * 1024;
 
 /// One compression in progress: the body (by its allocation) and the encoding.
 type Job = (usize, usize, Encoding);
 
-/// Makes compressed variants, once per body and encoding at a time.
+/// What the callers of one job see: running, then its result (`None`: it did not finish).
+type Outcome = Option<Option<Bytes>>;
+
+/// Jobs in progress; each caller of the same job watches the same channel.
+type Jobs = Arc<Mutex<HashMap<Job, watch::Receiver<Outcome>>>>;
+
+/// Makes compressed variants, once per body and encoding at a time, at most
+/// `compression.max_concurrent` at once.
 pub struct Compressor {
     enabled: bool,
     min_bytes: usize,
     levels: Levels,
-    /// Compressions in progress; each caller of the same job awaits the same cell.
-    jobs: Mutex<HashMap<Job, Arc<OnceCell<Bytes>>>>,
+    jobs: Jobs,
+    /// One permit per compression running (`compression.max_concurrent`).
+    permits: Arc<Semaphore>,
     metrics: CompressionMetrics,
 }
 
@@ -48,7 +55,8 @@ impl Compressor {
                 gzip: config.gzip_level,
                 brotli: config.brotli_quality,
             },
-            jobs: Mutex::default(),
+            jobs: Jobs::default(),
+            permits: Arc::new(Semaphore::new(config.max_concurrent)),
             metrics,
         }
     }
@@ -73,91 +81,140 @@ impl Compressor {
 
     /// `entry`'s body in `encoding`, stored for `key`: the stored variant, or made now
     /// (once, however many ask at once) and kept with the entry while it is still the one
-    /// stored.
+    /// stored. `None`: answer identity (`compression.max_concurrent` compressions running,
+    /// or this one cancelled at shutdown).
+    ///
+    /// The compression and the store run in a task of their own, so a client that goes
+    /// away does not leave them half done: the variant is made and stored once.
     pub async fn stored(
         &self,
         cache: &ResponseCache,
         key: &CacheKey,
         entry: &CachedResponse,
         encoding: Encoding,
-    ) -> Bytes {
+    ) -> Option<Bytes> {
         if let Some(bytes) = entry.variant(encoding) {
-            return bytes.clone();
+            return Some(bytes.clone());
         }
-        self.once(&entry.body, encoding, async {
-            // Another caller may have stored it just before this one started the job.
-            let current = cache.get(key).await;
-            let stored = current.filter(|c| c.has_body(&entry.body));
+        let (cache, key, source) = (cache.clone(), key.clone(), entry.clone());
+        self.job(&entry.body, encoding, move |work| async move {
+            // Another job may have stored it just before this one started.
+            let current = cache.get(&key).await;
+            let stored = current.filter(|c| c.has_body(&source.body));
             if let Some(bytes) = stored.as_ref().and_then(|c| c.variant(encoding)) {
-                return bytes.clone();
+                return Some(bytes.clone());
             }
-            let bytes = self.compress(entry.body.clone(), encoding).await;
-            cache.add_variant(key, entry, encoding, bytes.clone()).await;
-            bytes
+            let bytes = work.compress(source.body.clone(), encoding).await?;
+            cache
+                .add_variant(&key, &source, encoding, bytes.clone())
+                .await;
+            Some(bytes)
         })
         .await
     }
 
     /// `body` in `encoding`, for an answer that is not stored (made once for the callers
-    /// that ask at once).
-    pub async fn transient(&self, body: &Bytes, encoding: Encoding) -> Bytes {
-        self.once(body, encoding, self.compress(body.clone(), encoding))
-            .await
+    /// that ask at once); `None` as for [`Compressor::stored`].
+    pub async fn transient(&self, body: &Bytes, encoding: Encoding) -> Option<Bytes> {
+        let body = body.clone();
+        self.job(&body.clone(), encoding, move |work| async move {
+            work.compress(body, encoding).await
+        })
+        .await
     }
 
-    /// Runs `make` for the first caller of `body` in `encoding`; concurrent callers
-    /// await its result. If that caller goes away, the next one takes over.
-    async fn once(
-        &self,
-        body: &Bytes,
-        encoding: Encoding,
-        make: impl Future<Output = Bytes>,
-    ) -> Bytes {
+    /// Joins the job for `body` in `encoding`, or starts it with `make` (in a task of its
+    /// own, holding a permit) when none is running; `None` when it cannot start or did
+    /// not finish.
+    async fn job<F, Fut>(&self, body: &Bytes, encoding: Encoding, make: F) -> Option<Bytes>
+    where
+        F: FnOnce(Work) -> Fut,
+        Fut: Future<Output = Option<Bytes>> + Send + 'static,
+    {
         let job = (body.as_ptr() as usize, body.len(), encoding);
-        let cell = {
+        let mut running = {
             let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            jobs.entry(job).or_default().clone()
+            match jobs.get(&job) {
+                Some(running) => running.clone(),
+                None => {
+                    let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                        self.metrics.skipped(Skipped::Busy);
+                        return None;
+                    };
+                    let (done, running) = watch::channel(None);
+                    jobs.insert(job, running.clone());
+                    let work = make(Work {
+                        levels: self.levels,
+                        metrics: self.metrics.clone(),
+                    });
+                    // The body stays allocated until the job has left the map, so no
+                    // other body can be taken for it.
+                    let held = body.clone();
+                    let jobs = self.jobs.clone();
+                    let watched = running.clone();
+                    tokio::spawn(async move {
+                        let _held = held;
+                        let _left = LeaveMap {
+                            jobs,
+                            job,
+                            running: watched,
+                        };
+                        let bytes = work.await;
+                        drop(permit);
+                        done.send_replace(Some(bytes));
+                    });
+                    running
+                }
+            }
         };
-        // Done (or given up): later callers find the stored variant, or start over.
-        let _done = JobDone {
-            jobs: &self.jobs,
-            job,
-            cell: &cell,
+        // `Err`: the task was dropped unfinished; `None` inside: the blocking
+        // compression was cancelled (both only while the runtime shuts down).
+        let bytes = match running.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().flatten(),
+            Err(_) => None,
         };
-        cell.get_or_init(|| make).await.clone()
+        if bytes.is_none() {
+            self.metrics.skipped(Skipped::Failed);
+        }
+        bytes
     }
+}
 
-    /// Compresses one body, counted; on the blocking pool when it is large.
-    async fn compress(&self, body: Bytes, encoding: Encoding) -> Bytes {
+/// What a job needs to compress, moved into its task.
+struct Work {
+    levels: Levels,
+    metrics: CompressionMetrics,
+}
+
+impl Work {
+    /// Compresses one body, counted; on the blocking pool past what takes a worker about
+    /// a millisecond at the configured level. `None`: cancelled (runtime shutting down).
+    async fn compress(&self, body: Bytes, encoding: Encoding) -> Option<Bytes> {
         self.metrics.compressed(encoding);
         let levels = self.levels;
-        if body.len() <= BLOCKING_BYTES {
-            return codec::compress(encoding, &body, levels);
+        if body.len() <= levels.inline_bytes(encoding) {
+            return Some(codec::compress(encoding, &body, levels));
         }
         tokio::task::spawn_blocking(move || codec::compress(encoding, &body, levels))
             .await
-            .expect("compression does not panic")
+            .ok()
     }
 }
 
-/// Takes a job out of the map when its caller is done with it (only that job's cell:
-/// a newer job for the same key stays).
-struct JobDone<'a> {
-    jobs: &'a Mutex<HashMap<Job, Arc<OnceCell<Bytes>>>>,
+/// Takes a finished (or dropped) job out of the map: only that job's channel, a newer job
+/// for the same key stays.
+struct LeaveMap {
+    jobs: Jobs,
     job: Job,
-    cell: &'a Arc<OnceCell<Bytes>>,
+    running: watch::Receiver<Outcome>,
 }
 
-impl Drop for JobDone<'_> {
+impl Drop for LeaveMap {
     fn drop(&mut self) {
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        // Kept while a caller may still finish it (one that gives up mid-way hands the
-        // job to the next; the map and this caller are the last two holders otherwise).
-        let finished = self.cell.initialized() || Arc::strong_count(self.cell) <= 2;
-        if finished
-            && jobs
-                .get(&self.job)
-                .is_some_and(|c| Arc::ptr_eq(c, self.cell))
+        if jobs
+            .get(&self.job)
+            .is_some_and(|r| r.same_channel(&self.running))
         {
             jobs.remove(&self.job);
         }

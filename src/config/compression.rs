@@ -25,6 +25,11 @@ pub struct CompressionConfig {
     /// bandwidth; its answer is decoded (and its gzip body kept as the stored gzip
     /// variant) whatever coding comes back.
     pub upstream_gzip: bool,
+    /// Compressions running at once (each one body in one encoding, on the blocking pool
+    /// when large); past it an answer goes out uncompressed (compression is optional),
+    /// counted, and the next request for it compresses it. Bounds the CPU a burst of
+    /// first requests takes, for instance after a purge of everything.
+    pub max_concurrent: usize,
 }
 
 impl Default for CompressionConfig {
@@ -35,6 +40,7 @@ impl Default for CompressionConfig {
             gzip_level: 6,
             brotli_quality: 5,
             upstream_gzip: true,
+            max_concurrent: 4,
         }
     }
 }
@@ -53,6 +59,12 @@ impl CompressionConfig {
             u64::from(self.brotli_quality),
             0,
             11,
+        )?;
+        range(
+            "compression.max_concurrent",
+            self.max_concurrent as u64,
+            1,
+            1024,
         )
     }
 }

@@ -324,6 +324,10 @@ fn compression_keys_are_checked() {
             "[compression]\nmin_bytes = 99999999999\n",
             "compression.min_bytes",
         ),
+        (
+            "[compression]\nmax_concurrent = 0\n",
+            "compression.max_concurrent",
+        ),
     ] {
         let cfg = Config::from_toml_str(text).unwrap();
         let msg = cfg.validate().unwrap_err().to_string();

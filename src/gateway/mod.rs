@@ -5,16 +5,19 @@
 //! sockets. Here: the shared state, routing and request bodies; [`lookup`] answers
 //! cacheable requests (fresh, stale, coalesced fetch); [`passthrough`] forwards the rest;
 //! [`exchange`] is one upstream request within `upstream.max_inflight`; [`purge`] drops
-//! entries; [`encoded`] answers in the client's encoding and decodes the upstream's;
-//! [`browser`] answers `OPTIONS` on the cacheable routes and adds the CORS and
-//! `Cache-Control` headers every answer there gets.
+//! entries; [`encoded`] answers in the client's encoding; [`decode`] turns the upstream's
+//! coded answers into identity; [`store`] keeps what a fill may keep; [`browser`] answers
+//! `OPTIONS` on the cacheable routes and adds the CORS and `Cache-Control` headers every
+//! answer there gets.
 
 mod browser;
+mod decode;
 mod encoded;
 mod exchange;
 mod lookup;
 mod passthrough;
 mod purge;
+mod store;
 
 pub use purge::PurgeScope;
 

@@ -18,6 +18,19 @@ pub struct CompressionMetrics {
     compressions: [Counter; ENCODINGS.len()],
     decoded: [Counter; CODINGS.len()],
     refused: [Counter; CODINGS.len()],
+    skipped: [Counter; SKIPPED.len()],
+}
+
+/// `reason` label values of answers served identity although the client accepted an
+/// encoding: `busy` (`compression.max_concurrent` compressions running), `failed` (the
+/// compression did not finish: cancelled at shutdown).
+const SKIPPED: [&str; 2] = ["busy", "failed"];
+
+/// Why an answer that could have been compressed went out in identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    Busy,
+    Failed,
 }
 
 impl CompressionMetrics {
@@ -42,7 +55,15 @@ impl CompressionMetrics {
              decoded, or not valid in their coding",
             one_label("coding", CODINGS),
         );
+        let skipped = family(
+            registry,
+            "compressions_skipped",
+            "Answers served uncompressed to a client that accepted gzip or br: busy \
+             (compression.max_concurrent reached), failed (cancelled at shutdown)",
+            one_label("reason", SKIPPED),
+        );
         CompressionMetrics {
+            skipped,
             compressions,
             decoded,
             refused,
@@ -59,6 +80,16 @@ impl CompressionMetrics {
     pub fn compressions(&self, encoding: Encoding) -> u64 {
         let at = Encoding::ALL.iter().position(|e| *e == encoding);
         self.compressions[at.unwrap_or(0)].get()
+    }
+
+    /// One answer served in identity instead of compressed, for `reason`.
+    pub fn skipped(&self, reason: Skipped) {
+        self.skipped[reason as usize].inc();
+    }
+
+    /// Answers served in identity instead of compressed, for `reason`, so far.
+    pub fn skips(&self, reason: Skipped) -> u64 {
+        self.skipped[reason as usize].get()
     }
 
     /// One upstream body decoded from `coding`, `None`: an unknown one relayed.
