@@ -54,6 +54,8 @@ pub struct Script {
     /// Answer 200 `application/json` with exactly these body bytes and this
     /// `Content-Encoding` ("" for none) instead of evaluating.
     pub encoded_body: Option<(&'static str, Bytes)>,
+    /// The status `encoded_body` comes with (200 when unset).
+    pub encoded_status: Option<StatusCode>,
     /// `Cache-Control` on `/v1/vardata` 200s.
     pub cache_control: Option<&'static str>,
     /// Written into every `/v1/vardata` 200 body: bump it to change the answers.
@@ -395,6 +397,7 @@ async fn evaluate(state: &State, req: Request<Incoming>, script: &Script) -> Res
     }
     if let Some((coding, body)) = &script.encoded_body {
         let mut r = Response::new(Full::new(body.clone()));
+        *r.status_mut() = script.encoded_status.unwrap_or(StatusCode::OK);
         r.headers_mut()
             .insert("content-type", "application/json".parse().unwrap());
         if !coding.is_empty() {
