@@ -44,7 +44,10 @@ async fn start(script: Script) -> (FakeUpstream, TestGateway) {
 
 async fn get(gw: &TestGateway, accept: &str) -> Got {
     let auth = format!("Api-Key {KEY}");
-    let headers = [("authorization", auth.as_str()), ("accept-encoding", accept)];
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("accept-encoding", accept),
+    ];
     send(&client(), Method::GET, &gw.url(FLAGS), &headers, "").await
 }
 
