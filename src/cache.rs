@@ -178,6 +178,9 @@ pub struct ResponseCache {
     max_bytes: u64,
     #[cfg(test)]
     put_hook: Option<Arc<variants::PutHook>>,
+    /// Holds add_variant before its cleanup (tests only).
+    #[cfg(test)]
+    cleanup_hook: Option<Arc<variants::PutHook>>,
 }
 
 /// The cache's size and removals, for metrics and `/admin/stats`.
@@ -262,6 +265,8 @@ impl ResponseCache {
             max_bytes: config.max_bytes,
             #[cfg(test)]
             put_hook: None,
+            #[cfg(test)]
+            cleanup_hook: None,
         }
     }
 

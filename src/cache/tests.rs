@@ -293,3 +293,51 @@ async fn a_variant_checked_while_a_purge_registers_is_never_kept() {
     cache.run_pending_tasks().await;
     assert!(cache.get(&k).await.is_none());
 }
+
+#[tokio::test]
+async fn a_resurrected_entry_is_dropped_though_another_variant_replaced_it() {
+    use crate::compression::Encoding;
+    // A br variant inserted after a purge's invalidation resurrects the entry; before
+    // its cleanup, a gzip variant of the same body replaces that entry (a new `Arc` of
+    // variants). The cleanup drops whatever still holds the purged body.
+    let mut cache = ResponseCache::new(&CacheConfig::default());
+    let put = Arc::new(variants::PutHook::default());
+    let cleanup = Arc::new(variants::PutHook::default());
+    cache.put_hook = Some(put.clone());
+    cache.cleanup_hook = Some(cleanup.clone());
+    let k = key(RouteFamily::SdkV2Flags, "key");
+    cache.insert(k.clone(), flags_entry(b"[1]")).await;
+    let source = cache.get(&k).await.unwrap();
+    let (c1, k1, s1) = (cache.clone(), k.clone(), source.clone());
+    let br = tokio::spawn(async move {
+        c1.add_variant(&k1, &s1, Encoding::Br, Bytes::from_static(b"br"))
+            .await
+    });
+    put.reached.notified().await;
+    cache.invalidate_deployment("key").await;
+    put.proceed.notify_one();
+    cleanup.reached.notified().await;
+    // The br insert came after the invalidation: the entry is back, for now.
+    assert!(cache.get(&k).await.is_some());
+    let (c2, k2) = (cache.clone(), k.clone());
+    let gz = tokio::spawn(async move {
+        c2.add_variant(&k2, &source, Encoding::Gzip, Bytes::from_static(b"gz"))
+            .await
+    });
+    put.reached.notified().await;
+    put.proceed.notify_one();
+    gz.await.unwrap();
+    assert!(
+        cache
+            .get(&k)
+            .await
+            .unwrap()
+            .variant(Encoding::Gzip)
+            .is_some()
+    );
+    cleanup.proceed.notify_one();
+    assert!(!br.await.unwrap(), "not kept");
+    assert!(cache.get(&k).await.is_none(), "the purged entry came back");
+    cache.run_pending_tasks().await;
+    assert!(cache.get(&k).await.is_none());
+}

@@ -123,6 +123,11 @@ impl ResponseCache {
         if self.epoch.load(Ordering::SeqCst) == epoch && self.purging.load(Ordering::SeqCst) == 0 {
             return true;
         }
+        #[cfg(test)]
+        if let Some(hook) = &self.cleanup_hook {
+            hook.reached.notify_one();
+            hook.proceed.notified().await;
+        }
         self.inner
             .entry_by_ref(key)
             .and_compute_with(|current| {
