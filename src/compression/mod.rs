@@ -21,8 +21,9 @@ use crate::key::CacheKey;
 use crate::metrics::{CompressionMetrics, Skipped};
 use crate::response::append_vary;
 
-/// Bodies larger than this are decoded on tokio's blocking pool: the largest body
-/// compressed on a worker at the default levels ([`Levels::inline_bytes`]).
+/// The largest body compressed on a worker at the default levels
+/// ([`Levels::inline_bytes`]); upstream bodies past an eighth of it (they expand 5-10x)
+/// are decoded on tokio's blocking pool.
 pub const BLOCKING_BYTES: usize = 64 * 1024;
 
 /// One compression in progress: the body (by its allocation) and the encoding.
