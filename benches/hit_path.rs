@@ -41,7 +41,8 @@ struct Upstream {
 }
 
 impl Upstream {
-    async fn start() -> Upstream {
+    /// Answers `BODY` on `/v1/vardata` and `flags` on `/sdk/v2/flags`.
+    async fn start(flags: Bytes) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
@@ -57,11 +58,16 @@ impl Upstream {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let counter = counter.clone();
+                        let flags = flags.clone();
                         conns.spawn(async move {
-                            let svc = service_fn(move |_req: Request<Incoming>| {
+                            let svc = service_fn(move |req: Request<Incoming>| {
                                 counter.fetch_add(1, Ordering::Relaxed);
+                                let body = match req.uri().path() {
+                                    FLAGS => flags.clone(),
+                                    _ => Bytes::from_static(BODY.as_bytes()),
+                                };
                                 async move {
-                                    let mut r = Response::new(Full::new(Bytes::from_static(BODY.as_bytes())));
+                                    let mut r = Response::new(Full::new(body));
                                     r.headers_mut().insert(
                                         header::CONTENT_TYPE,
                                         "application/json".parse().expect("header value"),
@@ -115,6 +121,46 @@ fn request_from(user: usize, origin: Option<&'static str>) -> Request<Full<Bytes
         .expect("request builds")
 }
 
+const FLAGS: &str = "/sdk/v2/flags";
+
+/// A flag configuration of about 200 KB (600 flags), as `/sdk/v2/flags` answers.
+fn flags_config() -> Bytes {
+    let mut body = String::from("[");
+    for i in 0..600 {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            r#"{{"key":"flag-{i}","metadata":{{"deployed":true,"evaluationMode":"remote","flagType":"release","flagVersion":{i}}},"segments":[{{"conditions":[[{{"op":"is","selector":["context","user","user_id"],"values":["u{i}","v{i}"]}}]],"variant":"on"}},{{"metadata":{{"segmentName":"All Other Users"}},"variant":"off"}}],"variants":{{"off":{{"key":"off","metadata":{{"default":true}}}},"on":{{"key":"on","value":"on"}}}}}}"#
+        ));
+    }
+    body.push(']');
+    Bytes::from(body)
+}
+
+/// A flag-configuration request, with `Accept-Encoding` when given.
+fn flags_request(accept: Option<&str>) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder()
+        .method("GET")
+        .uri(FLAGS)
+        .header(header::HOST, "evalgate.internal")
+        .header(header::AUTHORIZATION, format!("Api-Key {KEY}"))
+        .header(header::USER_AGENT, "bench/1.0");
+    if let Some(accept) = accept {
+        builder = builder.header(header::ACCEPT_ENCODING, accept);
+    }
+    builder
+        .body(Full::new(Bytes::new()))
+        .expect("request builds")
+}
+
+/// The three encodings of one flag-configuration hit.
+const FLAG_ENCODINGS: [(&str, Option<&str>); 3] = [
+    ("flags_200k_identity", None),
+    ("flags_200k_br", Some("gzip, deflate, br")),
+    ("flags_200k_gzip", Some("gzip")),
+];
+
 fn x_cache<B>(response: &Response<B>) -> &str {
     response
         .headers()
@@ -162,6 +208,17 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // A ~200 KB flag configuration hit in identity, br and gzip: each variant was made
+    // once while warming, so all three serve stored bytes and should cost the same.
+    for (name, accept) in FLAG_ENCODINGS {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_batched(
+                || flags_request(accept),
+                |req| gateway.handle(black_box(req)),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     // A browser's hit (issue 16): `Origin` sent, CORS headers added per answer. With the
     // default policy `*` (two static headers), and with a list of origins (the `Origin`
     // compared and echoed, `Vary: Origin`).
@@ -190,7 +247,7 @@ fn bench(c: &mut Criterion) {
     for upstream in [&upstream, &tiered_upstream, &listed_upstream] {
         assert_eq!(
             upstream.hits.load(Ordering::Relaxed),
-            POOL,
+            POOL + 1,
             "only warming may reach the upstream"
         );
     }
@@ -202,9 +259,12 @@ fn bench(c: &mut Criterion) {
 /// Starts the upstream and a gateway on it (its config changed by `configure`), warms
 /// `POOL` keys and checks they hit.
 async fn setup(configure: impl FnOnce(&mut Config)) -> (Upstream, Gateway) {
-    let upstream = Upstream::start().await;
+    let flags = flags_config();
+    let upstream = Upstream::start(flags.clone()).await;
     let mut config = Config::default();
     config.upstream.url = format!("http://{}", upstream.addr);
+    // The flag configuration stays fresh however long the bench runs.
+    config.cache.flags_ttl_s = 3600;
     configure(&mut config);
     let config = config.validate().expect("bench config is valid");
     let gateway = Gateway::new(config).expect("gateway builds");
@@ -227,7 +287,27 @@ async fn setup(configure: impl FnOnce(&mut Config)) -> (Upstream, Gateway) {
             .to_bytes();
         assert_eq!(body, BODY.as_bytes(), "user-{user} body");
     }
-    assert_eq!(upstream.hits.load(Ordering::Relaxed), POOL);
+    // The flag configuration, stored, then its variants made once.
+    for (name, accept) in FLAG_ENCODINGS {
+        let warm = gateway.handle(flags_request(accept)).await;
+        assert_eq!(warm.status(), StatusCode::OK, "{name}");
+        let encoding = warm.headers().get(header::CONTENT_ENCODING).cloned();
+        assert_eq!(
+            encoding.as_ref().map(|e| e.to_str().expect("token")),
+            accept.map(|a| if a == "gzip" { "gzip" } else { "br" }),
+            "{name}"
+        );
+    }
+    gateway.cache().run_pending_tasks().await;
+    for (name, accept) in FLAG_ENCODINGS {
+        let hit = gateway.handle(flags_request(accept)).await;
+        assert_eq!(x_cache(&hit), "HIT", "{name}");
+        if accept.is_none() {
+            let body = hit.into_body().collect().await.expect("full body");
+            assert_eq!(body.to_bytes(), flags, "{name}");
+        }
+    }
+    assert_eq!(upstream.hits.load(Ordering::Relaxed), POOL + 1);
     (upstream, gateway)
 }
 

@@ -32,6 +32,8 @@ pub struct CachedResponse {
     pub fresh_for: Duration,
     /// How long past freshness the entry is kept for stale serving.
     pub grace: Duration,
+    /// Compressed bodies made so far ([`variants`]); `None` until the first.
+    pub variants: Option<Arc<Variants>>,
 }
 
 /// The content type of almost every answer, stored without an allocation.
@@ -76,6 +78,7 @@ impl CachedResponse {
             fetched_at,
             fresh_for,
             grace,
+            variants: None,
         }
     }
 
@@ -107,6 +110,7 @@ impl CachedResponse {
         let bytes = key.weight()
             + self.body.len()
             + self.content_type.as_ref().map_or(0, |v| v.len())
+            + self.variants.as_ref().map_or(0, |v| v.len())
             + ENTRY_OVERHEAD;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
@@ -135,7 +139,9 @@ impl<K> Expiry<K, CachedResponse> for PerEntryTtl {
         Some(value.fresh_for + value.grace)
     }
 
-    /// A refreshed answer gets its own lifetime (moka's default keeps the old deadline).
+    /// A refreshed answer gets its own lifetime (moka's default keeps the old deadline),
+    /// counted from its fetch: an entry replaced to add a compressed variant keeps its
+    /// deadline.
     fn expire_after_update(
         &self,
         _: &K,
@@ -143,7 +149,8 @@ impl<K> Expiry<K, CachedResponse> for PerEntryTtl {
         _: StdInstant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.fresh_for + value.grace)
+        let lifetime = value.fresh_for + value.grace;
+        Some(lifetime.saturating_sub(value.fetched_at.elapsed()))
     }
 }
 
@@ -161,7 +168,19 @@ pub struct ResponseCache {
     /// Entries removed so far by cause (size, expired, explicit, replaced), counted by
     /// moka's eviction listener during its maintenance, off the hit path.
     removed: Arc<[AtomicU64; 4]>,
+    /// Raised before every purge and removal, so that a variant inserted across one is
+    /// taken out again ([`ResponseCache::add_variant`]).
+    epoch: Arc<AtomicU64>,
+    /// Purges and removals in progress: raised before [`ResponseCache::epoch`] and
+    /// lowered once moka has the invalidation, so that with `epoch` it works as a
+    /// seqlock for [`ResponseCache::add_variant`].
+    purging: Arc<AtomicU64>,
     max_bytes: u64,
+    #[cfg(test)]
+    put_hook: Option<Arc<variants::PutHook>>,
+    /// Holds add_variant before its cleanup (tests only).
+    #[cfg(test)]
+    cleanup_hook: Option<Arc<variants::PutHook>>,
 }
 
 /// The cache's size and removals, for metrics and `/admin/stats`.
@@ -241,7 +260,13 @@ impl ResponseCache {
             negative,
             negative_held,
             removed,
+            epoch: Arc::default(),
+            purging: Arc::default(),
             max_bytes: config.max_bytes,
+            #[cfg(test)]
+            put_hook: None,
+            #[cfg(test)]
+            cleanup_hook: None,
         }
     }
 
@@ -270,6 +295,7 @@ impl ResponseCache {
 
     /// [`ResponseCache::invalidate_deployment`] from sync code.
     pub fn invalidate_deployment_now(&self, deployment: &str) {
+        let _purging = self.begin_purge();
         let owned: Box<str> = deployment.into();
         let predicate = move |key: &CacheKey, _: &CachedResponse| key.deployment() == &*owned;
         if self.inner.invalidate_entries_if(predicate).is_err() {
@@ -288,19 +314,34 @@ impl ResponseCache {
         self.inner.get(key).await
     }
 
+    /// Stores `value` for `key`; serialized with [`ResponseCache::add_variant`] on the
+    /// same key, so a variant of an older entry never replaces it.
     pub async fn insert(&self, key: CacheKey, value: CachedResponse) {
-        self.inner.insert(key, value).await;
+        self.inner
+            .entry(key)
+            .and_upsert_with(|_| std::future::ready(value))
+            .await;
     }
 
     /// Drops `key`'s entry.
     pub async fn remove(&self, key: &CacheKey) {
+        let _purging = self.begin_purge();
         self.inner.invalidate(key).await;
     }
 
     /// Drops every entry.
     pub fn invalidate_all(&self) {
+        let _purging = self.begin_purge();
         self.inner.invalidate_all();
         self.negative.invalidate_all();
+    }
+
+    /// Marks a purge or removal in progress until the guard drops (also when its future
+    /// is dropped half-way), and raises the epoch.
+    fn begin_purge(&self) -> Purging {
+        self.purging.fetch_add(1, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        Purging(self.purging.clone())
     }
 
     /// Entries currently held (approximate until pending maintenance runs).
@@ -328,6 +369,19 @@ impl ResponseCache {
         self.inner.run_pending_tasks().await;
     }
 }
+
+/// A purge in progress ([`ResponseCache::begin_purge`]).
+struct Purging(Arc<AtomicU64>);
+
+impl Drop for Purging {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+mod variants;
+
+pub use variants::Variants;
 
 #[cfg(test)]
 mod tests;

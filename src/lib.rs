@@ -33,6 +33,9 @@
 //! - [`upstream`]: the HTTP(S) client with its timeouts; its keep-alive connections are
 //!   pooled and driven by the requests that use them, and cache fills may share pipelined
 //!   connections (`upstream.pipeline_depth`).
+//! - [`compression`]: `Accept-Encoding` negotiation, gzip and brotli; each stored answer
+//!   compressed once per encoding and kept with its entry; upstream codings decoded
+//!   within the response size limit.
 //! - [`response`]: `X-Cache`/`Age` headers, relayed responses, JSON errors, `Vary`, the
 //!   `Cache-Control` clients get (the configured value on successes, `no-store` on errors).
 //! - [`cors`]: the CORS policy of the cacheable routes (`cors.allowed_origins`): their
@@ -66,6 +69,7 @@ pub mod admin;
 pub mod b64;
 pub mod cache;
 pub mod coalesce;
+pub mod compression;
 pub mod config;
 pub mod cors;
 pub mod embedded;

@@ -10,6 +10,7 @@
 //! and outcomes, never raw paths, users or keys.
 
 mod abandoned;
+mod compression;
 mod health;
 pub mod histogram;
 mod labels;
@@ -31,6 +32,7 @@ use crate::gateway::PurgeScope;
 use crate::key::{CacheKey, RouteFamily};
 use crate::response::CacheStatus;
 pub use abandoned::AbandonedFills;
+pub use compression::{CompressionMetrics, Skipped};
 use health::LastExchanges;
 pub use health::UpstreamHealth;
 use histogram::{AtomicHistogram, HIT_BOUNDS, Percentiles, UPSTREAM_BOUNDS};
@@ -95,6 +97,7 @@ pub struct Metrics {
     abandoned: AbandonedFills,
     tls: TlsMetrics,
     shared_cache: SharedCacheMetrics,
+    compression: CompressionMetrics,
     purges: [Counter; PURGE_SCOPES.len()],
     polls: [Counter; POLL_RESULTS.len()],
     /// Set from the cache at each scrape ([`Metrics::observe_cache`]).
@@ -186,6 +189,7 @@ impl Metrics {
             inflight.clone(),
         );
         let abandoned = AbandonedFills::register(r);
+        let compression = CompressionMetrics::register(r);
         let tls = TlsMetrics::register(r);
         let purges = family(
             r,
@@ -237,6 +241,7 @@ impl Metrics {
             abandoned,
             tls,
             shared_cache: SharedCacheMetrics::default(),
+            compression,
             purges,
             polls,
             cache_entries,
@@ -350,6 +355,11 @@ impl Metrics {
     /// [`Metrics::register_shared_cache`] ran: a single box exposes none of them).
     pub fn shared_cache(&self) -> &SharedCacheMetrics {
         &self.shared_cache
+    }
+
+    /// Compressions and upstream decodes.
+    pub fn compression(&self) -> &CompressionMetrics {
+        &self.compression
     }
 
     /// Registers the shared cache tier's metrics (when `[shared_cache]` is configured).

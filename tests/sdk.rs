@@ -242,12 +242,15 @@ async fn the_forwarded_request_is_exactly_the_canonical_one() {
     assert_eq!(h["x-amp-exp-track"], "no-track");
     assert_eq!(h["accept"], "application/json");
     assert!(h["user-agent"].to_str().unwrap().starts_with("evalgate/"));
+    // evalgate's own constant (`compression.upstream_gzip`), not the client's field.
+    assert_eq!(h["accept-encoding"], "gzip");
     let mut names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
     names.sort_unstable();
     assert_eq!(
         names,
         [
             "accept",
+            "accept-encoding",
             "authorization",
             "content-length",
             "content-type",

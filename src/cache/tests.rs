@@ -123,3 +123,221 @@ fn json_content_type_is_stored() {
     );
     assert_eq!(entry.content_type.unwrap(), JSON);
 }
+
+fn flags_entry(body: &'static [u8]) -> CachedResponse {
+    let upstream = UpstreamResponse {
+        status: StatusCode::OK,
+        headers: http::HeaderMap::new(),
+        body: Bytes::from_static(body),
+    };
+    let ttl = Duration::from_secs(60);
+    CachedResponse::stored(StatusCode::OK, &upstream, Instant::now(), ttl, ttl)
+}
+
+#[tokio::test]
+async fn a_variant_is_kept_with_its_entry_and_weighed() {
+    use crate::compression::Encoding;
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let k = key(RouteFamily::SdkV2Flags, "key");
+    cache.insert(k.clone(), flags_entry(b"[1,2,3]")).await;
+    cache.run_pending_tasks().await;
+    let before = cache.weighted_size();
+    let source = cache.get(&k).await.unwrap();
+    let packed = Bytes::from(vec![7u8; 500]);
+    assert!(
+        cache
+            .add_variant(&k, &source, Encoding::Br, packed.clone())
+            .await
+    );
+    let stored = cache.get(&k).await.unwrap();
+    assert_eq!(stored.variant(Encoding::Br), Some(&packed));
+    assert!(stored.variant(Encoding::Gzip).is_none());
+    assert!(stored.has_body(&source.body));
+    // The second encoding joins the first.
+    assert!(
+        cache
+            .add_variant(&k, &source, Encoding::Gzip, Bytes::from_static(b"gz"))
+            .await
+    );
+    let stored = cache.get(&k).await.unwrap();
+    assert_eq!(stored.variant(Encoding::Br), Some(&packed));
+    cache.run_pending_tasks().await;
+    assert_eq!(cache.weighted_size(), before + 502);
+}
+
+#[tokio::test]
+async fn a_purge_before_a_variant_insert_is_never_undone() {
+    use crate::compression::Encoding;
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let k = key(RouteFamily::SdkV2Flags, "key");
+    cache.insert(k.clone(), flags_entry(b"[1]")).await;
+    let source = cache.get(&k).await.unwrap();
+    // Purged (lazily, by predicate) while the variant was being made.
+    cache.invalidate_deployment("key").await;
+    let kept = cache
+        .add_variant(&k, &source, Encoding::Br, Bytes::from_static(b"br"))
+        .await;
+    assert!(!kept);
+    assert!(cache.get(&k).await.is_none(), "the purged entry came back");
+    cache.run_pending_tasks().await;
+    assert!(cache.get(&k).await.is_none());
+
+    // Removed outright.
+    cache.insert(k.clone(), flags_entry(b"[1]")).await;
+    let source = cache.get(&k).await.unwrap();
+    cache.remove(&k).await;
+    assert!(
+        !cache
+            .add_variant(&k, &source, Encoding::Gzip, Bytes::from_static(b"gz"))
+            .await
+    );
+    assert!(cache.get(&k).await.is_none());
+}
+
+#[tokio::test]
+async fn a_variant_of_an_older_fill_never_replaces_a_newer_one() {
+    use crate::compression::Encoding;
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let k = key(RouteFamily::SdkV2Flags, "key");
+    cache.insert(k.clone(), flags_entry(b"[1]")).await;
+    let old = cache.get(&k).await.unwrap();
+    // Refreshed meanwhile, with equal bytes in a new allocation.
+    let newer = flags_entry(b"[1]");
+    let newer = CachedResponse {
+        body: Bytes::copy_from_slice(&newer.body),
+        ..newer
+    };
+    cache.insert(k.clone(), newer.clone()).await;
+    assert!(
+        !cache
+            .add_variant(&k, &old, Encoding::Br, Bytes::from_static(b"old"))
+            .await
+    );
+    let stored = cache.get(&k).await.unwrap();
+    assert!(stored.has_body(&newer.body));
+    assert!(stored.variants.is_none());
+}
+
+#[tokio::test]
+async fn a_purge_between_the_check_and_the_insert_is_never_undone() {
+    use crate::compression::Encoding;
+    // The race the epoch closes: the purge lands after add_variant found the entry
+    // unchanged, before moka inserts the replacement (so the purge's predicate, older
+    // than the insert, does not cover it).
+    for purge_all in [false, true] {
+        let mut cache = ResponseCache::new(&CacheConfig::default());
+        let hook = Arc::new(variants::PutHook::default());
+        cache.put_hook = Some(hook.clone());
+        let k = key(RouteFamily::SdkV2Flags, "key");
+        cache.insert(k.clone(), flags_entry(b"[1]")).await;
+        let source = cache.get(&k).await.unwrap();
+        let (c1, k1) = (cache.clone(), k.clone());
+        let add = tokio::spawn(async move {
+            c1.add_variant(&k1, &source, Encoding::Br, Bytes::from_static(b"br"))
+                .await
+        });
+        hook.reached.notified().await;
+        if purge_all {
+            cache.invalidate_all();
+        } else {
+            cache.invalidate_deployment("key").await;
+        }
+        hook.proceed.notify_one();
+        assert!(!add.await.unwrap(), "not kept");
+        assert!(
+            cache.get(&k).await.is_none(),
+            "purged entry back ({purge_all})"
+        );
+        cache.run_pending_tasks().await;
+        assert!(cache.get(&k).await.is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_variant_checked_while_a_purge_registers_is_never_kept() {
+    use crate::compression::Encoding;
+    // The epoch is raised before moka has the invalidation: an add_variant that loads the
+    // new epoch and finds the entry still there must not insert after the invalidation
+    // took effect (that insert, newer than the predicate, would survive it).
+    let mut cache = ResponseCache::new(&CacheConfig::default());
+    let hook = Arc::new(variants::PutHook::default());
+    cache.put_hook = Some(hook.clone());
+    let k = key(RouteFamily::SdkV2Flags, "key");
+    cache.insert(k.clone(), flags_entry(b"[1]")).await;
+    let source = cache.get(&k).await.unwrap();
+    // The purge, step by step: in progress and epoch raised, invalidation not yet given.
+    let purging = cache.begin_purge();
+    let (c1, k1) = (cache.clone(), k.clone());
+    let mut add = tokio::spawn(async move {
+        c1.add_variant(&k1, &source, Encoding::Br, Bytes::from_static(b"br"))
+            .await
+    });
+    // Either it refuses at once, or it reaches its insert: then the invalidation lands
+    // before the insert goes on.
+    let reached = tokio::select! {
+        kept = &mut add => {
+            assert!(!kept.unwrap(), "kept during a purge");
+            false
+        }
+        () = hook.reached.notified() => true,
+    };
+    let _ = cache
+        .inner
+        .invalidate_entries_if(|key: &CacheKey, _: &CachedResponse| key.deployment() == "key");
+    drop(purging);
+    if reached {
+        hook.proceed.notify_one();
+        assert!(!add.await.unwrap(), "not kept");
+    }
+    assert!(cache.get(&k).await.is_none(), "the purged entry came back");
+    cache.run_pending_tasks().await;
+    assert!(cache.get(&k).await.is_none());
+}
+
+#[tokio::test]
+async fn a_resurrected_entry_is_dropped_though_another_variant_replaced_it() {
+    use crate::compression::Encoding;
+    // A br variant inserted after a purge's invalidation resurrects the entry; before
+    // its cleanup, a gzip variant of the same body replaces that entry (a new `Arc` of
+    // variants). The cleanup drops whatever still holds the purged body.
+    let mut cache = ResponseCache::new(&CacheConfig::default());
+    let put = Arc::new(variants::PutHook::default());
+    let cleanup = Arc::new(variants::PutHook::default());
+    cache.put_hook = Some(put.clone());
+    cache.cleanup_hook = Some(cleanup.clone());
+    let k = key(RouteFamily::SdkV2Flags, "key");
+    cache.insert(k.clone(), flags_entry(b"[1]")).await;
+    let source = cache.get(&k).await.unwrap();
+    let (c1, k1, s1) = (cache.clone(), k.clone(), source.clone());
+    let br = tokio::spawn(async move {
+        c1.add_variant(&k1, &s1, Encoding::Br, Bytes::from_static(b"br"))
+            .await
+    });
+    put.reached.notified().await;
+    cache.invalidate_deployment("key").await;
+    put.proceed.notify_one();
+    cleanup.reached.notified().await;
+    // The br insert came after the invalidation: the entry is back, for now.
+    assert!(cache.get(&k).await.is_some());
+    let (c2, k2) = (cache.clone(), k.clone());
+    let gz = tokio::spawn(async move {
+        c2.add_variant(&k2, &source, Encoding::Gzip, Bytes::from_static(b"gz"))
+            .await
+    });
+    put.reached.notified().await;
+    put.proceed.notify_one();
+    gz.await.unwrap();
+    assert!(
+        cache
+            .get(&k)
+            .await
+            .unwrap()
+            .variant(Encoding::Gzip)
+            .is_some()
+    );
+    cleanup.proceed.notify_one();
+    assert!(!br.await.unwrap(), "not kept");
+    assert!(cache.get(&k).await.is_none(), "the purged entry came back");
+    cache.run_pending_tasks().await;
+    assert!(cache.get(&k).await.is_none());
+}

@@ -6,12 +6,14 @@
 //! the sections in [`sections`], the checks in [`validate`], and in [`url`] the one
 //! check every URL setting goes through.
 
+mod compression;
 mod sections;
 mod shared_cache;
 mod tls;
 mod url;
 pub(crate) mod validate;
 
+pub use compression::CompressionConfig;
 pub use sections::*;
 pub use shared_cache::{SharedCacheConfig, without_password};
 pub use tls::TlsConfig;
@@ -37,6 +39,7 @@ pub struct Config {
     pub access_log: AccessLogConfig,
     pub invalidation: InvalidationConfig,
     pub shared_cache: SharedCacheConfig,
+    pub compression: CompressionConfig,
     pub log: LogConfig,
 }
 

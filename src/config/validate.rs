@@ -114,6 +114,7 @@ impl Config {
             base_url("upstream.url", &self.upstream.url)?;
         }
         self.shared_cache.validate()?;
+        self.compression.validate()?;
         let u = &self.upstream;
         range("upstream.timeout_ms", u.timeout_ms, 1, HOUR_MS)?;
         range(

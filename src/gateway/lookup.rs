@@ -6,18 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http::{Response, StatusCode, header};
+use http::{Response, StatusCode};
 use tokio::time::Instant;
 
+use super::decode::{Decoded, undecoded};
 use super::{Gateway, without_body};
-use crate::cache::CachedResponse;
 use crate::coalesce::{Landed, Outcome};
-use crate::error::{GatewayError, UpstreamError};
-use crate::freshness::{self, Storage};
+use crate::compression::Accepted;
+use crate::error::GatewayError;
 use crate::key::CacheKey;
 use crate::response::{self, CacheStatus, Tier};
 use crate::shared_cache::{Read, SharedCache, Slot, Token, Waited};
-use crate::upstream::UpstreamResponse;
 
 impl Gateway {
     /// A cacheable request: answer from a fresh entry; from a stale one while it is
@@ -28,6 +27,7 @@ impl Gateway {
         &self,
         key: CacheKey,
         head: bool,
+        accepted: Accepted,
         now: Instant,
     ) -> (Response<response::Body>, CacheStatus) {
         let cache = &self.inner.live.cache();
@@ -36,12 +36,18 @@ impl Gateway {
         if let Some(entry) = self.inner.cache.get(&key).await {
             match entry.stale_by(now) {
                 None => {
-                    let response = from_entry(&entry, now, CacheStatus::Hit, head);
+                    let response = self
+                        .answer_entry(&key, &entry, now, CacheStatus::Hit, head, accepted)
+                        .await;
                     return (response, CacheStatus::Hit);
                 }
                 Some(late) if late < Duration::from_secs(cache.stale_while_revalidate_s) => {
-                    self.refresh_in_background(key);
-                    let response = from_entry(&entry, now, CacheStatus::Stale, head);
+                    // Started before the answer, which may wait for a compression: the
+                    // refresh does not wait for it, nor depend on this client staying.
+                    self.refresh_in_background(key.clone());
+                    let response = self
+                        .answer_entry(&key, &entry, now, CacheStatus::Stale, head, accepted)
+                        .await;
                     return (response, CacheStatus::Stale);
                 }
                 Some(late) if late < Duration::from_secs(cache.stale_if_error_s) => {
@@ -51,7 +57,9 @@ impl Gateway {
             }
         }
         if let Some(denied) = self.inner.cache.unauthorized(&key).await {
-            let response = from_entry(&denied, now, CacheStatus::Hit, head);
+            let response = self
+                .answer_entry(&key, &denied, now, CacheStatus::Hit, head, accepted)
+                .await;
             return (response, CacheStatus::Hit);
         }
         let this = self.clone();
@@ -68,7 +76,9 @@ impl Gateway {
         }
         if let Some(entry) = fallback.filter(|_| upstream_failed(&outcome)) {
             let now = Instant::now();
-            let response = from_entry(&entry, now, CacheStatus::Stale, head);
+            let response = self
+                .answer_entry(&key, &entry, now, CacheStatus::Stale, head, accepted)
+                .await;
             return (response, CacheStatus::Stale);
         }
         let (response, cache, tier) = match outcome.as_deref() {
@@ -79,17 +89,20 @@ impl Gateway {
                 let cache = match entry.stale_by(now) {
                     None => CacheStatus::Hit,
                     Some(_) => {
-                        self.refresh_in_background(key);
+                        self.refresh_in_background(key.clone());
                         CacheStatus::Stale
                     }
                 };
-                (from_entry(entry, now, cache, false), cache, Tier::L2)
+                let response = self
+                    .answer_entry(&key, entry, now, cache, false, accepted)
+                    .await;
+                (response, cache, Tier::L2)
             }
-            Ok(Landed::Upstream(upstream)) if upstream.status == StatusCode::OK => {
-                let ct = upstream.headers.get(header::CONTENT_TYPE);
-                let body = upstream.body.clone();
-                let response =
-                    response::with_cache_headers(StatusCode::OK, ct, body, CacheStatus::Miss, 0);
+            // Stored (or storable) as identity: in the client's encoding.
+            Ok(Landed::Upstream(upstream))
+                if upstream.status == StatusCode::OK && !undecoded(upstream) =>
+            {
+                let response = self.answer_fill(&key, upstream, accepted).await;
                 (response, CacheStatus::Miss, Tier::Upstream)
             }
             // Not stored, so relayed whole: a 401 keeps its `WWW-Authenticate`, a 429 its
@@ -177,13 +190,21 @@ impl Gateway {
         let origin = &self.inner.upstream;
         let sent = match origin.pipelined(&key) {
             Some(request) => self.exchange(origin.send_pipelined(request)).await,
-            None => match key.upstream_request(origin.base()) {
+            None => match origin.fill_request(&key) {
                 Ok(request) => self.exchange(origin.send(request)).await,
                 Err(_) => Err(GatewayError::Unforwardable),
             },
         };
-        let upstream = match sent {
-            Ok(upstream) => upstream,
+        // Decoded into identity (an unknown coding is relayed as it came).
+        let sent = match sent {
+            Ok(upstream) => self.decoded(upstream).await,
+            Err(e) => Err(e),
+        };
+        let Decoded {
+            response: mut upstream,
+            gzip,
+        } = match sent {
+            Ok(decoded) => decoded,
             Err(e) => {
                 if let GatewayError::Upstream(e) = &e {
                     tracing::warn!(error = %e, deployment = %crate::mask::Masked(key.deployment()), "upstream request failed");
@@ -194,7 +215,14 @@ impl Gateway {
                 return Err(e);
             }
         };
-        let stored = self.store(&key, &upstream, generation).await;
+        let stored = self.store(&key, &upstream, gzip, generation).await;
+        // Waiters answer from the stored body itself, so that their compressed variant is
+        // the stored entry's (found by its allocation).
+        if let Ok(Some(entry)) = &stored
+            && entry.status == StatusCode::OK
+        {
+            upstream.body = entry.body.clone();
+        }
         match (fill, &stored) {
             (Some((shared, slot, lock)), Ok(Some(entry))) => shared.write(slot, entry, lock),
             (Some((shared, slot, lock)), _) => shared.release(slot, lock),
@@ -269,109 +297,6 @@ impl Gateway {
         }
         Ok(Arc::new(Landed::Shared(entry)))
     }
-
-    /// Stores what may be stored of `upstream`'s answer to `key` in L1: a storable JSON
-    /// 200, or a 401 (negative cache). Returns the stored entry, for the shared tier, or
-    /// the error a 200 that is not the expected JSON becomes. Nothing is stored when a
-    /// purge came in since the fetch started (`generation`).
-    async fn store(
-        &self,
-        key: &CacheKey,
-        upstream: &UpstreamResponse,
-        generation: u64,
-    ) -> Result<Option<CachedResponse>, GatewayError> {
-        // Lifetimes and `Age` count from when the answer arrived.
-        let fetched_at = Instant::now();
-        let cache = &self.inner.live.cache();
-        let current = || self.inner.generation.load(Ordering::SeqCst) == generation;
-        match upstream.status {
-            StatusCode::OK => {
-                // Evaluations are JSON objects, flag configurations JSON arrays.
-                if !is_json_document(&upstream.body, opener(key)) {
-                    self.inner.metrics.upstream_invalid();
-                    return Err(UpstreamError::NotJson.into());
-                }
-                let default_ttl = if key.route().is_flags() {
-                    cache.flags_ttl_s
-                } else {
-                    cache.ttl_s
-                };
-                let storage = freshness::storage(
-                    &upstream.headers,
-                    Duration::from_secs(default_ttl),
-                    Duration::from_secs(cache.max_ttl_s),
-                    cache.ignore_upstream_cache_control,
-                );
-                let Storage::FreshFor(fresh_for) = storage else {
-                    return Ok(None);
-                };
-                if !current() {
-                    return Ok(None);
-                }
-                let grace = cache.stale_while_revalidate_s.max(cache.stale_if_error_s);
-                let entry = CachedResponse::stored(
-                    StatusCode::OK,
-                    upstream,
-                    fetched_at,
-                    fresh_for,
-                    Duration::from_secs(grace),
-                );
-                self.note_deployment(key.deployment());
-                self.inner.cache.insert(key.clone(), entry.clone()).await;
-                // A purge between the check above and the insert did not see this entry.
-                if !current() {
-                    self.inner.cache.remove(key).await;
-                    return Ok(None);
-                }
-                Ok(Some(entry))
-            }
-            // Like a 200, a 401 fetched across a purge is not remembered: the purge may
-            // be the operator re-enabling the key.
-            StatusCode::UNAUTHORIZED if cache.negative_ttl_s > 0 && current() => {
-                let entry = CachedResponse::stored(
-                    StatusCode::UNAUTHORIZED,
-                    upstream,
-                    fetched_at,
-                    Duration::from_secs(cache.negative_ttl_s),
-                    Duration::ZERO,
-                );
-                // Known by its tag, so that a purge announced by another instance (the
-                // key re-enabled) drops this 401 too.
-                if let Some(shared) = &self.inner.shared {
-                    shared.note(key.deployment());
-                }
-                self.inner
-                    .cache
-                    .remember_unauthorized(key, entry.clone())
-                    .await;
-                Ok(Some(entry))
-            }
-            _ => Ok(None),
-        }
-    }
-}
-
-/// The first byte of a valid answer for `key`: evaluations are JSON objects, flag
-/// configurations JSON arrays.
-fn opener(key: &CacheKey) -> u8 {
-    if key.route().is_flags() { b'[' } else { b'{' }
-}
-
-/// A cached entry as a response, with its `Age` at `now`.
-fn from_entry(
-    entry: &CachedResponse,
-    now: Instant,
-    cache: CacheStatus,
-    head: bool,
-) -> Response<response::Body> {
-    let ct = entry.content_type.as_ref();
-    let age = entry.age_secs(now);
-    let response = response::with_cache_headers(entry.status, ct, entry.body.clone(), cache, age);
-    if head {
-        without_body(response)
-    } else {
-        response
-    }
 }
 
 /// Whether an outcome is one where a stale entry beats the answer: the upstream could not
@@ -382,11 +307,4 @@ fn upstream_failed(outcome: &Outcome) -> bool {
         Err(GatewayError::Upstream(_) | GatewayError::Overloaded) => true,
         Err(_) => false,
     }
-}
-
-/// Whether `body` is one JSON document starting with `opener` (`{` or `[`), validated
-/// without building it.
-fn is_json_document(body: &[u8], opener: u8) -> bool {
-    let starts_right = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&opener);
-    starts_right && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }

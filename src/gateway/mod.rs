@@ -5,14 +5,19 @@
 //! sockets. Here: the shared state, routing and request bodies; [`lookup`] answers
 //! cacheable requests (fresh, stale, coalesced fetch); [`passthrough`] forwards the rest;
 //! [`exchange`] is one upstream request within `upstream.max_inflight`; [`purge`] drops
-//! entries; [`browser`] answers `OPTIONS` on the cacheable routes and adds the CORS and
-//! `Cache-Control` headers every answer there gets.
+//! entries; [`encoded`] answers in the client's encoding; [`decode`] turns the upstream's
+//! coded answers into identity; [`store`] keeps what a fill may keep; [`browser`] answers
+//! `OPTIONS` on the cacheable routes and adds the CORS and `Cache-Control` headers every
+//! answer there gets.
 
 mod browser;
+mod decode;
+mod encoded;
 mod exchange;
 mod lookup;
 mod passthrough;
 mod purge;
+mod store;
 
 pub use purge::PurgeScope;
 
@@ -30,6 +35,7 @@ use tokio::time::Instant;
 use crate::access_log;
 use crate::cache::ResponseCache;
 use crate::coalesce::Flights;
+use crate::compression::Compressor;
 use crate::config::{Config, ConfigError};
 use crate::cors::{Cors, Grant};
 use crate::embedded::Embedded;
@@ -67,6 +73,8 @@ struct Inner {
     upstream: Upstream,
     flights: Flights,
     metrics: Metrics,
+    /// Compressed variants of stored answers (`[compression]`).
+    compressor: Compressor,
     /// Deployment keys with stored answers, oldest first (bounded); a short std lock taken
     /// on the miss path only.
     deployments: std::sync::Mutex<std::collections::VecDeque<String>>,
@@ -98,7 +106,7 @@ impl Gateway {
                 })?;
             Upstream::embedded(&config.upstream, engine)
         } else {
-            Upstream::http(&config.upstream)?
+            Upstream::http(&config.upstream)?.with_accept_gzip(config.compression.upstream_gzip)
         };
         let mut metrics = Metrics::new();
         if config.shared_cache.enabled() {
@@ -129,6 +137,7 @@ impl Gateway {
                 ),
                 inflight: Arc::new(Semaphore::new(config.upstream.max_inflight)),
                 flights,
+                compressor: Compressor::new(&config.compression, metrics.compression().clone()),
                 metrics,
                 deployments: Default::default(),
                 generation: AtomicU64::new(0),
@@ -301,7 +310,8 @@ impl Gateway {
         match decision {
             Some(Decision::Cache(key)) => {
                 let head = parts.method == Method::HEAD;
-                let (response, cache) = self.cached(key.clone(), head, now).await;
+                let accepted = self.inner.compressor.accepted(&parts.headers);
+                let (response, cache) = self.cached(key.clone(), head, accepted, now).await;
                 // Remembered once it hits: a one-off miss does not churn the memo.
                 if memo && !remembered_key && cache == CacheStatus::Hit {
                     self.inner

@@ -77,6 +77,7 @@ pub fn decode(bytes: &[u8], now: Instant, wall_now: SystemTime) -> Option<Cached
         fetched_at,
         fresh_for,
         grace,
+        variants: None,
     })
 }
 
@@ -105,6 +106,7 @@ mod tests {
             fetched_at: now - Duration::from_secs(5),
             fresh_for: Duration::from_secs(60),
             grace: Duration::from_secs(30),
+            variants: None,
         }
     }
 

@@ -46,7 +46,13 @@ pub struct Upstream {
     origin: Origin,
     timeout: Duration,
     max_response_bytes: usize,
+    /// Cache fills ask for gzip (`compression.upstream_gzip`, HTTP(S) upstreams only).
+    accept_gzip: bool,
 }
+
+/// What cache fills send with `compression.upstream_gzip`: a constant, so the upstream
+/// request is still built from the key alone.
+const ACCEPT_GZIP: &str = "gzip";
 
 #[derive(Clone)]
 enum Origin {
@@ -107,7 +113,38 @@ impl Upstream {
             origin: Origin::Http { pool, pipeline },
             timeout: config.timeout(),
             max_response_bytes: config.max_response_bytes,
+            accept_gzip: false,
         })
+    }
+
+    /// Cache fills ask an HTTP(S) upstream for gzip when `on` (the embedded engine
+    /// answers identity whatever is asked).
+    pub fn with_accept_gzip(mut self, on: bool) -> Upstream {
+        self.accept_gzip = on && self.as_embedded().is_none();
+        self
+    }
+
+    /// Whether cache fills ask for gzip.
+    pub fn accepts_gzip(&self) -> bool {
+        self.accept_gzip
+    }
+
+    /// The upstream's limit on a response body, which also bounds a decoded one.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
+    /// The request a miss of `key` sends: [`CacheKey::upstream_request`], asking for gzip
+    /// when cache fills do.
+    pub fn fill_request(&self, key: &CacheKey) -> Result<Request<Bytes>, http::Error> {
+        let mut request = key.upstream_request(&self.base)?;
+        if self.accept_gzip {
+            request.headers_mut().insert(
+                http::header::ACCEPT_ENCODING,
+                http::HeaderValue::from_static(ACCEPT_GZIP),
+            );
+        }
+        Ok(request)
     }
 
     /// The embedded engine, answering in-process.
@@ -118,6 +155,7 @@ impl Upstream {
             origin: Origin::Embedded(engine),
             timeout: config.timeout(),
             max_response_bytes: config.max_response_bytes,
+            accept_gzip: false,
         }
     }
 
@@ -153,9 +191,17 @@ impl Upstream {
             Origin::Http {
                 pipeline: Some(pipeline),
                 ..
-            } => key
-                .upstream_head(&self.prefix, pipeline.host())
-                .map(|head| Pipelined(Bytes::from(head))),
+            } => {
+                let mut head = key.upstream_head(&self.prefix, pipeline.host())?;
+                if self.accept_gzip {
+                    // Before the blank line that ends the head.
+                    head.truncate(head.len() - 2);
+                    head.extend_from_slice(b"accept-encoding: ");
+                    head.extend_from_slice(ACCEPT_GZIP.as_bytes());
+                    head.extend_from_slice(b"\r\n\r\n");
+                }
+                Some(Pipelined(Bytes::from(head)))
+            }
             _ => None,
         }
     }

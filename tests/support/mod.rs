@@ -51,6 +51,11 @@ pub struct Script {
     pub status: Option<StatusCode>,
     /// Answer this raw body with status 200 and `text/plain` instead of evaluating.
     pub raw_body: Option<&'static str>,
+    /// Answer 200 `application/json` with exactly these body bytes and this
+    /// `Content-Encoding` ("" for none) instead of evaluating.
+    pub encoded_body: Option<(&'static str, Bytes)>,
+    /// The status `encoded_body` comes with (200 when unset).
+    pub encoded_status: Option<StatusCode>,
     /// `Cache-Control` on `/v1/vardata` 200s.
     pub cache_control: Option<&'static str>,
     /// Written into every `/v1/vardata` 200 body: bump it to change the answers.
@@ -389,6 +394,17 @@ async fn evaluate(state: &State, req: Request<Incoming>, script: &Script) -> Res
     }
     if let Some(raw) = script.raw_body {
         return respond(StatusCode::OK, "text/plain", raw.to_string());
+    }
+    if let Some((coding, body)) = &script.encoded_body {
+        let mut r = Response::new(Full::new(body.clone()));
+        *r.status_mut() = script.encoded_status.unwrap_or(StatusCode::OK);
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        if !coding.is_empty() {
+            r.headers_mut()
+                .insert("content-encoding", coding.parse().unwrap());
+        }
+        return r;
     }
     if parts.uri.path() == "/sdk/v2/flags" && script.flags_fail {
         return respond(
