@@ -61,6 +61,12 @@ wait_up() {
     exit 1
 }
 
+# Requests the origin has answered so far.
+origin_requests() {
+    curl -s "http://127.0.0.1:$ORIGIN_ADMIN/metrics" |
+        awk '/^evalgate_requests_total/ { n += $NF } END { printf "%d\n", n }'
+}
+
 # CPU seconds (user + system) a process has used so far.
 cpu_secs() {
     local pid=$1 ticks
@@ -89,6 +95,10 @@ PY
 FLAGS_BYTES=$(stat -c %s "$WORK/flags.json")
 
 ORIGIN_PORT=$(free_port)
+ORIGIN_ADMIN=$(free_port)
+# The origin's answers must be storable by the targets: no `Cache-Control: no-store` (the
+# browser-facing default), so every measured request is a hit (checked: the origin's request
+# count does not move during a measured run).
 cat >"$WORK/origin.toml" <<TOML
 [server]
 listen = "127.0.0.1:$ORIGIN_PORT"
@@ -97,14 +107,16 @@ url = "embedded"
 [embedded]
 flags_file = "$WORK/flags.json"
 deployment_keys = ["$KEY"]
+[cache]
+client_cache_control = ""
 [admin]
-listen = ""
+listen = "127.0.0.1:$ORIGIN_ADMIN"
 [log]
 level = "warn"
 TOML
 taskset -c 1 "$BIN" --config "$WORK/origin.toml" >"$WORK/origin.log" 2>&1 &
 PIDS+=($!)
-wait_up "http://127.0.0.1:$ORIGIN_PORT/v1/vardata?user_id=up"
+wait_up "http://127.0.0.1:$ORIGIN_ADMIN/metrics"
 
 # wrk script: cycle a pool of distinct /v1/vardata URLs (or one path) with the key.
 cat >"$WORK/pool.lua" <<'LUA'
@@ -220,16 +232,20 @@ measure() {
     KEY=$KEY POOL=$pool WRK_PATH=$path ENCODING=$enc taskset -c 1 \
         wrk -t1 -c"$CONNECTIONS" -d2s -s "$WORK/pool.lua" "https://127.0.0.1:$port" >/dev/null
     before=$(cpu_secs "$TARGET_PID")
+    local asked_before asked_after
+    asked_before=$(origin_requests)
     out=$(KEY=$KEY POOL=$pool WRK_PATH=$path ENCODING=$enc taskset -c 1 \
         wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s -s "$WORK/pool.lua" "https://127.0.0.1:$port")
     after=$(cpu_secs "$TARGET_PID")
-    python3 - "$out" "$before" "$after" "$DURATION" <<'PY'
+    asked_after=$(origin_requests)
+    python3 - "$out" "$before" "$after" "$DURATION" "$((asked_after - asked_before))" <<'PY'
 import re, sys
 out, before, after, duration = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+origin = int(sys.argv[5])
 m = dict(kv.split("=") for kv in re.search(r"RESULT (.*)", out).group(1).split())
 reqs = int(m["requests"])
 errors = int(m["errors"])
-print(f"{reqs / duration:.0f} {m['p50_ms']} {m['p99_ms']} {(after - before) * 1e6 / max(reqs, 1):.1f} {errors}")
+print(f"{reqs / duration:.0f} {m['p50_ms']} {m['p99_ms']} {(after - before) * 1e6 / max(reqs, 1):.1f} {errors} {origin}")
 PY
 }
 
@@ -245,8 +261,8 @@ REPORT=target/bench-results/tls-$STAMP.md
     echo
     echo "## Hot hits: $POOL distinct /v1/vardata URLs, TLS"
     echo
-    echo "| repeat | target | req/s | p50 ms | p99 ms | CPU µs/req | errors |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| repeat | target | req/s | p50 ms | p99 ms | CPU µs/req | errors | origin requests |"
+    echo "|---|---|---|---|---|---|---|---|"
 } | tee "$REPORT"
 
 for ((r = 1; r <= REPEATS; r++)); do
@@ -254,9 +270,9 @@ for ((r = 1; r <= REPEATS; r++)); do
         port=$(free_port)
         "start_$target" "$port"
         wait_up "https://127.0.0.1:$port/v1/vardata?user_id=up"
-        read -r rps p50 p99 cpu errors < <(measure "$port")
+        read -r rps p50 p99 cpu errors origin < <(measure "$port")
         stop_target
-        echo "| $r | $target | $rps | $p50 | $p99 | $cpu | $errors |" | tee -a "$REPORT"
+        echo "| $r | $target | $rps | $p50 | $p99 | $cpu | $errors | $origin |" | tee -a "$REPORT"
     done
 done
 
@@ -264,16 +280,16 @@ done
     echo
     echo "## A flag configuration ($FLAGS_BYTES bytes identity) per hit, evalgate, by Accept-Encoding"
     echo
-    echo "| repeat | encoding | req/s | p50 ms | p99 ms | CPU µs/req | errors |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| repeat | encoding | req/s | p50 ms | p99 ms | CPU µs/req | errors | origin requests |"
+    echo "|---|---|---|---|---|---|---|---|"
 } | tee -a "$REPORT"
 for ((r = 1; r <= REPEATS; r++)); do
     port=$(free_port)
     start_evalgate "$port"
     wait_up "https://127.0.0.1:$port/v1/vardata?user_id=up"
     for enc in identity gzip br; do
-        read -r rps p50 p99 cpu errors < <(measure "$port" /sdk/v2/flags "$enc")
-        echo "| $r | $enc | $rps | $p50 | $p99 | $cpu | $errors |" | tee -a "$REPORT"
+        read -r rps p50 p99 cpu errors origin < <(measure "$port" /sdk/v2/flags "$enc")
+        echo "| $r | $enc | $rps | $p50 | $p99 | $cpu | $errors | $origin |" | tee -a "$REPORT"
     done
     stop_target
 done
