@@ -188,3 +188,18 @@ pub fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
         }
     }
 }
+
+/// Removes every field whose name matches `pred` and returns how many field lines there
+/// were. Allocates only when there is one to remove.
+pub fn remove_matching(headers: &mut HeaderMap, pred: impl Fn(&HeaderName) -> bool) -> u64 {
+    if !headers.keys().any(&pred) {
+        return 0;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| pred(n)).cloned().collect();
+    let mut removed = 0;
+    for name in names {
+        removed += headers.get_all(&name).iter().count() as u64;
+        headers.remove(&name);
+    }
+    removed
+}
