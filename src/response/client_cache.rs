@@ -38,7 +38,7 @@ impl ClientCacheControl {
     /// From `cache.client_cache_control` ("" = none); an invalid value is the same
     /// [`ConfigError`] validation reports.
     pub fn new(value: &str) -> Result<ClientCacheControl, ConfigError> {
-        crate::config::validate::client_cache_control(value)?;
+        crate::config::client_cache_control(value)?;
         Ok(ClientCacheControl(match value {
             "" => None,
             // Static: clones cost no reference count on the hit path.
