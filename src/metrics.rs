@@ -40,8 +40,8 @@ pub use health::UpstreamHealth;
 use histogram::{AtomicHistogram, HIT_BOUNDS, Percentiles, UPSTREAM_BOUNDS};
 pub use labels::REMOVAL_CAUSES;
 use labels::{
-    CACHE, CLASSES, DROP_REASONS, Labels, OUTCOMES, POLL_RESULTS, PURGE_SCOPES,
-    ROUTES, cache_index, family, one_label, route_index,
+    CACHE, CLASSES, DROP_REASONS, Labels, OUTCOMES, POLL_RESULTS, PURGE_SCOPES, ROUTES,
+    cache_index, family, one_label, route_index,
 };
 pub use shared::{OPS as SHARED_CACHE_OPS, SharedCacheMetrics};
 use tls::TlsMetrics;
