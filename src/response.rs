@@ -203,3 +203,28 @@ pub fn remove_matching(headers: &mut HeaderMap, pred: impl Fn(&HeaderName) -> bo
     }
     removed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_matching_removes_every_line_of_the_matching_fields_only() {
+        let mut headers = HeaderMap::new();
+        headers.append("x_one", HeaderValue::from_static("1"));
+        headers.append("x_one", HeaderValue::from_static("2"));
+        headers.append("x_two", HeaderValue::from_static("3"));
+        headers.append("x-kept", HeaderValue::from_static("4"));
+        assert_eq!(
+            remove_matching(&mut headers, |n| n.as_str().contains('_')),
+            3
+        );
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["x-kept"], "4");
+        assert_eq!(
+            remove_matching(&mut headers, |n| n.as_str().contains('_')),
+            0
+        );
+        assert_eq!(headers.len(), 1);
+    }
+}
