@@ -18,7 +18,7 @@ use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, ORIGIN,
 };
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::config::{ConfigError, CorsConfig};
 use crate::key::RouteFamily;
@@ -206,13 +206,7 @@ impl Cors {
 /// what a page may read, and what a cache keys on, never depends on whether the answer
 /// was a hit. Allocates only when there is one to remove.
 pub fn strip_upstream(headers: &mut HeaderMap) {
-    let is_cors = |name: &HeaderName| name.as_str().starts_with(CORS_PREFIX);
-    if headers.keys().any(is_cors) {
-        let names: Vec<HeaderName> = headers.keys().filter(|n| is_cors(n)).cloned().collect();
-        for name in names {
-            headers.remove(name);
-        }
-    }
+    crate::response::remove_matching(headers, |name| name.as_str().starts_with(CORS_PREFIX));
     remove_vary(headers, VARY_ORIGIN);
 }
 

@@ -6,7 +6,9 @@
 //!
 //! - [`server`]: accepts connections (HTTP/1.1 and h2c, and over TLS with ALPN `h2` and
 //!   `http/1.1` on the `[tls]` listener: one accept loop and connection path for both),
-//!   connection limits, idle and header timeouts, graceful drain; [`server::tls`] holds
+//!   connection limits, idle and header timeouts, graceful drain; `server::connection`
+//!   serves one connection (cleartext or TLS alike: hyper's HTTP/1.1-or-h2 server, the
+//!   keep-alive idle watchdog, the drain); [`server::tls`] holds
 //!   the rustls acceptor and the poll of the certificate files, `server::tls::cert_store`
 //!   the pair in force re-read on change or SIGHUP (and `server::tls::der` its serial);
 //!   `server::oversized` answers a request head too long
@@ -23,7 +25,9 @@
 //!   spelling again skips it.
 //! - [`key`]: the cache key, which is also the canonical upstream request.
 //! - [`cache`]: the byte-bounded moka cache of 200 responses (kept past freshness for
-//!   stale serving) and the negative cache of 401s; [`freshness`] decides lifetimes.
+//!   stale serving) and the negative cache of 401s; each entry keeps the compressed
+//!   variants made from it ([`cache::Variants`], one per encoding, counted in its
+//!   weight); [`freshness`] decides lifetimes.
 //! - [`coalesce`]: one upstream request for any number of concurrent identical misses;
 //!   fills nobody waits for any more run on within `upstream.max_abandoned_fills`.
 //! - [`shared_cache`]: the optional second tier on Redis shared by a fleet

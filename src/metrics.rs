@@ -11,6 +11,7 @@
 
 mod abandoned;
 mod compression;
+mod cors;
 mod health;
 pub mod histogram;
 mod labels;
@@ -33,13 +34,14 @@ use crate::key::{CacheKey, RouteFamily};
 use crate::response::CacheStatus;
 pub use abandoned::AbandonedFills;
 pub use compression::{CompressionMetrics, Skipped};
+pub use cors::{CorsMetrics, Preflight};
 use health::LastExchanges;
 pub use health::UpstreamHealth;
 use histogram::{AtomicHistogram, HIT_BOUNDS, Percentiles, UPSTREAM_BOUNDS};
 pub use labels::REMOVAL_CAUSES;
 use labels::{
-    CACHE, CLASSES, DROP_REASONS, Labels, OUTCOMES, POLL_RESULTS, PREFLIGHT_RESULTS, PURGE_SCOPES,
-    ROUTES, cache_index, family, one_label, route_index,
+    CACHE, CLASSES, DROP_REASONS, Labels, OUTCOMES, POLL_RESULTS, PURGE_SCOPES, ROUTES,
+    cache_index, family, one_label, route_index,
 };
 pub use shared::{OPS as SHARED_CACHE_OPS, SharedCacheMetrics};
 use tls::TlsMetrics;
@@ -56,17 +58,6 @@ pub enum UpstreamOutcome {
     Timeout,
     /// Garbage, too large, or a 200 that is not the expected JSON.
     Invalid,
-}
-
-/// How an `OPTIONS` on a cacheable route (a CORS preflight) was answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preflight {
-    /// With CORS headers (`*`, or an allowed `Origin`).
-    Allowed = 0,
-    /// Without: the `Origin` is not allowed (the browser blocks the request).
-    Refused = 1,
-    /// No `Origin`: not a browser's preflight.
-    NoOrigin = 2,
 }
 
 /// Request totals by cache status, for `/admin/stats`.
@@ -92,7 +83,7 @@ pub struct Metrics {
     coalesced: Counter,
     spelling_memo_hits: Counter,
     headers_dropped: [Counter; DROP_REASONS.len()],
-    preflights: [Counter; PREFLIGHT_RESULTS.len()],
+    cors: CorsMetrics,
     inflight: Gauge,
     abandoned: AbandonedFills,
     tls: TlsMetrics,
@@ -176,12 +167,7 @@ impl Metrics {
             "Request header fields a passthrough did not forward, by reason",
             one_label("reason", DROP_REASONS),
         );
-        let preflights = family(
-            r,
-            "cors_preflights",
-            "OPTIONS on the cacheable routes, answered by evalgate, by result",
-            one_label("result", PREFLIGHT_RESULTS),
-        );
+        let cors = CorsMetrics::register(r);
         let inflight = Gauge::default();
         r.register(
             "upstream_inflight",
@@ -236,7 +222,7 @@ impl Metrics {
             coalesced,
             spelling_memo_hits,
             headers_dropped,
-            preflights,
+            cors,
             inflight,
             abandoned,
             tls,
@@ -326,11 +312,6 @@ impl Metrics {
         self.headers_dropped[0].inc_by(n);
     }
 
-    /// An `OPTIONS` on a cacheable route was answered.
-    pub fn preflight(&self, result: Preflight) {
-        self.preflights[result as usize].inc();
-    }
-
     /// Upstream requests now in flight changed by `delta`.
     pub fn inflight(&self, delta: i64) {
         self.inflight.inc_by(delta);
@@ -339,6 +320,11 @@ impl Metrics {
     /// Upstream requests in flight now.
     pub fn inflight_now(&self) -> i64 {
         self.inflight.get()
+    }
+
+    /// The CORS metrics, for [`crate::gateway`] to record preflights into.
+    pub fn cors(&self) -> &CorsMetrics {
+        &self.cors
     }
 
     /// The HTTPS listener's metrics, for [`crate::server::tls`] to record into.

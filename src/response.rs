@@ -188,3 +188,43 @@ pub fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
         }
     }
 }
+
+/// Removes every field whose name matches `pred` and returns how many field lines there
+/// were. Allocates only when there is one to remove.
+pub fn remove_matching(headers: &mut HeaderMap, pred: impl Fn(&HeaderName) -> bool) -> u64 {
+    if !headers.keys().any(&pred) {
+        return 0;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| pred(n)).cloned().collect();
+    let mut removed = 0;
+    for name in names {
+        removed += headers.get_all(&name).iter().count() as u64;
+        headers.remove(&name);
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_matching_removes_every_line_of_the_matching_fields_only() {
+        let mut headers = HeaderMap::new();
+        headers.append("x_one", HeaderValue::from_static("1"));
+        headers.append("x_one", HeaderValue::from_static("2"));
+        headers.append("x_two", HeaderValue::from_static("3"));
+        headers.append("x-kept", HeaderValue::from_static("4"));
+        assert_eq!(
+            remove_matching(&mut headers, |n| n.as_str().contains('_')),
+            3
+        );
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["x-kept"], "4");
+        assert_eq!(
+            remove_matching(&mut headers, |n| n.as_str().contains('_')),
+            0
+        );
+        assert_eq!(headers.len(), 1);
+    }
+}

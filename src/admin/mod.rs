@@ -56,7 +56,7 @@ impl AdminServer {
         }
     }
 
-    /// The readiness `/readyz` reports; [`crate::serve_with_admin`] flips it.
+    /// The readiness `/readyz` reports; [`crate::serve_listeners`] flips it.
     pub fn readiness(&self) -> Readiness {
         self.readiness.clone()
     }

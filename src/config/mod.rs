@@ -3,21 +3,25 @@
 //! Parse, validate, then bind: [`Config::from_toml_str`] rejects unknown keys and
 //! [`Config::validate`] rejects zero or absurd values, so a bad file stops the process
 //! (exit 64) before any socket is opened. Every limit the gateway enforces lives here:
-//! the sections in [`sections`], the checks in [`validate`], and in [`url`] the one
-//! check every URL setting goes through.
+//! the sections in [`sections`] (`[tls]`, `[compression]`, `[cors]` and `[shared_cache]`
+//! each in its own file, with its checks), the checks in [`validate`], and in [`url`] the
+//! one check every URL setting goes through.
 
 mod compression;
+mod cors;
 mod sections;
 mod shared_cache;
 mod tls;
 mod url;
-pub(crate) mod validate;
+mod validate;
 
 pub use compression::CompressionConfig;
+pub use cors::CorsConfig;
 pub use sections::*;
 pub use shared_cache::{SharedCacheConfig, without_password};
 pub use tls::TlsConfig;
 pub use url::base_url;
+pub(crate) use validate::client_cache_control;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;

@@ -41,30 +41,6 @@ impl Default for InvalidationConfig {
     }
 }
 
-/// `[cors]`: which web pages may read the answers of the cacheable routes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct CorsConfig {
-    /// Origins (`scheme://host[:port]`) whose pages may read the answers, or `["*"]` for
-    /// any page; `[]` sends no CORS headers.
-    pub allowed_origins: Vec<String>,
-    /// Request headers preflights allow besides the SDKs' own (a tracing library's
-    /// `traceparent`, `baggage`, …).
-    pub allowed_headers_extra: Vec<String>,
-    /// `Access-Control-Max-Age` of preflight answers: how long a browser may reuse one.
-    pub max_age_s: u64,
-}
-
-impl Default for CorsConfig {
-    fn default() -> Self {
-        CorsConfig {
-            allowed_origins: vec!["*".into()],
-            allowed_headers_extra: Vec::new(),
-            max_age_s: 7200,
-        }
-    }
-}
-
 /// `[admin]`: the operator listener (metrics, health, stats, purge, the status page).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

@@ -3,8 +3,7 @@
 use std::net::SocketAddr;
 
 use super::url::base_url;
-use super::{Config, ConfigError, CorsConfig};
-use crate::cors::origin::Origin;
+use super::{Config, ConfigError};
 
 const KIB: u64 = 1024;
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -274,36 +273,6 @@ pub(crate) fn client_cache_control(value: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
-}
-
-impl CorsConfig {
-    /// `cors.allowed_origins`: `["*"]` alone, or origins `scheme://host[:port]`;
-    /// `cors.allowed_headers_extra`: header names; `cors.max_age_s` within what browsers
-    /// honour at most (Firefox: 24 h).
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        let key = "cors.allowed_origins";
-        let star = self.allowed_origins.iter().any(|o| o == "*");
-        if star && self.allowed_origins.len() > 1 {
-            return Err(invalid(
-                key,
-                "`*` allows every origin: list it alone, or list origins without it".into(),
-            ));
-        }
-        for entry in self.allowed_origins.iter().filter(|o| *o != "*") {
-            if let Err(problem) = Origin::parse(entry) {
-                return Err(invalid(key, format!("`{entry}`: {problem}")));
-            }
-        }
-        for name in &self.allowed_headers_extra {
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(invalid(
-                    "cors.allowed_headers_extra",
-                    format!("`{name}` is not a header name"),
-                ));
-            }
-        }
-        range("cors.max_age_s", self.max_age_s, 0, 86_400)
-    }
 }
 
 pub(super) fn invalid(key: &'static str, problem: String) -> ConfigError {

@@ -26,7 +26,7 @@ impl Gateway {
             (Grant::Refused, true) => Preflight::Refused,
             (_, true) => Preflight::Allowed,
         };
-        self.inner.metrics.preflight(preflight);
+        self.inner.metrics.cors().preflight(preflight);
         self.inner.cors.preflight(route, grant)
     }
 

@@ -63,15 +63,5 @@ impl Gateway {
 /// frame the request differently than evalgate did. Like nginx (`underscores_in_headers
 /// off`), such fields are not forwarded.
 fn drop_underscored(headers: &mut http::HeaderMap) -> u64 {
-    let names: Vec<http::HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().contains('_'))
-        .cloned()
-        .collect();
-    let mut dropped = 0;
-    for name in names {
-        dropped += headers.get_all(&name).iter().count() as u64;
-        headers.remove(&name);
-    }
-    dropped
+    response::remove_matching(headers, |name| name.as_str().contains('_'))
 }

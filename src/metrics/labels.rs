@@ -30,8 +30,6 @@ pub(super) const OUTCOMES: [&str; 8] = [
 pub const REMOVAL_CAUSES: [&str; 4] = ["size", "expired", "explicit", "replaced"];
 pub(super) const PURGE_SCOPES: [&str; 2] = ["all", "deployment"];
 pub(super) const POLL_RESULTS: [&str; 2] = ["ok", "error"];
-/// `result` label values of `OPTIONS` on the cacheable routes, in [`super::Preflight`] order.
-pub(super) const PREFLIGHT_RESULTS: [&str; 3] = ["allowed", "refused", "no_origin"];
 /// `reason` label values of request header fields not forwarded.
 pub(super) const DROP_REASONS: [&str; 1] = ["underscore"];
 

@@ -38,7 +38,7 @@ impl ClientCacheControl {
     /// From `cache.client_cache_control` ("" = none); an invalid value is the same
     /// [`ConfigError`] validation reports.
     pub fn new(value: &str) -> Result<ClientCacheControl, ConfigError> {
-        crate::config::validate::client_cache_control(value)?;
+        crate::config::client_cache_control(value)?;
         Ok(ClientCacheControl(match value {
             "" => None,
             // Static: clones cost no reference count on the hit path.
@@ -59,7 +59,7 @@ impl ClientCacheControl {
     /// "", kept), so that an answer says the same whether it was a hit or a miss.
     pub fn apply(&self, headers: &mut HeaderMap, status: StatusCode, relayed: bool) {
         if relayed {
-            drop_targeted(headers);
+            super::remove_matching(headers, is_targeted);
         }
         let Some(value) = &self.0 else {
             return;
@@ -80,17 +80,6 @@ impl ClientCacheControl {
 fn is_targeted(name: &HeaderName) -> bool {
     let name = name.as_str();
     name.ends_with(CDN_CACHE_CONTROL) || name == SURROGATE_CONTROL
-}
-
-/// Removes the targeted cache-control fields. Allocates only when there is one.
-fn drop_targeted(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_targeted) {
-        return;
-    }
-    let names: Vec<HeaderName> = headers.keys().filter(|n| is_targeted(n)).cloned().collect();
-    for name in names {
-        headers.remove(name);
-    }
 }
 
 #[cfg(test)]

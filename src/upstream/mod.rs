@@ -124,11 +124,6 @@ impl Upstream {
         self
     }
 
-    /// Whether cache fills ask for gzip.
-    pub fn accepts_gzip(&self) -> bool {
-        self.accept_gzip
-    }
-
     /// The upstream's limit on a response body, which also bounds a decoded one.
     pub fn max_response_bytes(&self) -> usize {
         self.max_response_bytes
