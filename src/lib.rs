@@ -62,6 +62,10 @@
 //! - [`live`]: the settings a SIGHUP may change while running; [`reload`] re-reads
 //!   `config.toml` on SIGHUP, applies them and reports the rest.
 //!
+//! - [`workload`]: `evalgate workload`, a generator of request files for load tools
+//!   (vegeta, oha/wrk, k6) from a flags file: Zipf-popular users, an endpoint mix, subsets,
+//!   bad keys and contexts, byte-identical for a seed. Not on the request path.
+//!
 //! Around them: [`config`] (the `config.toml` schema and validation), [`logging`],
 //! [`shutdown`] (signals), [`mask`] (deployment keys in logs) and [`b64`] (the SDKs'
 //! base64 flavours).
@@ -95,6 +99,7 @@ pub mod shared_cache;
 pub mod shutdown;
 pub mod spelling;
 pub mod upstream;
+pub mod workload;
 
 pub use admin::AdminServer;
 pub use config::Config;

@@ -23,9 +23,13 @@ const DEFAULT_CONFIG: &str = "config.toml";
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "A caching gateway for Amplitude Experiment remote evaluation"
+    about = "A caching gateway for Amplitude Experiment remote evaluation",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    /// A tool instead of the gateway; without one, `evalgate [--config …]` serves.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Config file [default: ./config.toml, or built-in defaults when there is none].
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -50,8 +54,17 @@ struct Cli {
     log_format: LogFormat,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Write request files for load tools (vegeta, oha, wrk, k6) from a flags file.
+    Workload(evalgate::workload::WorkloadArgs),
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Workload(args)) = cli.command.take() {
+        return workload(&args);
+    }
     let config = match load(&cli) {
         Ok(config) => config,
         Err(message) => {
@@ -191,6 +204,24 @@ fn main() -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// `evalgate workload`: one summary line on success, one error line otherwise.
+fn workload(args: &evalgate::workload::WorkloadArgs) -> ExitCode {
+    match evalgate::workload::run(args) {
+        Ok(summary) => {
+            let to = args
+                .output
+                .as_ref()
+                .map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+            eprintln!("evalgate workload: {summary} to {to}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("evalgate workload: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 /// `--check --connect`: one attempt to reach the shared cache's Redis (nothing to do

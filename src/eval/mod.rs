@@ -131,6 +131,11 @@ impl Flags {
         self.flags.is_empty()
     }
 
+    /// The flag keys, in file order (each once).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.flags.iter().map(|f| f.key.as_str())
+    }
+
     /// Flags as a JSON array (for serving /sdk/v2/flags), optionally only the given keys
     /// (in the order of the file). Each flag is as received, minus insignificant whitespace.
     pub fn to_json(&self, keys: Option<&[String]>) -> Vec<u8> {
