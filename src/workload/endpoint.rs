@@ -116,7 +116,16 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_use() {
-        for bad in ["", "v1", "v1:x", "v1:-1", "v1:inf", "v1:1,v1:2", "v9:1", "v1:0"] {
+        for bad in [
+            "",
+            "v1",
+            "v1:x",
+            "v1:-1",
+            "v1:inf",
+            "v1:1,v1:2",
+            "v9:1",
+            "v1:0",
+        ] {
             assert!(EndpointMix::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -83,8 +83,11 @@ impl<W: Write> FormatWriter<W> {
     /// Closes the format (the k6 array) and returns the writer.
     pub fn finish(mut self) -> io::Result<W> {
         if self.format == Format::K6 {
-            self.out
-                .write_all(if self.written == 0 { b"[\n]\n" } else { b"\n]\n" })?;
+            self.out.write_all(if self.written == 0 {
+                b"[\n]\n"
+            } else {
+                b"\n]\n"
+            })?;
         }
         self.out.flush()?;
         Ok(self.out)

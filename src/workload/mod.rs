@@ -135,7 +135,8 @@ impl Plan {
             reason,
         };
         let bytes = std::fs::read(&args.flags).map_err(|e| flags_error(e.to_string()))?;
-        let flags = crate::eval::Flags::from_json(&bytes).map_err(|e| flags_error(e.to_string()))?;
+        let flags =
+            crate::eval::Flags::from_json(&bytes).map_err(|e| flags_error(e.to_string()))?;
         let flag_keys: Vec<String> = flags.keys().map(String::from).collect();
         if flag_keys.is_empty() && options.subset_share > 0.0 {
             return Err(flags_error(

@@ -37,26 +37,56 @@ pub struct WorkloadArgs {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub users: u64,
     /// Zipf exponent of user popularity (0 = every user equally likely).
-    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     pub zipf: f64,
     /// Share of requests from first-seen users, each used once.
-    #[arg(long, value_name = "F", default_value_t = 0.05)]
+    #[arg(
+        long,
+        value_name = "F",
+        allow_negative_numbers = true,
+        default_value_t = 0.05
+    )]
     pub new_share: f64,
     /// Endpoint mix as `name:weight,…` (v1, v2get, v2post); weights are normalized.
     /// Default: v1:0.3,v2get:0.5,v2post:0.2, or v1:1 with `--format urls`.
     #[arg(long, value_name = "MIX")]
     pub endpoints: Option<String>,
     /// Share of requests asking for a subset of the flags (1 to 3 keys) rather than all.
-    #[arg(long, value_name = "F", default_value_t = 0.2)]
+    #[arg(
+        long,
+        value_name = "F",
+        allow_negative_numbers = true,
+        default_value_t = 0.2
+    )]
     pub subset_share: f64,
     /// Share of requests carrying a deployment key the server does not know (→ 401).
-    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    #[arg(
+        long,
+        value_name = "F",
+        allow_negative_numbers = true,
+        default_value_t = 0.0
+    )]
     pub bad_key_share: f64,
     /// Share of requests whose user is not valid JSON (→ 400).
-    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    #[arg(
+        long,
+        value_name = "F",
+        allow_negative_numbers = true,
+        default_value_t = 0.0
+    )]
     pub bad_context_share: f64,
     /// Share of users that belong to a group (`groups` and `group_properties`).
-    #[arg(long, value_name = "F", default_value_t = 0.1)]
+    #[arg(
+        long,
+        value_name = "F",
+        allow_negative_numbers = true,
+        default_value_t = 0.1
+    )]
     pub groups_share: f64,
     /// Seed: the same flags and seed give byte-identical output.
     #[arg(long, value_name = "S", default_value_t = 1)]
@@ -265,8 +295,14 @@ mod tests {
             (&["--base-url", "http://x/?a=1"], "--base-url"),
             (&["--base-url", "not a url"], "--base-url"),
             (&["--endpoints", "v3:1"], "--endpoints"),
-            (&["--format", "urls", "--endpoints", "v1:1,v2get:1"], "--endpoints"),
-            (&["--format", "urls", "--bad-key-share", "0.1"], "--bad-key-share"),
+            (
+                &["--format", "urls", "--endpoints", "v1:1,v2get:1"],
+                "--endpoints",
+            ),
+            (
+                &["--format", "urls", "--bad-key-share", "0.1"],
+                "--bad-key-share",
+            ),
             (&["--max-output-bytes", "0"], "--max-output-bytes"),
             (&["--deployment-key", "a b"], "--deployment-key"),
         ] {

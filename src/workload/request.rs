@@ -51,7 +51,11 @@ pub struct Ask<'a> {
 
 /// Writes `ask` as a request to `base_url` with `key` as the good deployment key.
 pub fn encode(base_url: &str, key: &str, ask: &Ask<'_>) -> Request {
-    let key = if ask.flaw == Flaw::BadKey { BAD_KEY } else { key };
+    let key = if ask.flaw == Flaw::BadKey {
+        BAD_KEY
+    } else {
+        key
+    };
     let mut headers = vec![("Authorization", format!("Api-Key {key}"))];
     let flawed = |json: String| {
         if ask.flaw == Flaw::BadContext {

@@ -73,17 +73,32 @@ impl User {
         }
     }
 
-    /// The whole user as the SDKs send it (`X-Amp-Exp-User`, a POST body).
+    /// The whole user as the SDKs send it (`X-Amp-Exp-User`, a POST body): the ids, then
+    /// the rest as in [`User::context_json`].
     pub fn to_json(&self) -> String {
-        let mut all = Map::new();
-        if let Some(id) = &self.user_id {
-            all.insert("user_id".into(), Value::String(id.clone()));
+        let context = self.context_json();
+        let mut out = String::with_capacity(context.len() + 96);
+        out.push('{');
+        for (name, id) in [("user_id", &self.user_id), ("device_id", &self.device_id)] {
+            if let Some(id) = id {
+                if out.len() > 1 {
+                    out.push(',');
+                }
+                out.push_str(&Value::from(name).to_string());
+                out.push(':');
+                out.push_str(&Value::from(id.as_str()).to_string());
+            }
         }
-        if let Some(id) = &self.device_id {
-            all.insert("device_id".into(), Value::String(id.clone()));
+        match context.strip_prefix('{') {
+            Some("}") | None => out.push('}'),
+            Some(members) => {
+                if out.len() > 1 {
+                    out.push(',');
+                }
+                out.push_str(members);
+            }
         }
-        all.extend(self.rest.clone());
-        Value::Object(all).to_string()
+        out
     }
 
     /// `/v1/vardata`'s `context`: the user without its ids (they go in the query).
@@ -169,12 +184,17 @@ fn properties(r: &mut ChaCha8Rng) -> Map<String, Value> {
             "ltv" => json!((r.random_range(0..100_000u32) as f64) / 100.0),
             "beta" | "email_verified" | "notifications" => json!(r.random_bool(0.5)),
             "favorite_categories" | "tags" => {
-                let all = ["books", "games", "music", "sports", "travel", "food", "tech"];
+                let all = [
+                    "books", "games", "music", "sports", "travel", "food", "tech",
+                ];
                 let k = r.random_range(0..4);
                 json!((0..k).map(|_| pick(r, &all)).collect::<Vec<_>>())
             }
             "country" => json!(pick(r, &["US", "GB", "DE", "FR", "BR", "JP", "IN"])),
-            "city" => json!(pick(r, &["Berlin", "Austin", "Paris", "São Paulo", "Tokyo"])),
+            "city" => json!(pick(
+                r,
+                &["Berlin", "Austin", "Paris", "São Paulo", "Tokyo"]
+            )),
             "campaign" => json!(format!("spring-{}", r.random_range(0..50))),
             "cohort" => json!(format!("c{}", r.random_range(0..200))),
             "theme" => json!(pick(r, &["light", "dark", "system"])),
@@ -240,6 +260,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_whole_user_is_the_ids_then_the_context() {
+        for i in 0..200 {
+            let u = User::generate(2, i, 0.5);
+            let whole: Value = serde_json::from_str(&u.to_json()).unwrap();
+            let mut want = Map::new();
+            if let Some(id) = &u.user_id {
+                want.insert("user_id".into(), json!(id));
+            }
+            if let Some(id) = &u.device_id {
+                want.insert("device_id".into(), json!(id));
+            }
+            want.extend(u.rest.clone());
+            assert_eq!(whole, Value::Object(want));
+            assert!(!u.to_json().contains(",}") && !u.to_json().contains("{,"));
+        }
+    }
+
+    #[test]
     fn same_seed_and_index_same_user() {
         assert_eq!(User::generate(7, 42, 0.5), User::generate(7, 42, 0.5));
         assert_ne!(
@@ -269,9 +307,10 @@ mod tests {
             device_only += usize::from(u.user_id.is_none());
             user_only += usize::from(u.device_id.is_none());
             grouped += usize::from(u.rest.contains_key("groups"));
-            let n = u.rest.get("user_properties").map_or(0, |p| {
-                p.as_object().unwrap().len()
-            });
+            let n = u
+                .rest
+                .get("user_properties")
+                .map_or(0, |p| p.as_object().unwrap().len());
             prop_counts.insert(n);
             let len = u.to_json().len();
             big += usize::from(len > 1_000);
