@@ -260,7 +260,10 @@ mod tests {
     }
 
     fn parse(extra: &[&str]) -> Result<Options, OptionError> {
-        let mut argv = vec!["w", "--flags", "f.json", "--deployment-key", "k1"];
+        let mut argv = vec!["w", "--flags", "f.json"];
+        if !extra.contains(&"--deployment-key") {
+            argv.extend(["--deployment-key", "k1"]);
+        }
         argv.extend_from_slice(extra);
         Cli::try_parse_from(argv).unwrap().args.validate()
     }
