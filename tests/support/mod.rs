@@ -8,6 +8,7 @@ pub mod https;
 pub mod raw_http;
 pub mod redis;
 pub mod tier_fleet;
+pub mod workload;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
