@@ -93,6 +93,7 @@ pub mod response;
 pub mod server;
 pub mod shared_cache;
 pub mod shutdown;
+pub mod simulation;
 pub mod spelling;
 pub mod upstream;
 
