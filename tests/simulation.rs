@@ -59,13 +59,23 @@ async fn misses_get_429s_and_503s_the_upstream_never_sees() {
     let again = get_with_key(&c, &gw.url("/v1/vardata?user_id=u1"), KEY).await;
     assert_eq!((again.status.as_u16(), again.x_cache()), (429, "MISS"));
     let passthrough = get_with_key(&c, &gw.url("/some/other/path"), KEY).await;
-    assert_eq!((passthrough.status.as_u16(), passthrough.x_cache()), (429, "BYPASS"));
-    assert_eq!(upstream.count(), 0, "the upstream never sees a simulated 429");
+    assert_eq!(
+        (passthrough.status.as_u16(), passthrough.x_cache()),
+        (429, "BYPASS")
+    );
+    assert_eq!(
+        upstream.count(),
+        0,
+        "the upstream never sees a simulated 429"
+    );
     assert_eq!(simulated(&gateway), [0, 3, 0, 0, 0]);
     // Nor counted as the upstream's: evalgate's upstream metrics saw no exchange.
     let metrics = send(&c, http::Method::GET, &gw.admin_url("/metrics"), &[], "").await;
     let text = String::from_utf8_lossy(&metrics.body);
-    assert!(text.contains("evalgate_simulated_total{kind=\"429\"} 3"), "{text}");
+    assert!(
+        text.contains("evalgate_simulated_total{kind=\"429\"} 3"),
+        "{text}"
+    );
     assert!(text.contains("evalgate_upstream_requests_total{outcome=\"4xx\"} 0"));
 
     let upstream = FakeUpstream::start().await;
@@ -135,7 +145,11 @@ async fn misses_leave_hits_alone() {
         let got = get_with_key(&c, &url, KEY).await;
         assert_eq!((got.status.as_u16(), got.x_cache()), (200, "HIT"));
     }
-    assert_eq!(gateway.simulation().unwrap().draws(), draws, "hits draw nothing");
+    assert_eq!(
+        gateway.simulation().unwrap().draws(),
+        draws,
+        "hits draw nothing"
+    );
     assert_eq!(upstream.count(), 1);
 }
 
@@ -258,7 +272,9 @@ async fn a_hold_does_not_keep_shutdown_waiting() {
         let addr = gw.addr;
         async move {
             let mut stream = TcpStream::connect(addr).await.unwrap();
-            let head = format!("GET /v1/vardata?user_id=u1 HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key {KEY}\r\n\r\n");
+            let head = format!(
+                "GET /v1/vardata?user_id=u1 HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key {KEY}\r\n\r\n"
+            );
             stream.write_all(head.as_bytes()).await.unwrap();
             await_close(&mut stream).await
         }
@@ -292,7 +308,14 @@ async fn stats_and_metrics_show_the_simulation() {
         assert_eq!(get_with_key(&c, &url, KEY).await.status, 200);
     }
     assert_eq!(simulated(&gateway), [3, 0, 0, 0, 0]);
-    let stats = send(&c, http::Method::GET, &gw.admin_url("/admin/stats"), &[], "").await;
+    let stats = send(
+        &c,
+        http::Method::GET,
+        &gw.admin_url("/admin/stats"),
+        &[],
+        "",
+    )
+    .await;
     let sim = &stats.json()["simulation"];
     assert_eq!(sim["profile"]["applies_to"], "misses");
     assert_eq!(sim["profile"]["seed"], 9);
@@ -301,12 +324,22 @@ async fn stats_and_metrics_show_the_simulation() {
     assert_eq!(sim["delay_ms"]["count"], 3);
     let metrics = send(&c, http::Method::GET, &gw.admin_url("/metrics"), &[], "").await;
     let text = String::from_utf8_lossy(&metrics.body);
-    assert!(text.contains("evalgate_simulated_delay_seconds_count 3"), "{text}");
+    assert!(
+        text.contains("evalgate_simulated_delay_seconds_count 3"),
+        "{text}"
+    );
 
     // Without a simulation: `null`, and no simulation series at all.
     let plain = FakeUpstream::start().await;
     let (_, gw) = start(&plain, SimulationConfig::default()).await;
-    let stats = send(&c, http::Method::GET, &gw.admin_url("/admin/stats"), &[], "").await;
+    let stats = send(
+        &c,
+        http::Method::GET,
+        &gw.admin_url("/admin/stats"),
+        &[],
+        "",
+    )
+    .await;
     assert_eq!(stats.json()["simulation"], serde_json::Value::Null);
     let metrics = send(&c, http::Method::GET, &gw.admin_url("/metrics"), &[], "").await;
     assert!(!String::from_utf8_lossy(&metrics.body).contains("simulated"));

@@ -139,12 +139,15 @@ impl SimulationConfig {
         if sum > 1.0 + 1e-9 {
             return Err(invalid(
                 "simulation.rate_429",
-                format!(
-                    "rate_429 + rate_5xx + rate_timeout + rate_reset is {sum}, more than 1"
-                ),
+                format!("rate_429 + rate_5xx + rate_timeout + rate_reset is {sum}, more than 1"),
             ));
         }
         range("simulation.retry_after_s", self.retry_after_s, 0, 3600)?;
-        range("simulation.timeout_hold_ms", self.timeout_hold_ms, 1, HOUR_MS)
+        range(
+            "simulation.timeout_hold_ms",
+            self.timeout_hold_ms,
+            1,
+            HOUR_MS,
+        )
     }
 }

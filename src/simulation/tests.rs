@@ -139,7 +139,11 @@ fn delays_are_capped() {
     });
     let delays: Vec<Duration> = (0..N).map(|_| sim.draw().delay).collect();
     let max = delays.iter().max().unwrap();
-    assert_eq!(*max, Duration::from_secs(1), "some of 1% above p99 are capped");
+    assert_eq!(
+        *max,
+        Duration::from_secs(1),
+        "some of 1% above p99 are capped"
+    );
 }
 
 #[test]

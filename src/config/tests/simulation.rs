@@ -60,7 +60,10 @@ fn a_full_profile_is_accepted_and_printed() {
     let s = &cfg.simulation;
     assert!(s.enabled());
     assert_eq!(s.applies_to, AppliesTo::All);
-    assert_eq!((s.seed, s.latency_max_ms, s.timeout_hold_ms), (42, 2000, 5000));
+    assert_eq!(
+        (s.seed, s.latency_max_ms, s.timeout_hold_ms),
+        (42, 2000, 5000)
+    );
     // `--check` prints every key of the section.
     let printed = cfg.to_toml();
     for key in [
