@@ -8,7 +8,7 @@
 //! entries; [`encoded`] answers in the client's encoding; [`decode`] turns the upstream's
 //! coded answers into identity; [`store`] keeps what a fill may keep; [`browser`] answers
 //! `OPTIONS` on the cacheable routes and adds the CORS and `Cache-Control` headers every
-//! answer there gets.
+//! answer there gets; [`simulated`] gives `[simulation] applies_to = "all"` its turn.
 
 mod browser;
 mod decode;
@@ -17,6 +17,7 @@ mod exchange;
 mod lookup;
 mod passthrough;
 mod purge;
+mod simulated;
 mod store;
 
 pub use purge::PurgeScope;
@@ -36,7 +37,7 @@ use crate::access_log;
 use crate::cache::ResponseCache;
 use crate::coalesce::Flights;
 use crate::compression::Compressor;
-use crate::config::{AppliesTo, Config, ConfigError};
+use crate::config::{Config, ConfigError};
 use crate::cors::{Cors, Grant};
 use crate::embedded::Embedded;
 use crate::error::GatewayError;
@@ -46,7 +47,7 @@ use crate::metrics::Metrics;
 use crate::normalize::{self, Decision, Rejection};
 use crate::response::{self, CacheStatus, ClientCacheControl};
 use crate::shared_cache::{Origin, SharedCache};
-use crate::simulation::{ClientTurn, Simulation};
+use crate::simulation::Simulation;
 use crate::spelling::SpellingMemo;
 use crate::upstream::{self, Upstream};
 
@@ -209,20 +210,13 @@ impl Gateway {
         B: Body<Data = Bytes> + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        if let Some(simulation) = &self.inner.simulation
-            && simulation.applies_to() == AppliesTo::All
+        // Without a simulation, the hit path meets one branch here and nothing else.
+        if self.inner.simulation.is_some()
+            && let Some(response) = self
+                .simulated(request.method(), request.uri(), request.headers())
+                .await
         {
-            let family = normalize::family(request.uri().path());
-            let preflight = family.is_some() && request.method() == Method::OPTIONS;
-            if !preflight && let ClientTurn::Instead(mut response) = simulation.client().await {
-                // CORS headers, so that a page can read the 429 or 503 as it would read
-                // one from the service.
-                if family.is_some() {
-                    let grant = self.inner.cors.grant(request.headers());
-                    self.for_browsers(grant, None, false, &mut response);
-                }
-                return response;
-            }
+            return response;
         }
         self.handle_unsimulated(request).await
     }
