@@ -54,6 +54,12 @@
 //! - [`eval`]: pure; the flag-configuration evaluation engine (Amplitude's JS engine
 //!   semantics): parse flags once, evaluate a context per request, v1/v2 result shapes.
 //!
+//! - [`simulation`]: `[simulation]`, the real service's behaviour on purpose: a seeded
+//!   log-normal latency and 429s, 503s, timeouts and dropped connections, drawn per
+//!   upstream exchange (in `gateway::exchange`) or per client request (at the top of
+//!   [`Gateway::handle`], the listeners dropping what it leaves unanswered); counted in
+//!   `metrics::simulation`, apart from evalgate's own metrics.
+//!
 //! - [`invalidation`]: polls each served deployment's flags and purges it on a change
 //!   (with the shared tier, once per interval for the whole fleet, under a lease).
 //!
@@ -97,6 +103,7 @@ pub mod response;
 pub mod server;
 pub mod shared_cache;
 pub mod shutdown;
+pub mod simulation;
 pub mod spelling;
 pub mod upstream;
 pub mod workload;

@@ -198,6 +198,21 @@ fn main() -> ExitCode {
             "evalgate {} started",
             env!("CARGO_PKG_VERSION")
         );
+        let simulation = &config.simulation;
+        if simulation.enabled() {
+            tracing::warn!(
+                applies_to = simulation.applies_to.as_str(),
+                latency_p50_ms = simulation.latency_p50_ms,
+                latency_p99_ms = simulation.latency_p99_ms,
+                latency_max_ms = simulation.latency_max_ms,
+                rate_429 = simulation.rate_429,
+                rate_5xx = simulation.rate_5xx,
+                rate_timeout = simulation.rate_timeout,
+                rate_reset = simulation.rate_reset,
+                seed = simulation.seed,
+                "simulation on: latency and errors are added on purpose ([simulation])"
+            );
+        }
         tokio::select! {
             () = evalgate::serve_listeners(listeners, admin, gateway, shutdown) => {}
             () = reloads => {}

@@ -16,6 +16,7 @@ mod health;
 pub mod histogram;
 mod labels;
 mod shared;
+pub mod simulation;
 pub mod tls;
 pub mod traffic;
 
@@ -44,6 +45,7 @@ use labels::{
     cache_index, family, one_label, route_index,
 };
 pub use shared::{OPS as SHARED_CACHE_OPS, SharedCacheMetrics};
+use simulation::SimulationMetrics;
 use tls::TlsMetrics;
 use traffic::Traffic;
 
@@ -89,6 +91,7 @@ pub struct Metrics {
     tls: TlsMetrics,
     shared_cache: SharedCacheMetrics,
     compression: CompressionMetrics,
+    simulation: SimulationMetrics,
     purges: [Counter; PURGE_SCOPES.len()],
     polls: [Counter; POLL_RESULTS.len()],
     /// Set from the cache at each scrape ([`Metrics::observe_cache`]).
@@ -228,6 +231,7 @@ impl Metrics {
             tls,
             shared_cache: SharedCacheMetrics::default(),
             compression,
+            simulation: SimulationMetrics::default(),
             purges,
             polls,
             cache_entries,
@@ -346,6 +350,17 @@ impl Metrics {
     /// Compressions and upstream decodes.
     pub fn compression(&self) -> &CompressionMetrics {
         &self.compression
+    }
+
+    /// What `[simulation]` did (unregistered unless [`Metrics::register_simulation`]
+    /// ran: without a simulation none of them is exposed).
+    pub fn simulation(&self) -> &SimulationMetrics {
+        &self.simulation
+    }
+
+    /// Registers the simulation's metrics (when `[simulation]` simulates anything).
+    pub fn register_simulation(&mut self) {
+        self.simulation = SimulationMetrics::register(&mut self.registry);
     }
 
     /// Registers the shared cache tier's metrics (when `[shared_cache]` is configured).

@@ -6,6 +6,7 @@ use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 use crate::cache::CacheCounts;
 use crate::gateway::Gateway;
+use crate::metrics::simulation::KINDS;
 use crate::metrics::traffic::ratio;
 use crate::metrics::{REMOVAL_CAUSES, RequestTotals};
 use crate::response::Body;
@@ -60,10 +61,31 @@ pub async fn stats(gateway: &Gateway) -> Response<Body> {
         },
         "hit_latency_ms": metrics.hit_latency(),
         "shared_cache": shared_cache(gateway, &totals),
+        "simulation": simulation(gateway),
         "deployments": metrics.traffic().deployments(),
         "top_keys": metrics.traffic().top_keys(TOP_KEYS),
     });
     super::json(StatusCode::OK, &body)
+}
+
+/// `[simulation]`'s part of `/admin/stats`: its profile and what it did so far (`null`
+/// when it simulates nothing), apart from evalgate's own counts.
+fn simulation(gateway: &Gateway) -> serde_json::Value {
+    let Some(simulation) = gateway.simulation() else {
+        return serde_json::Value::Null;
+    };
+    let metrics = gateway.metrics().simulation();
+    let counts: serde_json::Map<String, serde_json::Value> = KINDS
+        .iter()
+        .zip(metrics.counts())
+        .map(|(kind, n)| ((*kind).to_string(), n.into()))
+        .collect();
+    serde_json::json!({
+        "profile": gateway.config().simulation,
+        "draws": simulation.draws(),
+        "simulated": counts,
+        "delay_ms": metrics.delay(),
+    })
 }
 
 /// The shared tier's part of `/admin/stats`: its state, and L1 and L2 hit ratios side by

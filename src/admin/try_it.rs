@@ -1,6 +1,8 @@
 //! `POST /admin/try`: the status page's "try it" form. Builds a `GET /v1/vardata` from
-//! the form and answers it through [`Gateway::handle`] in-process, so it is keyed, cached
-//! and counted exactly like real traffic, then reports `{status, x_cache, age, body}`.
+//! the form and answers it through [`Gateway::handle_unsimulated`] in-process, so it is
+//! keyed, cached and counted exactly like real traffic (a `[simulation]` applied to every
+//! client request is not: an operator's try shows evalgate's own answer), then reports
+//! `{status, x_cache, age, body}`.
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -47,7 +49,7 @@ pub async fn handle(gateway: &Gateway, body: &Bytes) -> Response<Body> {
         Ok(request) => request,
         Err(problem) => return super::error(StatusCode::BAD_REQUEST, problem),
     };
-    let response = gateway.handle(request).await;
+    let response = gateway.handle_unsimulated(request).await;
     let status = response.status().as_u16();
     let text = |name: &http::HeaderName| {
         response

@@ -3,14 +3,15 @@
 //! Parse, validate, then bind: [`Config::from_toml_str`] rejects unknown keys and
 //! [`Config::validate`] rejects zero or absurd values, so a bad file stops the process
 //! (exit 64) before any socket is opened. Every limit the gateway enforces lives here:
-//! the sections in [`sections`] (`[tls]`, `[compression]`, `[cors]` and `[shared_cache]`
-//! each in its own file, with its checks), the checks in [`validate`], and in [`url`] the
-//! one check every URL setting goes through.
+//! the sections in [`sections`] (`[tls]`, `[compression]`, `[cors]`, `[shared_cache]` and
+//! `[simulation]` each in its own file, with its checks), the checks in [`validate`], and
+//! in [`url`] the one check every URL setting goes through.
 
 mod compression;
 mod cors;
 mod sections;
 mod shared_cache;
+mod simulation;
 mod tls;
 mod url;
 mod validate;
@@ -19,6 +20,7 @@ pub use compression::CompressionConfig;
 pub use cors::CorsConfig;
 pub use sections::*;
 pub use shared_cache::{SharedCacheConfig, without_password};
+pub use simulation::{AppliesTo, SimulationConfig};
 pub use tls::TlsConfig;
 pub use url::base_url;
 pub(crate) use validate::client_cache_control;
@@ -44,6 +46,7 @@ pub struct Config {
     pub invalidation: InvalidationConfig,
     pub shared_cache: SharedCacheConfig,
     pub compression: CompressionConfig,
+    pub simulation: SimulationConfig,
     pub log: LogConfig,
 }
 

@@ -114,6 +114,7 @@ impl Config {
         }
         self.shared_cache.validate()?;
         self.compression.validate()?;
+        self.simulation.validate()?;
         let u = &self.upstream;
         range("upstream.timeout_ms", u.timeout_ms, 1, HOUR_MS)?;
         range(

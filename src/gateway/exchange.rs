@@ -1,17 +1,27 @@
 //! One upstream exchange within `upstream.max_inflight`, timed and counted, for fills and
-//! passthroughs alike.
+//! passthroughs alike; with `[simulation] applies_to = "misses"`, the simulation's turn
+//! comes here, once per exchange, for the embedded engine and an HTTP upstream alike.
 
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::Gateway;
+use crate::config::AppliesTo;
 use crate::error::{GatewayError, UpstreamError};
 use crate::metrics::{Metrics, UpstreamOutcome};
+use crate::simulation::Exchange;
 use crate::upstream::UpstreamResponse;
 
 impl Gateway {
     /// One upstream exchange (`send`, not started until then) within
     /// `upstream.max_inflight`, timed and counted.
+    ///
+    /// With a simulation of misses, its delay comes first (holding the in-flight permit,
+    /// as a slow upstream would) and counts against `upstream.timeout_ms`; a simulated 429
+    /// or 503 is returned in the upstream's place (never sent, then relayed and not stored
+    /// like a real one), a simulated timeout or reset fails as the real one would. What is
+    /// simulated is counted in the simulation's metrics only: the upstream metrics (and
+    /// readiness) see real exchanges alone, timed without the simulated delay.
     pub(super) async fn exchange(
         &self,
         send: impl Future<Output = Result<UpstreamResponse, UpstreamError>>,
@@ -26,8 +36,24 @@ impl Gateway {
         // Counted out when dropped, with the permit: a cancelled fill (or a client that
         // hung up on a passthrough) leaves nothing counted in flight.
         let _inflight = Inflight::count(metrics, permit);
+        let mut within = None;
+        if let Some(simulation) = &self.inner.simulation
+            && simulation.applies_to() == AppliesTo::Misses
+        {
+            // Boxed: the exchange's future stays the size it is without a simulation.
+            let turn = Box::pin(simulation.upstream(self.inner.upstream.timeout()));
+            match turn.await {
+                Exchange::Instead(result) => return Ok(result?),
+                Exchange::Send { within: left } => within = left,
+            }
+        }
         let started = Instant::now();
-        let result = send.await;
+        let result = match within {
+            None => send.await,
+            Some(left) => tokio::time::timeout(left, send)
+                .await
+                .unwrap_or(Err(UpstreamError::Timeout)),
+        };
         let outcome = match &result {
             Ok(r) => UpstreamOutcome::Status(r.status.as_u16()),
             Err(UpstreamError::Connect(_)) => UpstreamOutcome::Connect,

@@ -8,7 +8,7 @@
 //! entries; [`encoded`] answers in the client's encoding; [`decode`] turns the upstream's
 //! coded answers into identity; [`store`] keeps what a fill may keep; [`browser`] answers
 //! `OPTIONS` on the cacheable routes and adds the CORS and `Cache-Control` headers every
-//! answer there gets.
+//! answer there gets; [`simulated`] gives `[simulation] applies_to = "all"` its turn.
 
 mod browser;
 mod decode;
@@ -17,6 +17,7 @@ mod exchange;
 mod lookup;
 mod passthrough;
 mod purge;
+mod simulated;
 mod store;
 
 pub use purge::PurgeScope;
@@ -46,6 +47,7 @@ use crate::metrics::Metrics;
 use crate::normalize::{self, Decision, Rejection};
 use crate::response::{self, CacheStatus, ClientCacheControl};
 use crate::shared_cache::{Origin, SharedCache};
+use crate::simulation::Simulation;
 use crate::spelling::SpellingMemo;
 use crate::upstream::{self, Upstream};
 
@@ -89,6 +91,9 @@ struct Inner {
     cors: Cors,
     /// `cache.client_cache_control`.
     client_cache_control: ClientCacheControl,
+    /// `[simulation]`, when it simulates anything: applied in [`Gateway::handle`]
+    /// (`applies_to = "all"`) or in [`exchange`] (`"misses"`).
+    simulation: Option<Simulation>,
 }
 
 impl Gateway {
@@ -112,6 +117,9 @@ impl Gateway {
         if config.shared_cache.enabled() {
             metrics.register_shared_cache();
         }
+        if config.simulation.enabled() {
+            metrics.register_simulation();
+        }
         // What answers misses, folded into the shared tier's names: instances share an
         // entry only when the same upstream, or the same embedded flags, answered it.
         let origin = match upstream.as_embedded() {
@@ -128,8 +136,10 @@ impl Gateway {
             config.upstream.max_abandoned_fills,
             metrics.abandoned_fills().clone(),
         );
+        let simulation = Simulation::new(&config.simulation, metrics.simulation().clone());
         Ok(Gateway {
             inner: Arc::new(Inner {
+                simulation,
                 cache: ResponseCache::new(&config.cache),
                 spelling: SpellingMemo::new(
                     config.cache.spelling_memo_entries,
@@ -180,13 +190,40 @@ impl Gateway {
         &self.inner.metrics
     }
 
+    /// `[simulation]`, when it simulates anything.
+    pub fn simulation(&self) -> Option<&Simulation> {
+        self.inner.simulation.as_ref()
+    }
+
     /// Upstream fetches in progress (coalesced misses count once).
     pub fn flights_in_progress(&self) -> usize {
         self.inner.flights.len()
     }
 
-    /// Answers one request. Never fails: every error becomes a response.
+    /// Answers one request as the public listeners do. Never fails: every error becomes a
+    /// response. With `[simulation] applies_to = "all"` the simulation has its turn
+    /// first (its delay, or a 429 or 503 instead of the answer, or a placeholder carrying
+    /// [`crate::simulation::Unanswered`] for a request the listeners leave unanswered),
+    /// except on a CORS preflight, which evalgate answers itself.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<response::Body>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        // Without a simulation, the hit path meets one branch here and nothing else.
+        if self.inner.simulation.is_some()
+            && let Some(response) = self
+                .simulated(request.method(), request.uri(), request.headers())
+                .await
+        {
+            return response;
+        }
+        self.handle_unsimulated(request).await
+    }
+
+    /// Answers one request like [`Gateway::handle`] but without `applies_to = "all"`'s
+    /// turn (`/admin/try` shows evalgate's own answer). Never fails.
+    pub async fn handle_unsimulated<B>(&self, request: Request<B>) -> Response<response::Body>
     where
         B: Body<Data = Bytes> + Send,
         B::Error: std::error::Error + Send + Sync + 'static,

@@ -2,7 +2,6 @@
 //! socket (behind [`super::oversized::Oversized`]), the keep-alive idle watchdog, and the
 //! drain when the connection is asked to close.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,6 +15,7 @@ use tokio::time::Instant;
 
 use super::oversized;
 use crate::gateway::Gateway;
+use crate::simulation::Unanswered;
 
 /// Activity on one connection, for the keep-alive idle timeout. Counters only: the hit
 /// path reads no clock for it.
@@ -123,7 +123,13 @@ pub(super) async fn serve_connection<IO>(
             async move {
                 let response = gateway.handle(request).await;
                 drop(guard);
-                Ok::<_, Infallible>(response)
+                // A request `[simulation]` leaves unanswered: hyper closes an HTTP/1
+                // connection whose service fails, and resets an HTTP/2 stream
+                // (INTERNAL_ERROR), writing nothing.
+                match response.extensions().get::<Unanswered>() {
+                    Some(unanswered) => Err(*unanswered),
+                    None => Ok(response),
+                }
             }
         })
     };

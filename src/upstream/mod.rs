@@ -124,6 +124,11 @@ impl Upstream {
         self
     }
 
+    /// `upstream.timeout_ms`: the bound on one whole exchange.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The upstream's limit on a response body, which also bounds a decoded one.
     pub fn max_response_bytes(&self) -> usize {
         self.max_response_bytes

@@ -27,7 +27,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use rand::Rng;
+use rand::RngExt;
 
 pub use format::Format;
 pub use options::{OptionError, Options, WorkloadArgs};

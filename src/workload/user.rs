@@ -13,7 +13,7 @@
 //! (`server.max_context_bytes` 8192, `server.max_query_bytes` 16384 once percent-encoded,
 //! `server.max_header_bytes` 32768 as base64).
 
-use rand::Rng;
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 
