@@ -62,6 +62,10 @@
 //! - [`live`]: the settings a SIGHUP may change while running; [`reload`] re-reads
 //!   `config.toml` on SIGHUP, applies them and reports the rest.
 //!
+//! - [`snapshot`]: `evalgate snapshot`, which pulls a deployment's flags from Amplitude
+//!   into a file the embedded engine serves (fetch, engine check, atomic write, warnings
+//!   about targeting only Amplitude can evaluate).
+//!
 //! Around them: [`config`] (the `config.toml` schema and validation), [`logging`],
 //! [`shutdown`] (signals), [`mask`] (deployment keys in logs) and [`b64`] (the SDKs'
 //! base64 flavours).
@@ -93,6 +97,7 @@ pub mod response;
 pub mod server;
 pub mod shared_cache;
 pub mod shutdown;
+pub mod snapshot;
 pub mod spelling;
 pub mod upstream;
 
