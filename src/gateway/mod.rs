@@ -21,7 +21,7 @@ mod store;
 
 pub use purge::PurgeScope;
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -38,7 +38,7 @@ use crate::coalesce::Flights;
 use crate::compression::Compressor;
 use crate::config::{Config, ConfigError};
 use crate::cors::{Cors, Grant};
-use crate::embedded::Embedded;
+use crate::embedded::{Embedded, FlagsFileError};
 use crate::error::GatewayError;
 use crate::key::{CacheKey, RouteFamily};
 use crate::live::LiveSettings;
@@ -96,14 +96,29 @@ impl Gateway {
     /// invalid value is a [`ConfigError`], never a panic).
     pub fn new(config: Config) -> Result<Gateway, ConfigError> {
         let upstream = if config.upstream.url == upstream::EMBEDDED {
-            let e = &config.embedded;
-            let engine =
-                Embedded::load(Path::new(&e.flags_file), &e.deployment_keys).map_err(|err| {
-                    ConfigError::Invalid {
-                        key: "embedded.flags_file",
-                        problem: err.to_string(),
+            let files: Vec<(PathBuf, Vec<String>)> = config
+                .embedded
+                .files()
+                .into_iter()
+                .map(|(file, keys)| (PathBuf::from(file), keys))
+                .collect();
+            let engine = Embedded::load_files(&files).map_err(|err| {
+                // Name the setting the bad file came from.
+                let key = match &err {
+                    FlagsFileError::Read { path, .. } | FlagsFileError::Invalid { path, .. }
+                        if config.embedded.deployments.iter().any(|d| &d.flags_file == path)
+                            && (config.embedded.deployment_keys.is_empty()
+                                || &config.embedded.flags_file != path) =>
+                    {
+                        "embedded.deployments"
                     }
-                })?;
+                    _ => "embedded.flags_file",
+                };
+                ConfigError::Invalid {
+                    key,
+                    problem: err.to_string(),
+                }
+            })?;
             Upstream::embedded(&config.upstream, engine)
         } else {
             Upstream::http(&config.upstream)?.with_accept_gzip(config.compression.upstream_gzip)

@@ -106,8 +106,9 @@ struct Known {
 const KNOWN_DEPLOYMENTS: usize = 65_536;
 
 /// What answers this instance's misses. Instances share an entry only when they have the
-/// same origin: the same upstream base URL, or embedded engines serving the same flags
-/// file (a fleet part-way through a flags rollout never mixes old and new answers).
+/// same origin: the same upstream base URL, or embedded engines serving the entry's
+/// deployment the same flags (a fleet part-way through a flags rollout never mixes old
+/// and new answers; one deployment's new file leaves the others' entries shared).
 #[derive(Clone)]
 pub enum Origin {
     Url(String),
@@ -115,14 +116,20 @@ pub enum Origin {
 }
 
 impl Origin {
-    fn bytes(&self) -> Vec<u8> {
+    /// The origin of `deployment`'s answers: the URL, or the digest of the flags that
+    /// deployment sees (a key the engine does not know, which it answers 401, has an
+    /// origin of its own, so it never shares an entry with an instance that knows it).
+    fn bytes(&self, deployment: &str) -> Vec<u8> {
         match self {
             Origin::Url(url) => url.as_bytes().to_vec(),
-            Origin::Embedded(engine) => {
-                let mut out = b"embedded:".to_vec();
-                out.extend_from_slice(&engine.digest().to_be_bytes());
-                out
-            }
+            Origin::Embedded(engine) => match engine.digest_for(deployment) {
+                Some(digest) => {
+                    let mut out = b"embedded:".to_vec();
+                    out.extend_from_slice(&digest.to_be_bytes());
+                    out
+                }
+                None => b"embedded:unknown-key".to_vec(),
+            },
         }
     }
 }
@@ -206,7 +213,7 @@ impl SharedCache {
         }
         let tag = self.inner.namer.dep_tag(key.deployment());
         let gens = self.inner.gens.of(tag);
-        let origin = self.inner.origin.bytes();
+        let origin = self.inner.origin.bytes(key.deployment());
         Some(Slot {
             names: self.inner.namer.entry(key, tag, gens, &origin),
         })
