@@ -295,3 +295,42 @@ fn random_u64() -> u64 {
         .expect("the OS random number generator works");
     u64::from_le_bytes(bytes)
 }
+
+#[cfg(test)]
+mod origin_tests {
+    use super::Origin;
+    use crate::embedded::Embedded;
+
+    /// Two instances that serve deployment A the same file share A's entries even when
+    /// their B files differ (a rollout of B's flags); B's entries, and a key one of them
+    /// does not know, are never shared.
+    #[test]
+    fn embedded_origins_are_per_deployment() {
+        let dir = std::env::temp_dir().join(format!("evalgate-origin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, flags: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, flags).unwrap();
+            path
+        };
+        let a = file("a.json", r#"[{"key":"a","segments":[],"variants":{}}]"#);
+        let b1 = file("b1.json", r#"[{"key":"b","segments":[],"variants":{}}]"#);
+        let b2 = file("b2.json", r#"[{"key":"b2","segments":[],"variants":{}}]"#);
+        let engine = |b: &std::path::Path, b_keys: &[&str]| {
+            let b_keys = b_keys.iter().map(|k| k.to_string()).collect();
+            Origin::Embedded(
+                Embedded::load_files(&[(a.clone(), vec!["A".into()]), (b.to_path_buf(), b_keys)])
+                    .unwrap(),
+            )
+        };
+        let old = engine(&b1, &["B"]);
+        let new = engine(&b2, &["B"]);
+        assert_eq!(old.bytes("A"), new.bytes("A"));
+        assert_ne!(old.bytes("B"), new.bytes("B"));
+        assert_ne!(old.bytes("A"), old.bytes("B"));
+        let without_c = engine(&b1, &["B"]);
+        let with_c = engine(&b1, &["B", "C"]);
+        assert_ne!(without_c.bytes("C"), with_c.bytes("C"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
