@@ -21,7 +21,10 @@ const B_FLAGS: &str = r#"[{"key": "b-only", "metadata": {"flagVersion": 1},
 
 impl TwoFiles {
     fn new(name: &str) -> TwoFiles {
-        let dir = std::env::temp_dir().join(format!("evalgate-deployments-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "evalgate-deployments-{name}-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("a.json"), shipped()).unwrap();
@@ -89,7 +92,12 @@ async fn each_key_sees_only_its_own_flags() {
     assert_eq!(a.status, 200);
     assert_eq!(
         flag_keys(&a),
-        ["checkout-experiment", "dashboard-tour", "eu-cookie-banner", "new-dashboard"]
+        [
+            "checkout-experiment",
+            "dashboard-tour",
+            "eu-cookie-banner",
+            "new-dashboard"
+        ]
     );
     let b = get_with_key(&c, &gw.url("/sdk/v2/flags?v=0"), KEY2).await;
     assert_eq!(flag_keys(&b), ["b-only"]);
@@ -98,7 +106,10 @@ async fn each_key_sees_only_its_own_flags() {
     assert_eq!(a.json()["dashboard-tour"]["key"], "on");
     assert!(a.json().get("b-only").is_none(), "{}", a.json());
     let b = get_with_key(&c, &gw.url(VARDATA), KEY2).await;
-    assert_eq!(b.json(), serde_json::json!({"b-only": {"key": "on", "payload": "v1"}}));
+    assert_eq!(
+        b.json(),
+        serde_json::json!({"b-only": {"key": "on", "payload": "v1"}})
+    );
 
     for key in ["server-evalgate-demo-key", "server-nope"] {
         let unknown = get_with_key(&c, &gw.url(VARDATA), key).await;
@@ -129,7 +140,10 @@ async fn a_bad_file_keeps_its_flags_and_a_good_one_drops_only_its_answers() {
     assert_eq!(a.json()["dashboard-tour"]["key"], "on");
     let fresh = get_with_key(&c, &gw.url(&format!("{VARDATA}&device_id=d2")), KEY).await;
     assert_eq!(fresh.x_cache(), "MISS");
-    assert_eq!(fresh.json()["dashboard-tour"]["payload"]["steps"][2], "sharing");
+    assert_eq!(
+        fresh.json()["dashboard-tour"]["payload"]["steps"][2],
+        "sharing"
+    );
     assert_eq!(get_with_key(&c, &url, KEY2).await.x_cache(), "HIT");
 
     // A good new A: served, A's cached answers dropped, B's kept.
@@ -146,7 +160,14 @@ async fn stats_list_each_file_with_its_flags_and_masked_keys() {
     let files = TwoFiles::new("stats");
     let gateway = evalgate::Gateway::new(files.config().validate().unwrap()).unwrap();
     let gw = TestGateway::start_with_admin(gateway).await;
-    let stats = send(&client(), http::Method::GET, &gw.admin_url("/admin/stats"), &[], "").await;
+    let stats = send(
+        &client(),
+        http::Method::GET,
+        &gw.admin_url("/admin/stats"),
+        &[],
+        "",
+    )
+    .await;
     assert_eq!(stats.status, 200);
     let embedded = stats.json()["embedded"].clone();
     let files_seen = embedded.as_array().unwrap();

@@ -48,7 +48,13 @@ fn shipped_flags() -> Vec<u8> {
 }
 
 fn snapshot(dir: &TempDir, flags_url: &str, extra: &[&str]) -> Output {
-    let mut args = vec!["snapshot", "--deployment-key", KEY, "--flags-url", flags_url];
+    let mut args = vec![
+        "snapshot",
+        "--deployment-key",
+        KEY,
+        "--flags-url",
+        flags_url,
+    ];
     args.extend_from_slice(extra);
     run(&dir.0, &args, &[])
 }
@@ -92,11 +98,17 @@ fn writes_what_was_served_and_summarizes_it() {
     for line in ["checkout-experiment  v7", "new-dashboard        v3"] {
         assert!(summary.contains(line), "{line}: {summary}");
     }
-    assert!(summary.contains(&format!("wrote flags.json ({} bytes)", served.len())), "{summary}");
+    assert!(
+        summary.contains(&format!("wrote flags.json ({} bytes)", served.len())),
+        "{summary}"
+    );
 
     let request = server.upstream.last();
     assert_eq!(request.path_and_query, "/sdk/v2/flags?v=0&eval_mode=remote");
-    assert_eq!(request.headers["authorization"], format!("Api-Key {KEY}").as_str());
+    assert_eq!(
+        request.headers["authorization"],
+        format!("Api-Key {KEY}").as_str()
+    );
     assert_eq!(server.upstream.count(), 1);
 }
 
@@ -153,7 +165,10 @@ fn garbage_or_a_non_array_or_a_bad_flag_is_refused_before_writing() {
         (b"<html>maintenance</html>", "not a flag array (not JSON"),
         (b"{\"flags\": []}", "not a flag array (a JSON object)"),
         (b"[{\"key\": ", "not a flag array (not JSON"),
-        (b"[{\"segments\": []}]", "the engine does not accept the answer"),
+        (
+            b"[{\"segments\": []}]",
+            "the engine does not accept the answer",
+        ),
     ];
     for (body, expected) in cases {
         let server = Server::serving("", body.to_vec());
@@ -168,7 +183,11 @@ fn a_too_large_answer_is_refused() {
     let server = Server::serving("", shipped_flags());
     let dir = TempDir::new();
     std::fs::write(dir.0.join("flags.json"), b"old").unwrap();
-    let err = one_line_failure(&snapshot(&dir, &server.upstream.url(), &["--max-bytes", "100"]));
+    let err = one_line_failure(&snapshot(
+        &dir,
+        &server.upstream.url(),
+        &["--max-bytes", "100"],
+    ));
     assert!(err.contains("--max-bytes 100"), "{err}");
     only_flags_file(&dir, b"old");
 }
@@ -181,7 +200,10 @@ fn a_closed_port_is_one_line_and_keeps_the_old_file() {
     let dir = TempDir::new();
     std::fs::write(dir.0.join("flags.json"), b"old").unwrap();
     let err = one_line_failure(&snapshot(&dir, &url, &[]));
-    assert!(err.contains(&format!("cannot reach {url}/sdk/v2/flags")), "{err}");
+    assert!(
+        err.contains(&format!("cannot reach {url}/sdk/v2/flags")),
+        "{err}"
+    );
     only_flags_file(&dir, b"old");
 }
 
@@ -193,7 +215,11 @@ fn a_server_that_never_answers_times_out() {
     });
     let dir = TempDir::new();
     std::fs::write(dir.0.join("flags.json"), b"old").unwrap();
-    let err = one_line_failure(&snapshot(&dir, &server.upstream.url(), &["--timeout-ms", "200"]));
+    let err = one_line_failure(&snapshot(
+        &dir,
+        &server.upstream.url(),
+        &["--timeout-ms", "200"],
+    ));
     assert!(err.contains("within 200 ms (--timeout-ms)"), "{err}");
     only_flags_file(&dir, b"old");
     server.upstream.release_held();
@@ -204,7 +230,13 @@ fn bad_options_exit_64_with_one_line() {
     let dir = TempDir::new();
     let out = run(
         &dir.0,
-        &["snapshot", "--deployment-key", KEY, "--flags-url", "ftp://x"],
+        &[
+            "snapshot",
+            "--deployment-key",
+            KEY,
+            "--flags-url",
+            "ftp://x",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(64), "{out:?}");
@@ -216,7 +248,15 @@ fn bad_options_exit_64_with_one_line() {
     // --zone and --flags-url together are refused by the argument parser.
     let out = run(
         &dir.0,
-        &["snapshot", "--deployment-key", KEY, "--zone", "eu", "--flags-url", "http://h"],
+        &[
+            "snapshot",
+            "--deployment-key",
+            KEY,
+            "--zone",
+            "eu",
+            "--flags-url",
+            "http://h",
+        ],
         &[],
     );
     assert!(!out.status.success());
@@ -241,9 +281,15 @@ fn flags_needing_amplitude_are_named_on_stderr() {
     let err = stderr(&out);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 2, "{err}");
-    assert!(lines[0].starts_with("evalgate snapshot: warning: flag `cohort-flag`"), "{err}");
+    assert!(
+        lines[0].starts_with("evalgate snapshot: warning: flag `cohort-flag`"),
+        "{err}"
+    );
     assert!(lines[0].contains("cohort membership"), "{err}");
-    assert!(lines[1].starts_with("evalgate snapshot: warning: flag `geo-flag`"), "{err}");
+    assert!(
+        lines[1].starts_with("evalgate snapshot: warning: flag `geo-flag`"),
+        "{err}"
+    );
     assert!(lines[1].contains("IP address"), "{err}");
     assert!(stdout(&out).contains("2 flags cannot be reproduced offline"));
 }

@@ -77,10 +77,7 @@ impl EmbeddedConfig {
     /// form first); entries naming the same file share it.
     pub fn files(&self) -> Vec<(String, Vec<String>)> {
         let mut files: Vec<(String, Vec<String>)> = Vec::new();
-        let one_file = self
-            .deployment_keys
-            .iter()
-            .map(|k| (k, &self.flags_file));
+        let one_file = self.deployment_keys.iter().map(|k| (k, &self.flags_file));
         let entries = self.deployments.iter().map(|d| (&d.key, &d.flags_file));
         for (key, file) in one_file.chain(entries) {
             match files.iter_mut().find(|(f, _)| f == file) {
@@ -118,7 +115,11 @@ impl EmbeddedConfig {
             .deployment_keys
             .iter()
             .map(|k| ("embedded.deployment_keys", k))
-            .chain(self.deployments.iter().map(|d| ("embedded.deployments", &d.key)));
+            .chain(
+                self.deployments
+                    .iter()
+                    .map(|d| ("embedded.deployments", &d.key)),
+            );
         for (setting, key) in keys {
             if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(invalid(
@@ -141,7 +142,10 @@ impl EmbeddedConfig {
         if let Some(d) = self.deployments.iter().find(|d| d.flags_file.is_empty()) {
             return Err(invalid(
                 "embedded.deployments",
-                format!("the entry for key {} must name a flags_file", Masked(&d.key)),
+                format!(
+                    "the entry for key {} must name a flags_file",
+                    Masked(&d.key)
+                ),
             ));
         }
         range(

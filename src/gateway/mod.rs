@@ -106,7 +106,11 @@ impl Gateway {
                 // Name the setting the bad file came from.
                 let key = match &err {
                     FlagsFileError::Read { path, .. } | FlagsFileError::Invalid { path, .. }
-                        if config.embedded.deployments.iter().any(|d| &d.flags_file == path)
+                        if config
+                            .embedded
+                            .deployments
+                            .iter()
+                            .any(|d| &d.flags_file == path)
                             && (config.embedded.deployment_keys.is_empty()
                                 || &config.embedded.flags_file != path) =>
                     {

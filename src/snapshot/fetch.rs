@@ -16,7 +16,12 @@ use crate::mask::Masked;
 
 /// Asks `url` with `Authorization: Api-Key KEY`; the 200 body, decoded, at most
 /// `max_bytes` of it. Everything (connect, TLS, answer, body) within `timeout`.
-pub async fn fetch(url: &str, key: &str, timeout: Duration, max_bytes: usize) -> Result<Bytes, String> {
+pub async fn fetch(
+    url: &str,
+    key: &str,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<Bytes, String> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(timeout));
@@ -70,16 +75,15 @@ pub async fn fetch(url: &str, key: &str, timeout: Duration, max_bytes: usize) ->
             })?
             .to_bytes();
         if parts.status != StatusCode::OK {
-            return Err(format!(
-                "{url} answered {}{}",
-                parts.status,
-                snippet(&body)
-            ));
+            return Err(format!("{url} answered {}{}", parts.status, snippet(&body)));
         }
         match crate::compression::codec::coded(&parts.headers) {
             Coded::Identity => Ok(body),
             Coded::Known(coding) => decode(coding, &body, max_bytes).map_err(|e| {
-                format!("{url}: the {} answer cannot be decoded: {e}", coding.as_str())
+                format!(
+                    "{url}: the {} answer cannot be decoded: {e}",
+                    coding.as_str()
+                )
             }),
             Coded::Unknown => Err(format!(
                 "{url} answered in a content coding evalgate does not decode"
@@ -140,7 +144,10 @@ mod tests {
     #[test]
     fn error_bodies_are_cut_to_one_short_line() {
         assert_eq!(snippet(b""), "");
-        assert_eq!(snippet(b"{\"error\":\n\"nope\"}\n"), ": {\"error\": \"nope\"}");
+        assert_eq!(
+            snippet(b"{\"error\":\n\"nope\"}\n"),
+            ": {\"error\": \"nope\"}"
+        );
         let long = vec![b'x'; 500];
         assert_eq!(snippet(&long).len(), 2 + 200 + '…'.len_utf8());
     }

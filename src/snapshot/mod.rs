@@ -188,9 +188,10 @@ impl Report {
             self.bytes
         ));
         if !self.warnings.is_empty() {
+            let n = self.warnings.len();
+            let flags = if n == 1 { "flag" } else { "flags" };
             out.push_str(&format!(
-                "{} flags cannot be reproduced offline (see the warnings)\n",
-                self.warnings.len()
+                "{n} {flags} cannot be reproduced offline (see the warnings)\n"
             ));
         }
         out
@@ -235,7 +236,11 @@ mod tests {
     #[test]
     fn only_a_flag_array_the_engine_accepts_passes() {
         assert!(check(b"[]").unwrap().is_empty());
-        assert!(check(b"{\"flags\":[]}").unwrap_err().contains("a JSON object"));
+        assert!(
+            check(b"{\"flags\":[]}")
+                .unwrap_err()
+                .contains("a JSON object")
+        );
         assert!(check(b"<html>").unwrap_err().contains("not JSON"));
         assert!(check(b"[{\"nokey\":1}]").unwrap_err().contains("engine"));
     }

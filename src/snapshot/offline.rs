@@ -153,7 +153,10 @@ mod tests {
     #[test]
     fn cohorts_geo_and_ids_are_reported_once_per_flag() {
         let flags = vec![
-            flag("plain", &[&["context", "user", "user_properties", "country"]]),
+            flag(
+                "plain",
+                &[&["context", "user", "user_properties", "country"]],
+            ),
             flag(
                 "both",
                 &[

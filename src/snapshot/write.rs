@@ -32,8 +32,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
             .and_then(|()| file.sync_all())
             .map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
         drop(file);
-        std::fs::rename(&temp, path)
-            .map_err(|e| format!("cannot rename {} to {}: {e}", temp.display(), path.display()))
+        std::fs::rename(&temp, path).map_err(|e| {
+            format!(
+                "cannot rename {} to {}: {e}",
+                temp.display(),
+                path.display()
+            )
+        })
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
@@ -66,7 +71,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("evalgate-write-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("evalgate-write-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -79,7 +85,10 @@ mod tests {
         std::fs::write(&path, b"old").unwrap();
         write_atomically(&path, b"new").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["flags.json"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -87,9 +96,17 @@ mod tests {
     #[test]
     fn a_directory_or_a_missing_directory_is_an_error() {
         let dir = scratch("errors");
-        assert!(write_atomically(&dir, b"x").unwrap_err().contains("is a directory"));
+        assert!(
+            write_atomically(&dir, b"x")
+                .unwrap_err()
+                .contains("is a directory")
+        );
         let missing = dir.join("nope").join("flags.json");
-        assert!(write_atomically(&missing, b"x").unwrap_err().contains("cannot create"));
+        assert!(
+            write_atomically(&missing, b"x")
+                .unwrap_err()
+                .contains("cannot create")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,10 +14,16 @@ fn validate(text: &str) -> Result<Config, String> {
 #[test]
 fn the_one_file_form_keeps_its_defaults() {
     let config = validate("").unwrap();
-    assert_eq!(config.embedded.deployment_keys, ["server-evalgate-demo-key"]);
+    assert_eq!(
+        config.embedded.deployment_keys,
+        ["server-evalgate-demo-key"]
+    );
     assert_eq!(
         config.embedded.files(),
-        [("flags.json".to_string(), vec!["server-evalgate-demo-key".to_string()])]
+        [(
+            "flags.json".to_string(),
+            vec!["server-evalgate-demo-key".to_string()]
+        )]
     );
 }
 
@@ -32,7 +38,10 @@ fn deployments_alone_turn_the_one_file_form_off() {
     assert_eq!(
         files,
         [
-            ("a.json".to_string(), vec!["server-a".to_string(), "server-c".to_string()]),
+            (
+                "a.json".to_string(),
+                vec!["server-a".to_string(), "server-c".to_string()]
+            ),
             ("b.json".to_string(), vec!["server-b".to_string()]),
         ]
     );
@@ -48,7 +57,10 @@ fn both_forms_combine_when_deployment_keys_is_written() {
                 [[embedded.deployments]]\nkey = \"server-a\"\nflags_file = \"a.json\"\n";
     let files = validate(text).unwrap().embedded.files();
     assert_eq!(files.len(), 2);
-    assert_eq!(files[0], ("flags.json".to_string(), vec!["server-one".to_string()]));
+    assert_eq!(
+        files[0],
+        ("flags.json".to_string(), vec!["server-one".to_string()])
+    );
 }
 
 #[test]
@@ -57,7 +69,10 @@ fn bad_deployments_name_the_key() {
                  [[embedded.deployments]]\nkey = \"server-a\"\nflags_file = \"b.json\"\n";
     let msg = validate(twice).unwrap_err();
     assert!(msg.starts_with("`embedded.deployments`"), "{msg}");
-    assert!(msg.contains("listed twice") && !msg.contains("server-a"), "{msg}");
+    assert!(
+        msg.contains("listed twice") && !msg.contains("server-a"),
+        "{msg}"
+    );
 
     let across = "[embedded]\ndeployment_keys = [\"server-a\"]\n\
                   [[embedded.deployments]]\nkey = \"server-a\"\nflags_file = \"b.json\"\n";
@@ -65,16 +80,31 @@ fn bad_deployments_name_the_key() {
     assert!(msg.contains("also in embedded.deployment_keys"), "{msg}");
 
     let spaced = "[[embedded.deployments]]\nkey = \"a b\"\nflags_file = \"a.json\"\n";
-    assert!(validate(spaced).unwrap_err().starts_with("`embedded.deployments`"));
+    assert!(
+        validate(spaced)
+            .unwrap_err()
+            .starts_with("`embedded.deployments`")
+    );
     let no_file = "[[embedded.deployments]]\nkey = \"server-a\"\nflags_file = \"\"\n";
-    assert!(validate(no_file).unwrap_err().contains("must name a flags_file"));
+    assert!(
+        validate(no_file)
+            .unwrap_err()
+            .contains("must name a flags_file")
+    );
     let missing = "[[embedded.deployments]]\nkey = \"server-a\"\n";
     let msg = validate(missing).unwrap_err();
-    assert!(msg.contains("embedded.deployments") && msg.contains("flags_file"), "{msg}");
+    assert!(
+        msg.contains("embedded.deployments") && msg.contains("flags_file"),
+        "{msg}"
+    );
     let unknown = "[[embedded.deployments]]\nkey = \"k\"\nflags_file = \"a\"\nfile = \"b\"\n";
     assert!(validate(unknown).unwrap_err().contains("unknown field"));
     let none = "[embedded]\ndeployment_keys = []\n";
-    assert!(validate(none).unwrap_err().starts_with("`embedded.deployment_keys`"));
+    assert!(
+        validate(none)
+            .unwrap_err()
+            .starts_with("`embedded.deployment_keys`")
+    );
 }
 
 #[test]
@@ -85,6 +115,9 @@ fn relative_flags_files_resolve_against_the_config_directory() {
     let mut config = validate(text).unwrap();
     config.resolve_paths(Path::new("/etc/evalgate"));
     assert_eq!(config.embedded.flags_file, "/etc/evalgate/one.json");
-    assert_eq!(config.embedded.deployments[0].flags_file, "/etc/evalgate/a.json");
+    assert_eq!(
+        config.embedded.deployments[0].flags_file,
+        "/etc/evalgate/a.json"
+    );
     assert_eq!(config.embedded.deployments[1].flags_file, "/abs/b.json");
 }
