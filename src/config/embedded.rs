@@ -88,6 +88,17 @@ impl EmbeddedConfig {
         files
     }
 
+    /// The setting that names `file`, for an error about it: `embedded.flags_file` when
+    /// the one-file form serves it, else `embedded.deployments`.
+    pub fn setting_of(&self, file: &str) -> &'static str {
+        let one_file = !self.deployment_keys.is_empty() && self.flags_file == file;
+        if one_file || !self.deployments.iter().any(|d| d.flags_file == file) {
+            "embedded.flags_file"
+        } else {
+            "embedded.deployments"
+        }
+    }
+
     /// Relative flags files resolved against `dir`.
     pub(super) fn resolve_paths(&mut self, dir: &Path) {
         let files = std::iter::once(&mut self.flags_file)

@@ -75,6 +75,15 @@ pub enum FlagsFileError {
     Invalid { path: String, message: String },
 }
 
+impl FlagsFileError {
+    /// The file at fault.
+    pub fn path(&self) -> &str {
+        match self {
+            FlagsFileError::Read { path, .. } | FlagsFileError::Invalid { path, .. } => path,
+        }
+    }
+}
+
 /// One flags file's state, for logs, `/admin/stats` and the status page.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FileStatus {

@@ -38,7 +38,7 @@ use crate::coalesce::Flights;
 use crate::compression::Compressor;
 use crate::config::{Config, ConfigError};
 use crate::cors::{Cors, Grant};
-use crate::embedded::{Embedded, FlagsFileError};
+use crate::embedded::Embedded;
 use crate::error::GatewayError;
 use crate::key::{CacheKey, RouteFamily};
 use crate::live::LiveSettings;
@@ -102,26 +102,9 @@ impl Gateway {
                 .into_iter()
                 .map(|(file, keys)| (PathBuf::from(file), keys))
                 .collect();
-            let engine = Embedded::load_files(&files).map_err(|err| {
-                // Name the setting the bad file came from.
-                let key = match &err {
-                    FlagsFileError::Read { path, .. } | FlagsFileError::Invalid { path, .. }
-                        if config
-                            .embedded
-                            .deployments
-                            .iter()
-                            .any(|d| &d.flags_file == path)
-                            && (config.embedded.deployment_keys.is_empty()
-                                || &config.embedded.flags_file != path) =>
-                    {
-                        "embedded.deployments"
-                    }
-                    _ => "embedded.flags_file",
-                };
-                ConfigError::Invalid {
-                    key,
-                    problem: err.to_string(),
-                }
+            let engine = Embedded::load_files(&files).map_err(|err| ConfigError::Invalid {
+                key: config.embedded.setting_of(err.path()),
+                problem: err.to_string(),
             })?;
             Upstream::embedded(&config.upstream, engine)
         } else {

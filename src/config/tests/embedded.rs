@@ -121,3 +121,15 @@ fn relative_flags_files_resolve_against_the_config_directory() {
     );
     assert_eq!(config.embedded.deployments[1].flags_file, "/abs/b.json");
 }
+
+#[test]
+fn a_bad_file_is_blamed_on_the_setting_that_names_it() {
+    let text = "[embedded]\ndeployment_keys = [\"server-one\"]\nflags_file = \"one.json\"\n\
+                [[embedded.deployments]]\nkey = \"server-a\"\nflags_file = \"a.json\"\n";
+    let config = validate(text).unwrap();
+    assert_eq!(
+        config.embedded.setting_of("one.json"),
+        "embedded.flags_file"
+    );
+    assert_eq!(config.embedded.setting_of("a.json"), "embedded.deployments");
+}
