@@ -60,8 +60,8 @@ enum Command {
     /// engine serves (`upstream.url = "embedded"`).
     ///
     /// Asks GET {base}/sdk/v2/flags?v=0&eval_mode=remote, which returns every flag of the
-    /// deployment (remote and local evaluation); --local-only drops eval_mode and gets
-    /// only the local-evaluation flags. The answer is checked by the engine, then written
+    /// deployment (remote and local evaluation); --local-only drops eval_mode, which most
+    /// likely returns only the local-evaluation flags. The answer is checked by the engine, then written
     /// atomically; flags whose targeting needs Amplitude (cohorts, location from the IP,
     /// the Amplitude ID) are named on stderr. On any failure: one line on stderr, exit
     /// status 1 (64 for bad options), and an existing output file is left untouched.
@@ -77,11 +77,11 @@ struct SnapshotArgs {
     /// https://flag.lab.eu.amplitude.com.
     #[arg(long, value_enum, default_value = "us", conflicts_with = "flags_url")]
     zone: evalgate::snapshot::Zone,
-    /// A base URL used instead of the zone's: scheme://host[:port][/prefix]; the request
-    /// goes to {URL}/sdk/v2/flags.
+    /// A base URL used instead of the zone's (--zone): scheme://host[:port][/prefix]; the
+    /// request goes to {URL}/sdk/v2/flags.
     #[arg(long, value_name = "URL")]
     flags_url: Option<String>,
-    /// The file to write [default: flags.json in the current directory].
+    /// The file to write (relative to the current directory).
     #[arg(long, short, default_value = evalgate::snapshot::DEFAULT_OUTPUT)]
     output: PathBuf,
     /// Ask for local-evaluation flags only (no eval_mode=remote).
