@@ -68,6 +68,9 @@
 //! - [`live`]: the settings a SIGHUP may change while running; [`reload`] re-reads
 //!   `config.toml` on SIGHUP, applies them and reports the rest.
 //!
+//! - [`snapshot`]: `evalgate snapshot`, which pulls a deployment's flags from Amplitude
+//!   into a file the embedded engine serves (fetch, engine check, atomic write, warnings
+//!   about targeting only Amplitude can evaluate).
 //! - [`workload`]: `evalgate workload`, a generator of request files for load tools
 //!   (vegeta, oha/wrk, k6) from a flags file: Zipf-popular users, an endpoint mix, subsets,
 //!   bad keys and contexts, byte-identical for a seed. Not on the request path.
@@ -104,6 +107,7 @@ pub mod server;
 pub mod shared_cache;
 pub mod shutdown;
 pub mod simulation;
+pub mod snapshot;
 pub mod spelling;
 pub mod upstream;
 pub mod workload;

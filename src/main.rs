@@ -1,13 +1,14 @@
 //! The `evalgate` binary: flags, logging, config, bind, run.
 //!
-//! Run with `cargo run --release -- --config config.toml`.
+//! Run with `cargo run --release -- --config config.toml`; `evalgate snapshot …` pulls a
+//! deployment's flags into a file instead ([`evalgate::snapshot`]).
 
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use evalgate::logging::{self, LogFormat};
 use evalgate::server::{CertStore, Listeners, TlsListener};
 use evalgate::{AdminServer, Config, Gateway};
@@ -54,16 +55,57 @@ struct Cli {
     log_format: LogFormat,
 }
 
-#[derive(clap::Subcommand, Debug)]
+#[derive(Subcommand, Debug)]
 enum Command {
+    /// Pull a deployment's flag configurations from Amplitude into a file the embedded
+    /// engine serves (`upstream.url = "embedded"`).
+    ///
+    /// Asks GET {base}/sdk/v2/flags?v=0&eval_mode=remote, which returns every flag of the
+    /// deployment (remote and local evaluation); --local-only drops eval_mode, which most
+    /// likely returns only the local-evaluation flags. The answer is checked by the engine, then written
+    /// atomically; flags whose targeting needs Amplitude (cohorts, location from the IP,
+    /// the Amplitude ID) are named on stderr. On any failure: one line on stderr, exit
+    /// status 1 (64 for bad options), and an existing output file is left untouched.
+    Snapshot(SnapshotArgs),
     /// Write request files for load tools (vegeta, oha, wrk, k6) from a flags file.
     Workload(evalgate::workload::WorkloadArgs),
 }
 
+#[derive(clap::Args, Debug)]
+struct SnapshotArgs {
+    /// The deployment key (server or client) whose flags to pull.
+    #[arg(long)]
+    deployment_key: String,
+    /// Amplitude data center: us is https://flag.lab.amplitude.com, eu is
+    /// https://flag.lab.eu.amplitude.com.
+    #[arg(long, value_enum, default_value = "us", conflicts_with = "flags_url")]
+    zone: evalgate::snapshot::Zone,
+    /// A base URL used instead of the zone's (--zone): scheme://host[:port][/prefix]; the
+    /// request goes to {URL}/sdk/v2/flags.
+    #[arg(long, value_name = "URL")]
+    flags_url: Option<String>,
+    /// The file to write (relative to the current directory).
+    #[arg(long, short, default_value = evalgate::snapshot::DEFAULT_OUTPUT)]
+    output: PathBuf,
+    /// Ask for local-evaluation flags only (no eval_mode=remote).
+    #[arg(long)]
+    local_only: bool,
+    /// Give up when the whole exchange (connect, TLS, answer, body) takes longer.
+    #[arg(long, default_value_t = evalgate::snapshot::DEFAULT_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    timeout_ms: u64,
+    /// Refuse an answer larger than this (decoded), in bytes.
+    #[arg(long, default_value_t = evalgate::snapshot::DEFAULT_MAX_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..=4 * 1024 * 1024 * 1024))]
+    max_bytes: u64,
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    if let Some(Command::Workload(args)) = cli.command.take() {
-        return workload(&args);
+    match cli.command.take() {
+        Some(Command::Snapshot(args)) => return snapshot(args),
+        Some(Command::Workload(args)) => return workload(&args),
+        None => {}
     }
     let config = match load(&cli) {
         Ok(config) => config,
@@ -235,6 +277,35 @@ fn workload(args: &evalgate::workload::WorkloadArgs) -> ExitCode {
         Err(e) => {
             eprintln!("evalgate workload: {e}");
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `evalgate snapshot`: the summary on stdout, warnings and the one error line on stderr.
+fn snapshot(args: SnapshotArgs) -> ExitCode {
+    let options = evalgate::snapshot::Options {
+        deployment_key: args.deployment_key,
+        zone: args.zone,
+        flags_url: args.flags_url,
+        local_only: args.local_only,
+        output: args.output,
+        timeout: std::time::Duration::from_millis(args.timeout_ms),
+        max_bytes: usize::try_from(args.max_bytes).unwrap_or(usize::MAX),
+    };
+    match evalgate::snapshot::run(&options) {
+        Ok(report) => {
+            for warning in &report.warnings {
+                eprintln!("evalgate snapshot: warning: {warning}");
+            }
+            print!("{}", report.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("evalgate snapshot: {e}");
+            match e {
+                evalgate::snapshot::SnapshotError::Usage(_) => ExitCode::from(EX_CONFIG),
+                evalgate::snapshot::SnapshotError::Failed(_) => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -62,6 +62,9 @@ pub async fn stats(gateway: &Gateway) -> Response<Body> {
         "hit_latency_ms": metrics.hit_latency(),
         "shared_cache": shared_cache(gateway, &totals),
         "simulation": simulation(gateway),
+        // The embedded engine's flags files: each with its flag count and (masked)
+        // deployments; `null` in front of an HTTP upstream.
+        "embedded": gateway.upstream().as_embedded().map(|e| e.status()),
         "deployments": metrics.traffic().deployments(),
         "top_keys": metrics.traffic().top_keys(TOP_KEYS),
     });

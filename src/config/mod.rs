@@ -3,12 +3,13 @@
 //! Parse, validate, then bind: [`Config::from_toml_str`] rejects unknown keys and
 //! [`Config::validate`] rejects zero or absurd values, so a bad file stops the process
 //! (exit 64) before any socket is opened. Every limit the gateway enforces lives here:
-//! the sections in [`sections`] (`[tls]`, `[compression]`, `[cors]`, `[shared_cache]` and
-//! `[simulation]` each in its own file, with its checks), the checks in [`validate`], and
-//! in [`url`] the one check every URL setting goes through.
+//! the sections in [`sections`] (`[tls]`, `[compression]`, `[cors]`, `[embedded]`,
+//! `[shared_cache]` and `[simulation]` each in its own file, with its checks), the checks
+//! in [`validate`], and in [`url`] the one check every URL setting goes through.
 
 mod compression;
 mod cors;
+mod embedded;
 mod sections;
 mod shared_cache;
 mod simulation;
@@ -18,6 +19,7 @@ mod validate;
 
 pub use compression::CompressionConfig;
 pub use cors::CorsConfig;
+pub use embedded::EmbeddedDeployment;
 pub use sections::*;
 pub use shared_cache::{SharedCacheConfig, without_password};
 pub use simulation::{AppliesTo, SimulationConfig};
@@ -137,10 +139,7 @@ impl Config {
                 *file = dir.join(file.as_str()).display().to_string();
             }
         }
-        let flags = Path::new(&self.embedded.flags_file);
-        if flags.is_relative() && !self.embedded.flags_file.is_empty() {
-            self.embedded.flags_file = dir.join(flags).display().to_string();
-        }
+        self.embedded.resolve_paths(dir);
     }
 
     /// The effective settings as TOML, for `--check`.

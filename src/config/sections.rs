@@ -203,27 +203,21 @@ pub enum Eviction {
     TinyLfu,
 }
 
-/// `[embedded]`: the in-process evaluation engine used when `upstream.url = "embedded"`.
+/// `[embedded]`: the in-process evaluation engine used when `upstream.url = "embedded"`
+/// (its defaults, forms and checks: [`super::embedded`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "super::embedded::RawEmbedded")]
 pub struct EmbeddedConfig {
     /// Flag configurations (a JSON array, as `/sdk/v2/flags` serves them). A relative path
     /// is resolved against the config file's directory.
     pub flags_file: String,
     /// Deployment keys that may read these flags; any other key gets 401.
     pub deployment_keys: Vec<String>,
-    /// How often the flags file is checked for changes.
+    /// How often the flags files are checked for changes.
     pub reload_interval_ms: u64,
-}
-
-impl Default for EmbeddedConfig {
-    fn default() -> Self {
-        EmbeddedConfig {
-            flags_file: "flags.json".into(),
-            deployment_keys: vec!["server-evalgate-demo-key".into()],
-            reload_interval_ms: 1_000,
-        }
-    }
+    /// `[[embedded.deployments]]`: a key and its own flags file per entry.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<super::embedded::EmbeddedDeployment>,
 }
 
 impl Default for ServerConfig {

@@ -83,32 +83,7 @@ impl Config {
         )?;
 
         if self.upstream.url == crate::upstream::EMBEDDED {
-            let e = &self.embedded;
-            if e.flags_file.is_empty() {
-                return Err(invalid("embedded.flags_file", "must name a file".into()));
-            }
-            if e.deployment_keys.is_empty() {
-                return Err(invalid(
-                    "embedded.deployment_keys",
-                    "must list at least one key".into(),
-                ));
-            }
-            if let Some(bad) = e
-                .deployment_keys
-                .iter()
-                .find(|k| k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic()))
-            {
-                return Err(invalid(
-                    "embedded.deployment_keys",
-                    format!("`{bad}` is not a key (visible ASCII, no spaces)"),
-                ));
-            }
-            range(
-                "embedded.reload_interval_ms",
-                e.reload_interval_ms,
-                10,
-                24 * HOUR_MS,
-            )?;
+            self.embedded.validate()?;
         } else {
             base_url("upstream.url", &self.upstream.url)?;
         }

@@ -59,16 +59,15 @@ impl Embedded {
             }
             _ => return error(StatusCode::NOT_FOUND, "not found"),
         };
-        if !deployment_key(request.headers()).is_some_and(|k| self.knows(k)) {
+        let Some(flags) = deployment_key(request.headers()).and_then(|k| self.flags_for(k)) else {
             return error(StatusCode::UNAUTHORIZED, "invalid deployment key");
-        }
+        };
         let Ok(params) = form::pairs(request.uri().query().unwrap_or(""))
             .map(|p| p.map(|(n, v)| (n.into_owned(), v.into_owned())))
             .collect::<Result<Vec<_>, _>>()
         else {
             return error(StatusCode::BAD_REQUEST, "query is not valid UTF-8");
         };
-        let flags = self.flags();
         match route {
             None => {
                 let keys = query_flag_keys(&params);

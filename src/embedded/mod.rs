@@ -1,5 +1,7 @@
-//! The embedded evaluation server: answers the evaluation API in-process from a flags
-//! file, so evalgate works with no outside service (`upstream.url = "embedded"`).
+//! The embedded evaluation server: answers the evaluation API in-process from flags
+//! files, so evalgate works with no outside service (`upstream.url = "embedded"`). Each
+//! deployment key sees the flags of its file (`[[embedded.deployments]]`, or the one file
+//! of `embedded.flags_file` for every key of `embedded.deployment_keys`).
 //!
 //! It speaks the same HTTP semantics as Amplitude's service (401 for a missing or unknown
 //! deployment key, 400 for an invalid user, 200 otherwise) and is reached through the same
@@ -11,28 +13,39 @@ mod reload;
 
 pub use reload::watch_flags;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use crate::eval::Flags;
+use crate::mask::Masked;
 
-/// The flag set served, and the deployment keys allowed to read it. Cheap to clone.
+/// The flag sets served, one per flags file, and the deployment keys allowed to read
+/// each. Cheap to clone.
 #[derive(Clone)]
 pub struct Embedded {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    flags_file: PathBuf,
-    keys: HashSet<String>,
+    /// One per flags file, in config order.
+    files: Vec<FlagsFile>,
+    /// Each deployment key's file (an index into `files`).
+    by_key: HashMap<String, usize>,
+    /// Requests answered, for tests and stats.
+    answered: AtomicU64,
+}
+
+/// One flags file and the keys that see it; reloaded on its own.
+struct FlagsFile {
+    path: PathBuf,
+    /// Sorted.
+    keys: Vec<String>,
     /// Swapped whole on reload; readers hold the `Arc` for one evaluation. A std lock:
     /// held for a pointer copy, never across an await.
     flags: RwLock<Loaded>,
-    /// Requests answered, for tests and stats.
-    answered: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -62,32 +75,76 @@ pub enum FlagsFileError {
     Invalid { path: String, message: String },
 }
 
+impl FlagsFileError {
+    /// The file at fault.
+    pub fn path(&self) -> &str {
+        match self {
+            FlagsFileError::Read { path, .. } | FlagsFileError::Invalid { path, .. } => path,
+        }
+    }
+}
+
+/// One flags file's state, for logs, `/admin/stats` and the status page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileStatus {
+    pub flags_file: String,
+    pub flags: usize,
+    /// The deployment keys that see it, masked.
+    pub deployments: Vec<String>,
+    /// The first 64 bits of its SHA-256, hex.
+    pub digest: String,
+}
+
+/// What a reload poll found for one file.
+pub enum Reload {
+    /// New flags are served to these keys.
+    Reloaded(Vec<String>),
+    /// The file changed but cannot be used; its previous flags keep serving.
+    Rejected(FlagsFileError),
+}
+
 impl Embedded {
-    /// Loads the flags file; fails if it cannot be read or parsed.
+    /// Loads one flags file served to `keys`; fails if it cannot be read or parsed.
     pub fn load(flags_file: &Path, keys: &[String]) -> Result<Embedded, FlagsFileError> {
-        let loaded = read(flags_file)?;
+        Embedded::load_files(&[(flags_file.to_path_buf(), keys.to_vec())])
+    }
+
+    /// Loads every flags file, each served to its keys (`EmbeddedConfig::files`); fails
+    /// on the first that cannot be read or parsed. A key must appear once.
+    pub fn load_files(files: &[(PathBuf, Vec<String>)]) -> Result<Embedded, FlagsFileError> {
+        let mut loaded = Vec::with_capacity(files.len());
+        let mut by_key = HashMap::new();
+        for (i, (path, keys)) in files.iter().enumerate() {
+            let mut keys = keys.clone();
+            keys.sort_unstable();
+            for key in &keys {
+                by_key.insert(key.clone(), i);
+            }
+            loaded.push(FlagsFile {
+                path: path.clone(),
+                keys,
+                flags: RwLock::new(read(path)?),
+            });
+        }
         Ok(Embedded {
             inner: Arc::new(Inner {
-                flags_file: flags_file.to_path_buf(),
-                keys: keys.iter().cloned().collect(),
-                flags: RwLock::new(loaded),
+                files: loaded,
+                by_key,
                 answered: AtomicU64::new(0),
             }),
         })
     }
 
-    /// The flags currently served.
-    pub fn flags(&self) -> Arc<Flags> {
-        self.read_lock().flags.clone()
+    /// The flags `key` sees, or `None` for a key this server does not know.
+    pub fn flags_for(&self, key: &str) -> Option<Arc<Flags>> {
+        let file = self.file_of(key)?;
+        Some(file.read_lock().flags.clone())
     }
 
-    /// A digest of the flags file served now (changes when new flags are loaded).
-    pub fn digest(&self) -> u64 {
-        self.read_lock().digest
-    }
-
-    pub fn flags_file(&self) -> &Path {
-        &self.inner.flags_file
+    /// A digest of the flags `key` sees now (changes when its file's new flags are
+    /// loaded); `None` for an unknown key.
+    pub fn digest_for(&self, key: &str) -> Option<u64> {
+        Some(self.file_of(key)?.read_lock().digest)
     }
 
     /// Requests answered so far (every status).
@@ -97,41 +154,78 @@ impl Embedded {
 
     /// The deployment keys this server answers.
     pub fn keys(&self) -> Vec<&str> {
-        let mut keys: Vec<&str> = self.inner.keys.iter().map(String::as_str).collect();
+        let mut keys: Vec<&str> = self.inner.by_key.keys().map(String::as_str).collect();
         keys.sort_unstable();
         keys
     }
 
     /// Whether `key` is a deployment key of this server.
     pub fn knows(&self, key: &str) -> bool {
-        self.inner.keys.contains(key)
+        self.inner.by_key.contains_key(key)
     }
 
-    /// Re-reads the flags file if it changed on disk. `Ok(true)` when new flags are now
+    /// How many flags files are served.
+    pub fn file_count(&self) -> usize {
+        self.inner.files.len()
+    }
+
+    /// Each file's path, flag count and (masked) keys, in config order.
+    pub fn status(&self) -> Vec<FileStatus> {
+        self.inner.files.iter().map(FlagsFile::status).collect()
+    }
+
+    /// Re-reads every flags file that changed on disk, each on its own: a bad file keeps
+    /// its previous flags and does not hold back the others.
+    pub fn reload_changed(&self) -> Vec<(FileStatus, Reload)> {
+        let mut out = Vec::new();
+        for file in &self.inner.files {
+            match file.reload_if_changed() {
+                Ok(false) => {}
+                Ok(true) => out.push((file.status(), Reload::Reloaded(file.keys.clone()))),
+                Err(e) => out.push((file.status(), Reload::Rejected(e))),
+            }
+        }
+        out
+    }
+
+    fn file_of(&self, key: &str) -> Option<&FlagsFile> {
+        let i = *self.inner.by_key.get(key)?;
+        self.inner.files.get(i)
+    }
+}
+
+impl FlagsFile {
+    fn status(&self) -> FileStatus {
+        let loaded = self.read_lock();
+        FileStatus {
+            flags_file: self.path.display().to_string(),
+            flags: loaded.flags.len(),
+            deployments: self.keys.iter().map(|k| Masked(k).to_string()).collect(),
+            digest: format!("{:016x}", loaded.digest),
+        }
+    }
+
+    /// Re-reads the file if it changed on disk. `Ok(true)` when new flags are now
     /// served; on error the old flags keep serving.
-    pub fn reload_if_changed(&self) -> Result<bool, FlagsFileError> {
+    fn reload_if_changed(&self) -> Result<bool, FlagsFileError> {
         let current = self.read_lock().stamp;
-        if stamp(&self.inner.flags_file) == current {
+        if stamp(&self.path) == current {
             return Ok(false);
         }
-        let loaded = match read(&self.inner.flags_file) {
+        let loaded = match read(&self.path) {
             Ok(loaded) => loaded,
             Err(e) => {
                 // Remember the bad version so it is reported once, not on every poll.
-                self.inner
-                    .flags
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .stamp = stamp(&self.inner.flags_file);
+                self.flags.write().unwrap_or_else(|e| e.into_inner()).stamp = stamp(&self.path);
                 return Err(e);
             }
         };
-        *self.inner.flags.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+        *self.flags.write().unwrap_or_else(|e| e.into_inner()) = loaded;
         Ok(true)
     }
 
     fn read_lock(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
-        self.inner.flags.read().unwrap_or_else(|e| e.into_inner())
+        self.flags.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 

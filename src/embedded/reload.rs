@@ -1,23 +1,32 @@
-//! Watching the flags file: reload on change, keep serving the old flags on a bad file.
+//! Watching the flags files: each reloaded on change on its own; a bad file keeps its
+//! previous flags, and the other files are unaffected.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Embedded;
-use crate::mask::Masked;
+use super::{Embedded, Reload};
 
-/// Polls the flags file every `interval` until `stop` turns true. After new flags are
-/// loaded, `on_reload` runs (the gateway drops the answers computed from the old ones).
+/// Polls the flags files every `interval` until `stop` turns true. After a file's new
+/// flags are loaded, `on_reload` runs with the deployment keys that see them (the gateway
+/// drops the answers computed from the old ones).
 pub async fn watch_flags(
     engine: Embedded,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
-    on_reload: impl Fn(),
+    on_reload: impl Fn(&[String]),
 ) {
+    for file in engine.status() {
+        tracing::info!(
+            file = %file.flags_file,
+            flags = file.flags,
+            deployments = ?file.deployments,
+            "embedded flags served"
+        );
+    }
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // the first tick is immediate; the file was just loaded
+    tick.tick().await; // the first tick is immediate; the files were just loaded
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -28,21 +37,30 @@ pub async fn watch_flags(
         }
         // Reading and parsing a large file is blocking work; keep it off the workers.
         let e = engine.clone();
-        match tokio::task::spawn_blocking(move || e.reload_if_changed()).await {
-            Ok(Ok(true)) => {
-                on_reload();
-                tracing::info!(
-                    file = %engine.flags_file().display(),
-                    flags = engine.flags().len(),
-                    deployments = ?engine.keys().iter().map(|k| Masked(k).to_string()).collect::<Vec<_>>(),
-                    "flags reloaded; cached answers dropped"
-                );
+        let reloads = match tokio::task::spawn_blocking(move || e.reload_changed()).await {
+            Ok(reloads) => reloads,
+            Err(e) => {
+                tracing::error!(error = %e, "flags reload task failed");
+                continue;
             }
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "flags file rejected; the previous flags keep serving")
+        };
+        for (file, reload) in reloads {
+            match reload {
+                Reload::Reloaded(keys) => {
+                    on_reload(&keys);
+                    tracing::info!(
+                        file = %file.flags_file,
+                        flags = file.flags,
+                        deployments = ?file.deployments,
+                        "flags reloaded; these deployments' cached answers dropped"
+                    );
+                }
+                Reload::Rejected(e) => tracing::error!(
+                    error = %e,
+                    deployments = ?file.deployments,
+                    "flags file rejected; its previous flags keep serving"
+                ),
             }
-            Err(e) => tracing::error!(error = %e, "flags reload task failed"),
         }
     }
 }

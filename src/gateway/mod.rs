@@ -22,7 +22,7 @@ mod store;
 
 pub use purge::PurgeScope;
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -101,14 +101,16 @@ impl Gateway {
     /// invalid value is a [`ConfigError`], never a panic).
     pub fn new(config: Config) -> Result<Gateway, ConfigError> {
         let upstream = if config.upstream.url == upstream::EMBEDDED {
-            let e = &config.embedded;
-            let engine =
-                Embedded::load(Path::new(&e.flags_file), &e.deployment_keys).map_err(|err| {
-                    ConfigError::Invalid {
-                        key: "embedded.flags_file",
-                        problem: err.to_string(),
-                    }
-                })?;
+            let files: Vec<(PathBuf, Vec<String>)> = config
+                .embedded
+                .files()
+                .into_iter()
+                .map(|(file, keys)| (PathBuf::from(file), keys))
+                .collect();
+            let engine = Embedded::load_files(&files).map_err(|err| ConfigError::Invalid {
+                key: config.embedded.setting_of(err.path()),
+                problem: err.to_string(),
+            })?;
             Upstream::embedded(&config.upstream, engine)
         } else {
             Upstream::http(&config.upstream)?.with_accept_gzip(config.compression.upstream_gzip)

@@ -15,6 +15,24 @@ impl Gateway {
         self.purge_local(&PurgeScope::All);
     }
 
+    /// The embedded engine loaded new flags for `keys` (one flags file's deployments):
+    /// drops their stored answers, everyone's when that file is the only one. Local only,
+    /// as [`Gateway::invalidate_all`]: with the shared tier, each deployment's flags digest
+    /// is part of its entries' names.
+    pub fn flags_reloaded(&self, keys: &[String]) {
+        let one_file = self
+            .upstream()
+            .as_embedded()
+            .is_none_or(|engine| engine.file_count() <= 1);
+        if one_file {
+            self.invalidate_all();
+            return;
+        }
+        for key in keys {
+            self.purge_local(&PurgeScope::Deployment(key.clone()));
+        }
+    }
+
     /// Drops the stored answers in `scope` (and remembered 401s), here and, with the
     /// shared tier, on every instance of the fleet. Fetches already in flight are not
     /// stored when they land (one generation number for all: a purge may cost a

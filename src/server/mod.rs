@@ -156,8 +156,8 @@ async fn serve_public(
         let interval = Duration::from_millis(gateway.config().embedded.reload_interval_ms);
         let g = gateway.clone();
         let watcher =
-            crate::embedded::watch_flags(engine.clone(), interval, stop_rx.clone(), move || {
-                g.invalidate_all()
+            crate::embedded::watch_flags(engine.clone(), interval, stop_rx.clone(), move |keys| {
+                g.flags_reloaded(keys)
             });
         tracker.spawn(watcher);
     }

@@ -106,8 +106,9 @@ struct Known {
 const KNOWN_DEPLOYMENTS: usize = 65_536;
 
 /// What answers this instance's misses. Instances share an entry only when they have the
-/// same origin: the same upstream base URL, or embedded engines serving the same flags
-/// file (a fleet part-way through a flags rollout never mixes old and new answers).
+/// same origin: the same upstream base URL, or embedded engines serving the entry's
+/// deployment the same flags (a fleet part-way through a flags rollout never mixes old
+/// and new answers; one deployment's new file leaves the others' entries shared).
 #[derive(Clone)]
 pub enum Origin {
     Url(String),
@@ -115,14 +116,20 @@ pub enum Origin {
 }
 
 impl Origin {
-    fn bytes(&self) -> Vec<u8> {
+    /// The origin of `deployment`'s answers: the URL, or the digest of the flags that
+    /// deployment sees (a key the engine does not know, which it answers 401, has an
+    /// origin of its own, so it never shares an entry with an instance that knows it).
+    fn bytes(&self, deployment: &str) -> Vec<u8> {
         match self {
             Origin::Url(url) => url.as_bytes().to_vec(),
-            Origin::Embedded(engine) => {
-                let mut out = b"embedded:".to_vec();
-                out.extend_from_slice(&engine.digest().to_be_bytes());
-                out
-            }
+            Origin::Embedded(engine) => match engine.digest_for(deployment) {
+                Some(digest) => {
+                    let mut out = b"embedded:".to_vec();
+                    out.extend_from_slice(&digest.to_be_bytes());
+                    out
+                }
+                None => b"embedded:unknown-key".to_vec(),
+            },
         }
     }
 }
@@ -206,7 +213,7 @@ impl SharedCache {
         }
         let tag = self.inner.namer.dep_tag(key.deployment());
         let gens = self.inner.gens.of(tag);
-        let origin = self.inner.origin.bytes();
+        let origin = self.inner.origin.bytes(key.deployment());
         Some(Slot {
             names: self.inner.namer.entry(key, tag, gens, &origin),
         })
@@ -287,4 +294,43 @@ fn random_u64() -> u64 {
         .fill(&mut bytes)
         .expect("the OS random number generator works");
     u64::from_le_bytes(bytes)
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::Origin;
+    use crate::embedded::Embedded;
+
+    /// Two instances that serve deployment A the same file share A's entries even when
+    /// their B files differ (a rollout of B's flags); B's entries, and a key one of them
+    /// does not know, are never shared.
+    #[test]
+    fn embedded_origins_are_per_deployment() {
+        let dir = std::env::temp_dir().join(format!("evalgate-origin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, flags: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, flags).unwrap();
+            path
+        };
+        let a = file("a.json", r#"[{"key":"a","segments":[],"variants":{}}]"#);
+        let b1 = file("b1.json", r#"[{"key":"b","segments":[],"variants":{}}]"#);
+        let b2 = file("b2.json", r#"[{"key":"b2","segments":[],"variants":{}}]"#);
+        let engine = |b: &std::path::Path, b_keys: &[&str]| {
+            let b_keys = b_keys.iter().map(|k| k.to_string()).collect();
+            Origin::Embedded(
+                Embedded::load_files(&[(a.clone(), vec!["A".into()]), (b.to_path_buf(), b_keys)])
+                    .unwrap(),
+            )
+        };
+        let old = engine(&b1, &["B"]);
+        let new = engine(&b2, &["B"]);
+        assert_eq!(old.bytes("A"), new.bytes("A"));
+        assert_ne!(old.bytes("B"), new.bytes("B"));
+        assert_ne!(old.bytes("A"), old.bytes("B"));
+        let without_c = engine(&b1, &["B"]);
+        let with_c = engine(&b1, &["B", "C"]);
+        assert_ne!(without_c.bytes("C"), with_c.bytes("C"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

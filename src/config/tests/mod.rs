@@ -5,6 +5,7 @@ use super::*;
 
 mod compression;
 mod cors;
+mod embedded;
 mod simulation;
 mod tls;
 mod url;
