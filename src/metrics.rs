@@ -10,6 +10,7 @@
 //! and outcomes, never raw paths, users or keys.
 
 mod abandoned;
+mod budget;
 mod compression;
 mod cors;
 mod health;
@@ -33,6 +34,7 @@ use crate::gateway::PurgeScope;
 use crate::key::{CacheKey, RouteFamily};
 use crate::response::CacheStatus;
 pub use abandoned::AbandonedFills;
+pub use budget::{BUDGET_OUTCOMES, BudgetMetrics, BudgetOutcome};
 pub use compression::{CompressionMetrics, Skipped};
 pub use cors::{CorsMetrics, Preflight};
 use health::LastExchanges;
@@ -84,6 +86,7 @@ pub struct Metrics {
     spelling_memo_hits: Counter,
     headers_dropped: [Counter; DROP_REASONS.len()],
     cors: CorsMetrics,
+    budget: BudgetMetrics,
     inflight: Gauge,
     abandoned: AbandonedFills,
     tls: TlsMetrics,
@@ -168,6 +171,7 @@ impl Metrics {
             one_label("reason", DROP_REASONS),
         );
         let cors = CorsMetrics::register(r);
+        let budget = BudgetMetrics::register(r);
         let inflight = Gauge::default();
         r.register(
             "upstream_inflight",
@@ -223,6 +227,7 @@ impl Metrics {
             spelling_memo_hits,
             headers_dropped,
             cors,
+            budget,
             inflight,
             abandoned,
             tls,
@@ -325,6 +330,11 @@ impl Metrics {
     /// The CORS metrics, for [`crate::gateway`] to record preflights into.
     pub fn cors(&self) -> &CorsMetrics {
         &self.cors
+    }
+
+    /// The upstream budget's metrics, for [`crate::budget::Budget`] to record into.
+    pub fn budget(&self) -> &BudgetMetrics {
+        &self.budget
     }
 
     /// The HTTPS listener's metrics, for [`crate::server::tls`] to record into.

@@ -33,6 +33,8 @@ fuzz_target!(|data: &[u8]| {
             let tiny = Limits {
                 max_context_bytes: 16,
                 flag_keys_param: mode,
+        tracking: evalgate::config::Tracking::Passthrough,
+                tracking: evalgate::config::Tracking::Passthrough,
             };
             let _ = v1_vardata(&method, Some(query), &headers, &tiny);
             if let Decision::Cache(key) = v1_vardata(&method, Some(query), &headers, &limits(mode))

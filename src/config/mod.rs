@@ -4,11 +4,13 @@
 //! [`Config::validate`] rejects zero or absurd values, so a bad file stops the process
 //! (exit 64) before any socket is opened. Every limit the gateway enforces lives here:
 //! the sections in [`sections`] (`[tls]`, `[compression]`, `[cors]` and `[shared_cache]`
-//! each in its own file, with its checks), the checks in [`validate`], and in [`url`] the
+//! each in its own file, with its checks; the upstream guard rails, `upstream.tracking`
+//! and the budget, in [`guard`]), the checks in [`validate`], and in [`url`] the
 //! one check every URL setting goes through.
 
 mod compression;
 mod cors;
+mod guard;
 mod sections;
 mod shared_cache;
 mod tls;
@@ -17,6 +19,7 @@ mod validate;
 
 pub use compression::CompressionConfig;
 pub use cors::CorsConfig;
+pub use guard::{BudgetMode, MAX_BUDGET_RPS, Tracking};
 pub use sections::*;
 pub use shared_cache::{SharedCacheConfig, without_password};
 pub use tls::TlsConfig;
