@@ -5,6 +5,7 @@ use super::*;
 
 mod compression;
 mod cors;
+mod guard;
 mod tls;
 mod url;
 
