@@ -202,10 +202,7 @@ impl CacheKey {
             builder = builder.header("x-amp-exp-track", HeaderValue::try_from(track)?);
         }
         if let Some(exposure) = self.exposure_track() {
-            builder = builder.header(
-                "x-amp-exp-exposure-track",
-                HeaderValue::try_from(exposure)?,
-            );
+            builder = builder.header("x-amp-exp-exposure-track", HeaderValue::try_from(exposure)?);
         }
         if let Some(keys) = self.flag_keys_header() {
             builder = builder.header("x-amp-exp-flag-keys", HeaderValue::try_from(keys)?);

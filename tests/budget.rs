@@ -262,7 +262,10 @@ async fn log_mode_sends_everything_and_counts_the_excess() {
     let stats = send(&c, Method::GET, &gw.admin_url("/admin/stats"), &[], "").await;
     let b = &stats.json()["upstream"]["budget"];
     assert_eq!(b["mode"], "log");
-    assert_eq!(b["outcomes"]["over_budget_logged"], n as u64 - u64::from(burst));
+    assert_eq!(
+        b["outcomes"]["over_budget_logged"],
+        n as u64 - u64::from(burst)
+    );
     assert_eq!(b["deployments"], 1);
 }
 

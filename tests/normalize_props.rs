@@ -822,6 +822,7 @@ fn sdk_key(
         None,
         headers,
         body,
+        evalgate::config::Tracking::Passthrough,
     ) {
         Decision::Cache(k) => Ok(k),
         other => Err(TestCaseError::fail(format!(

@@ -51,6 +51,9 @@ fn assert_all_no_track(upstream: &FakeUpstream, at_least: usize) {
     }
 }
 
+/// A request to send (method, path, headers, body) and the `X-Cache` it must get.
+type Sent<'a> = (Method, &'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+
 /// Fills of each route shape, a cache-buster, a POST bypass and an uncached path, all sent
 /// with tracking asked for, all reach the upstream as `no-track`.
 async fn fills_and_passthroughs_say_no_track(config: Config) {
@@ -61,14 +64,32 @@ async fn fills_and_passthroughs_say_no_track(config: Config) {
     let user = URL_SAFE_NO_PAD.encode(br#"{"user_id":"u1"}"#);
     let mut sdk_get = tracked.clone();
     sdk_get.push(("x-amp-exp-user", &user));
-    let requests: [(Method, &str, &[(&str, &str)], &str, &str); 6] = [
-        (Method::GET, "/v1/vardata?user_id=fill", &tracked, "", "MISS"),
+    let requests: [Sent; 6] = [
+        (
+            Method::GET,
+            "/v1/vardata?user_id=fill",
+            &tracked,
+            "",
+            "MISS",
+        ),
         (Method::GET, "/sdk/v2/vardata?v=0", &sdk_get, "", "MISS"),
         (Method::GET, "/sdk/v2/flags?v=0", &tracked, "", "MISS"),
         // Passthroughs: the cache-buster, a POST on a GET route, a path evalgate does not
         // cache.
-        (Method::GET, "/v1/vardata?user_id=fill&d=1", &tracked, "", "BYPASS"),
-        (Method::POST, "/v1/vardata?user_id=post", &tracked, "{}", "BYPASS"),
+        (
+            Method::GET,
+            "/v1/vardata?user_id=fill&d=1",
+            &tracked,
+            "",
+            "BYPASS",
+        ),
+        (
+            Method::POST,
+            "/v1/vardata?user_id=post",
+            &tracked,
+            "{}",
+            "BYPASS",
+        ),
         (Method::GET, "/some/other/path", &tracked, "", "BYPASS"),
     ];
     for (method, path, headers, body, expected) in requests {
@@ -140,7 +161,11 @@ async fn never_tracked_and_untracked_requests_share_one_entry() {
     for (i, extra) in variants.into_iter().enumerate() {
         let got = send(&c, Method::GET, &url, &with_key(&auth, extra), "").await;
         assert_eq!(got.status, 200);
-        assert_eq!(got.x_cache(), if i == 0 { "MISS" } else { "HIT" }, "{extra:?}");
+        assert_eq!(
+            got.x_cache(),
+            if i == 0 { "MISS" } else { "HIT" },
+            "{extra:?}"
+        );
         bodies.push(got.body);
     }
     assert_eq!(upstream.count(), 1);
@@ -178,12 +203,69 @@ async fn passthrough_keeps_the_clients_tracking_headers() {
 #[tokio::test]
 async fn admin_stats_show_the_tracking_mode() {
     let upstream = FakeUpstream::start().await;
-    for (tracking, shown) in [(Tracking::Never, "never"), (Tracking::Passthrough, "passthrough")] {
+    for (tracking, shown) in [
+        (Tracking::Never, "never"),
+        (Tracking::Passthrough, "passthrough"),
+    ] {
         let mut config = config_for(&upstream.url());
         config.upstream.tracking = tracking;
         let gateway = Gateway::new(config.validate().unwrap()).unwrap();
         let gw = TestGateway::start_with_admin(gateway).await;
-        let stats = send(&client(), Method::GET, &gw.admin_url("/admin/stats"), &[], "").await;
+        let stats = send(
+            &client(),
+            Method::GET,
+            &gw.admin_url("/admin/stats"),
+            &[],
+            "",
+        )
+        .await;
         assert_eq!(stats.json()["upstream"]["tracking"], shown);
     }
+}
+
+/// The start-up line says the mode is on (and how the budget is set), and one more line
+/// spells out what `never` does.
+#[tokio::test]
+async fn the_start_up_lines_say_tracking_is_never() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let upstream = FakeUpstream::start().await;
+    let dir = support::cli::TempDir::new();
+    dir.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"\"\n[upstream]\nurl = \"{}\"\n\
+         tracking = \"never\"\nbudget_rps = 5\nbudget_burst = 7\n",
+        upstream.url()
+    ));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_evalgate"))
+        .args(["--config", "config.toml", "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .env_remove("EVALGATE_LISTEN")
+        .env_remove("EVALGATE_UPSTREAM")
+        .env_remove("EVALGATE_ADMIN_LISTEN")
+        .current_dir(&dir.0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the evalgate binary");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut started, mut spelled_out) = (None, false);
+    tokio::time::timeout(support::cli::NO_HANG, async {
+        while started.is_none() || !spelled_out {
+            let line = lines.next_line().await.unwrap().expect("a log line");
+            let line: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            let message = line["message"].as_str().unwrap_or_default();
+            if message.contains("started") {
+                started = Some(line.clone());
+            }
+            spelled_out |= message.contains("X-Amp-Exp-Exposure-Track: no-track");
+        }
+    })
+    .await
+    .expect("the start-up lines arrive");
+    let started = started.unwrap();
+    assert_eq!(started["tracking"], "never", "{started}");
+    assert_eq!(started["budget"], "5/s burst 7 enforce", "{started}");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
 }

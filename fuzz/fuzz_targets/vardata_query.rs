@@ -33,7 +33,6 @@ fuzz_target!(|data: &[u8]| {
             let tiny = Limits {
                 max_context_bytes: 16,
                 flag_keys_param: mode,
-        tracking: evalgate::config::Tracking::Passthrough,
                 tracking: evalgate::config::Tracking::Passthrough,
             };
             let _ = v1_vardata(&method, Some(query), &headers, &tiny);
@@ -49,6 +48,7 @@ fn limits(mode: FlagKeysParam) -> Limits {
     Limits {
         max_context_bytes: 8192,
         flag_keys_param: mode,
+        tracking: evalgate::config::Tracking::Passthrough,
     }
 }
 

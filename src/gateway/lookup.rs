@@ -325,9 +325,7 @@ fn upstream_failed(outcome: &Outcome) -> bool {
     match outcome {
         Ok(r) => r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS,
         Err(
-            GatewayError::Upstream(_)
-            | GatewayError::Overloaded
-            | GatewayError::OverBudget { .. },
+            GatewayError::Upstream(_) | GatewayError::Overloaded | GatewayError::OverBudget { .. },
         ) => true,
         Err(_) => false,
     }

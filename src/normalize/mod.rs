@@ -170,12 +170,20 @@ pub fn normalize(
             body,
             limits.tracking,
         ),
-        flags::SDK_V2_FLAGS => {
-            flags::flags(RouteFamily::SdkV2Flags, method, query, headers, limits.tracking)
-        }
-        flags::V1_FLAGS => {
-            flags::flags(RouteFamily::V1Flags, method, query, headers, limits.tracking)
-        }
+        flags::SDK_V2_FLAGS => flags::flags(
+            RouteFamily::SdkV2Flags,
+            method,
+            query,
+            headers,
+            limits.tracking,
+        ),
+        flags::V1_FLAGS => flags::flags(
+            RouteFamily::V1Flags,
+            method,
+            query,
+            headers,
+            limits.tracking,
+        ),
         _ => return None,
     })
 }
@@ -333,6 +341,6 @@ fn visible(v: &HeaderValue) -> Option<&str> {
 #[cfg(test)]
 mod escape_tests;
 #[cfg(test)]
-mod tracking_tests;
-#[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tracking_tests;

@@ -43,7 +43,12 @@ fn key(path: &str, method: &Method, query: &str, h: &HeaderMap, body: &[u8]) -> 
 fn never_keys_ignore_the_clients_tracking_headers_on_every_route() {
     let routes: [(&str, Method, &str, &[u8]); 5] = [
         ("/v1/vardata", Method::GET, "user_id=u", b""),
-        ("/sdk/v2/vardata", Method::POST, "v=0", br#"{"user_id":"u"}"#),
+        (
+            "/sdk/v2/vardata",
+            Method::POST,
+            "v=0",
+            br#"{"user_id":"u"}"#,
+        ),
         ("/sdk/vardata", Method::GET, "", b""),
         ("/sdk/v2/flags", Method::GET, "v=0", b""),
         ("/v1/flags", Method::GET, "", b""),

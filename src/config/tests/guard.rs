@@ -67,7 +67,19 @@ fn shipped_config_toml_has_the_guard_defaults() {
     let d = UpstreamConfig::default();
     let u = &shipped.upstream;
     assert_eq!(
-        (u.tracking, u.budget_rps, u.budget_burst, u.budget_mode, u.budget_max_deployments),
-        (d.tracking, d.budget_rps, d.budget_burst, d.budget_mode, d.budget_max_deployments)
+        (
+            u.tracking,
+            u.budget_rps,
+            u.budget_burst,
+            u.budget_mode,
+            u.budget_max_deployments
+        ),
+        (
+            d.tracking,
+            d.budget_rps,
+            d.budget_burst,
+            d.budget_mode,
+            d.budget_max_deployments
+        )
     );
 }
