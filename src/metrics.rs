@@ -7,7 +7,9 @@
 //! recording is an index and a relaxed atomic add; histograms are lock-free
 //! ([`histogram`]); the per-deployment and top-key table ([`traffic`]) is a short lock on
 //! one of 16 shards. Labels are bounded: route families, cache statuses, status classes
-//! and outcomes, never raw paths, users or keys.
+//! and outcomes, never raw paths, users or keys; the one per-deployment label (the
+//! upstream budget's in `metrics/budget.rs`, recorded off the hit path) is a masked key, at most 32
+//! of them, then `other`.
 
 mod abandoned;
 mod budget;
