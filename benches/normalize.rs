@@ -81,6 +81,7 @@ fn bench(c: &mut Criterion) {
     let limits = Limits {
         max_context_bytes: 8 * 1024,
         flag_keys_param: FlagKeysParam::Both,
+        tracking: evalgate::config::Tracking::Passthrough,
     };
     let headers = headers();
     let method = Method::GET;

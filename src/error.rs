@@ -31,6 +31,10 @@ pub enum GatewayError {
     /// `upstream.max_inflight` requests are already in flight.
     #[error("too many upstream requests in flight")]
     Overloaded,
+    /// The deployment key's upstream budget (`upstream.budget_rps`) is spent and the cache
+    /// has no stale entry to answer with; a token is back in `retry_after_s` (≥ 1).
+    #[error("upstream budget exhausted (retry in {retry_after_s} s)")]
+    OverBudget { retry_after_s: u64 },
     /// The request target exceeds `server.max_query_bytes`.
     #[error("request target too long")]
     UriTooLong,
@@ -62,12 +66,14 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    /// The status for this error: client faults 4xx, upstream faults 502/504, load 503.
+    /// The status for this error: client faults 4xx, upstream faults 502/504, load 503, the
+    /// upstream budget 429.
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::OverBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::UriTooLong | GatewayError::ContextTooLong => StatusCode::URI_TOO_LONG,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -89,6 +95,9 @@ impl GatewayError {
                 "upstream answered 200 without the expected JSON"
             }
             GatewayError::Overloaded => "too many upstream requests in flight, retry later",
+            GatewayError::OverBudget { .. } => {
+                "upstream budget for this deployment key exhausted, retry later"
+            }
             GatewayError::UriTooLong => "request target exceeds server.max_query_bytes",
             GatewayError::ContextTooLong => "context exceeds server.max_context_bytes",
             GatewayError::HeadersTooLarge => "request headers exceed server.max_header_bytes",

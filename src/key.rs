@@ -61,6 +61,10 @@ pub struct CanonicalRequest {
     pub deployment: String,
     /// `X-Amp-Exp-Track`, forwarded as is.
     pub track: Option<String>,
+    /// `X-Amp-Exp-Exposure-Track`, forwarded as is: `no-track` under
+    /// `upstream.tracking = "never"`, else absent (the client's own is never forwarded on a
+    /// cached route: `track` bypasses the cache, `no-track` is the default there).
+    pub exposure_track: Option<String>,
     /// Canonical path and query, forwarded as is.
     pub path_and_query: String,
     /// `X-Amp-Exp-Flag-Keys`, forwarded as is (base64url of a sorted JSON array).
@@ -103,6 +107,27 @@ impl CacheKey {
             route,
             deployment: deployment.into(),
             track: track.map(Into::into),
+            exposure_track: None,
+            path_and_query,
+            flag_keys_header: None,
+            body: None,
+        })
+    }
+
+    /// A GET key (the shape of [`CacheKey::new`]) that also forwards
+    /// `X-Amp-Exp-Exposure-Track`.
+    pub fn tracked(
+        route: RouteFamily,
+        deployment: &str,
+        track: Option<&str>,
+        exposure_track: Option<&str>,
+        path_and_query: String,
+    ) -> CacheKey {
+        CacheKey::from(CanonicalRequest {
+            route,
+            deployment: deployment.into(),
+            track: track.map(Into::into),
+            exposure_track: exposure_track.map(Into::into),
             path_and_query,
             flag_keys_header: None,
             body: None,
@@ -126,6 +151,12 @@ impl CacheKey {
         self.0.parts.track.as_deref()
     }
 
+    /// `X-Amp-Exp-Exposure-Track` as forwarded (`no-track` under `upstream.tracking =
+    /// "never"`).
+    pub fn exposure_track(&self) -> Option<&str> {
+        self.0.parts.exposure_track.as_deref()
+    }
+
     pub fn path_and_query(&self) -> &str {
         &self.0.parts.path_and_query
     }
@@ -146,6 +177,7 @@ impl CacheKey {
         p.deployment.len()
             + p.path_and_query.len()
             + len(&p.track)
+            + len(&p.exposure_track)
             + len(&p.flag_keys_header)
             + len(&p.body)
     }
@@ -168,6 +200,9 @@ impl CacheKey {
             );
         if let Some(track) = self.track() {
             builder = builder.header("x-amp-exp-track", HeaderValue::try_from(track)?);
+        }
+        if let Some(exposure) = self.exposure_track() {
+            builder = builder.header("x-amp-exp-exposure-track", HeaderValue::try_from(exposure)?);
         }
         if let Some(keys) = self.flag_keys_header() {
             builder = builder.header("x-amp-exp-flag-keys", HeaderValue::try_from(keys)?);
@@ -197,6 +232,7 @@ impl CacheKey {
         let value_ok = |s: &str| s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
         let extra = [
             ("x-amp-exp-track", self.track()),
+            ("x-amp-exp-exposure-track", self.exposure_track()),
             ("x-amp-exp-flag-keys", self.flag_keys_header()),
         ];
         let fields_ok =
@@ -293,6 +329,7 @@ impl fmt::Debug for CacheKey {
             .field("route", &self.route())
             .field("deployment", &crate::mask::Masked(self.deployment()))
             .field("track", &self.track())
+            .field("exposure_track", &self.exposure_track())
             .field("path_and_query", &self.path_and_query())
             .field("flag_keys_header", &self.flag_keys_header())
             .field("body", &self.body())

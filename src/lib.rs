@@ -20,7 +20,9 @@
 //!   passthrough.
 //! - [`normalize`]: pure; turns a request head into a [`CacheKey`] or a reason to bypass
 //!   ([`normalize::form`] decodes the query, [`normalize::user`] canonicalizes user JSON,
-//!   [`normalize::json`] writes its strings one way);
+//!   [`normalize::json`] writes its strings one way; under `upstream.tracking = "never"`
+//!   every key carries `no-track` for assignments and exposures instead of the client's
+//!   tracking headers);
 //!   [`spelling`] remembers the keys of `/v1/vardata` spellings seen to hit, so the same
 //!   spelling again skips it.
 //! - [`key`]: the cache key, which is also the canonical upstream request.
@@ -34,6 +36,9 @@
 //!   (`[shared_cache]`): asked once per L1 miss inside the flight, a fill lock across
 //!   instances, writes after the answer, purges fanned out by generation and channel,
 //!   a circuit breaker; never on the L1 hit path.
+//! - [`budget`]: the upstream budget, a token bucket per deployment key
+//!   (`upstream.budget_rps`) taken by every request about to go upstream (fill, refresh,
+//!   passthrough); over it a client gets a stale entry or `429`, a refresh is skipped.
 //! - [`upstream`]: the HTTP(S) client with its timeouts; its keep-alive connections are
 //!   pooled and driven by the requests that use them, and cache fills may share pipelined
 //!   connections (`upstream.pipeline_depth`).
@@ -84,6 +89,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod b64;
+pub mod budget;
 pub mod cache;
 pub mod coalesce;
 pub mod compression;

@@ -85,6 +85,7 @@ impl LiveSettings {
             startup_limits: Limits {
                 max_context_bytes: config.server.max_context_bytes,
                 flag_keys_param: config.upstream.flag_keys_param,
+                tracking: config.upstream.tracking,
             },
             running: Mutex::new(config.clone()),
         };

@@ -235,6 +235,8 @@ fn main() -> ExitCode {
             tls = %shown(listeners.tls.as_ref().map(TlsListener::local_addr)),
             admin = %admin_addr,
             upstream = %config.upstream.url,
+            tracking = config.upstream.tracking.as_str(),
+            budget = %budget_line(&config.upstream),
             cache_max_bytes = config.cache.max_bytes,
             cache_ttl_s = config.cache.ttl_s,
             "evalgate {} started",
@@ -253,6 +255,11 @@ fn main() -> ExitCode {
                 rate_reset = simulation.rate_reset,
                 seed = simulation.seed,
                 "simulation on: latency and errors are added on purpose ([simulation])"
+            );
+        }
+        if config.upstream.tracking == evalgate::config::Tracking::Never {
+            tracing::info!(
+                "upstream.tracking = \"never\": every upstream request carries X-Amp-Exp-Track: no-track and X-Amp-Exp-Exposure-Track: no-track"
             );
         }
         tokio::select! {
@@ -308,6 +315,19 @@ fn snapshot(args: SnapshotArgs) -> ExitCode {
             }
         }
     }
+}
+
+/// The upstream budget as the start-up line shows it: `off`, or its rate, burst and mode.
+fn budget_line(upstream: &evalgate::config::UpstreamConfig) -> String {
+    if upstream.budget_rps == 0.0 {
+        return "off".into();
+    }
+    format!(
+        "{}/s burst {} {}",
+        upstream.budget_rps,
+        upstream.budget_burst,
+        upstream.budget_mode.as_str()
+    )
 }
 
 /// `--check --connect`: one attempt to reach the shared cache's Redis (nothing to do

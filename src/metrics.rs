@@ -7,9 +7,12 @@
 //! recording is an index and a relaxed atomic add; histograms are lock-free
 //! ([`histogram`]); the per-deployment and top-key table ([`traffic`]) is a short lock on
 //! one of 16 shards. Labels are bounded: route families, cache statuses, status classes
-//! and outcomes, never raw paths, users or keys.
+//! and outcomes, never raw paths, users or keys; the one per-deployment label (the
+//! upstream budget's in `metrics/budget.rs`, recorded off the hit path) is a masked key, at most 32
+//! of them, then `other`.
 
 mod abandoned;
+mod budget;
 mod compression;
 mod cors;
 mod health;
@@ -34,6 +37,7 @@ use crate::gateway::PurgeScope;
 use crate::key::{CacheKey, RouteFamily};
 use crate::response::CacheStatus;
 pub use abandoned::AbandonedFills;
+pub use budget::{BUDGET_OUTCOMES, BudgetMetrics, BudgetOutcome};
 pub use compression::{CompressionMetrics, Skipped};
 pub use cors::{CorsMetrics, Preflight};
 use health::LastExchanges;
@@ -86,6 +90,7 @@ pub struct Metrics {
     spelling_memo_hits: Counter,
     headers_dropped: [Counter; DROP_REASONS.len()],
     cors: CorsMetrics,
+    budget: BudgetMetrics,
     inflight: Gauge,
     abandoned: AbandonedFills,
     tls: TlsMetrics,
@@ -171,6 +176,7 @@ impl Metrics {
             one_label("reason", DROP_REASONS),
         );
         let cors = CorsMetrics::register(r);
+        let budget = BudgetMetrics::register(r);
         let inflight = Gauge::default();
         r.register(
             "upstream_inflight",
@@ -226,6 +232,7 @@ impl Metrics {
             spelling_memo_hits,
             headers_dropped,
             cors,
+            budget,
             inflight,
             abandoned,
             tls,
@@ -329,6 +336,11 @@ impl Metrics {
     /// The CORS metrics, for [`crate::gateway`] to record preflights into.
     pub fn cors(&self) -> &CorsMetrics {
         &self.cors
+    }
+
+    /// The upstream budget's metrics, for [`crate::budget::Budget`] to record into.
+    pub fn budget(&self) -> &BudgetMetrics {
+        &self.budget
     }
 
     /// The HTTPS listener's metrics, for [`crate::server::tls`] to record into.

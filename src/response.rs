@@ -143,6 +143,9 @@ pub fn error(err: &GatewayError, cache: Option<CacheStatus>) -> Response<Body> {
         GatewayError::Overloaded => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        GatewayError::OverBudget { retry_after_s } => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+        }
         GatewayError::MethodNotAllowed => {
             headers.insert(header::ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
         }

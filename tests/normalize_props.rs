@@ -222,6 +222,7 @@ fn limits(flag_keys_param: FlagKeysParam) -> Limits {
         // Generous: these properties are about spelling, not size.
         max_context_bytes: 1 << 20,
         flag_keys_param,
+        tracking: evalgate::config::Tracking::Passthrough,
     }
 }
 
@@ -821,6 +822,7 @@ fn sdk_key(
         None,
         headers,
         body,
+        evalgate::config::Tracking::Passthrough,
     ) {
         Decision::Cache(k) => Ok(k),
         other => Err(TestCaseError::fail(format!(
@@ -967,7 +969,7 @@ proptest! {
         max_context_bytes in prop_oneof![Just(0usize), Just(16), Just(8192)],
         mode in mode(),
     ) {
-        let limits = Limits { max_context_bytes, flag_keys_param: mode };
+        let limits = Limits { max_context_bytes, flag_keys_param: mode, tracking: evalgate::config::Tracking::Passthrough };
         let decision = v1_vardata(&method, query.as_deref(), &headers, &limits);
         if max_context_bytes == 8192 {
             check_key(decision, mode)?;

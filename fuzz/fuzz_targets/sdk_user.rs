@@ -21,6 +21,8 @@ use evalgate::normalize::{Decision, X_AMP_EXP_FLAG_KEYS, X_AMP_EXP_USER, sdk};
 use http::{HeaderMap, HeaderValue, Method, header};
 use libfuzzer_sys::fuzz_target;
 
+const PASSTHROUGH: evalgate::config::Tracking = evalgate::config::Tracking::Passthrough;
+
 const ROUTES: [RouteFamily; 2] = [RouteFamily::SdkV2Vardata, RouteFamily::SdkVardata];
 
 fuzz_target!(|data: &[u8]| {
@@ -45,18 +47,32 @@ fuzz_target!(|data: &[u8]| {
     }
 
     for route in ROUTES {
-        let post = sdk::vardata(route, &Method::POST, None, &auth(), data);
+        let post = sdk::vardata(route, &Method::POST, None, &auth(), data, PASSTHROUGH);
         check_fixed_point(&post, data);
         let whitespace = data.iter().all(u8::is_ascii_whitespace);
         for text in &flavours {
-            let get = sdk::vardata(route, &Method::GET, None, &with_user(text.as_bytes()), &[]);
+            let get = sdk::vardata(
+                route,
+                &Method::GET,
+                None,
+                &with_user(text.as_bytes()),
+                &[],
+                PASSTHROUGH,
+            );
             check_fixed_point(&get, data);
             if !whitespace {
                 assert_same(&post, &get, text);
             }
         }
         if HeaderValue::from_bytes(data).is_ok() {
-            let get = sdk::vardata(route, &Method::GET, None, &with_user(data), &[]);
+            let get = sdk::vardata(
+                route,
+                &Method::GET,
+                None,
+                &with_user(data),
+                &[],
+                PASSTHROUGH,
+            );
             check_fixed_point(&get, data);
         }
     }
@@ -106,7 +122,14 @@ fn check_fixed_point(decision: &Decision, input: &[u8]) {
         headers.insert(&X_AMP_EXP_FLAG_KEYS, HeaderValue::try_from(keys).unwrap());
     }
     let query = key.path_and_query().split_once('?').map(|(_, q)| q);
-    match sdk::vardata(key.route(), &Method::POST, query, &headers, body.as_bytes()) {
+    match sdk::vardata(
+        key.route(),
+        &Method::POST,
+        query,
+        &headers,
+        body.as_bytes(),
+        PASSTHROUGH,
+    ) {
         Decision::Cache(again) => assert!(
             again == *key,
             "{input:?} gave {key:?}, which re-normalizes to {again:?}"

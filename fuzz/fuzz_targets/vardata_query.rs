@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
             let tiny = Limits {
                 max_context_bytes: 16,
                 flag_keys_param: mode,
+                tracking: evalgate::config::Tracking::Passthrough,
             };
             let _ = v1_vardata(&method, Some(query), &headers, &tiny);
             if let Decision::Cache(key) = v1_vardata(&method, Some(query), &headers, &limits(mode))
@@ -47,6 +48,7 @@ fn limits(mode: FlagKeysParam) -> Limits {
     Limits {
         max_context_bytes: 8192,
         flag_keys_param: mode,
+        tracking: evalgate::config::Tracking::Passthrough,
     }
 }
 

@@ -8,7 +8,7 @@ use crate::cache::CacheCounts;
 use crate::gateway::Gateway;
 use crate::metrics::simulation::KINDS;
 use crate::metrics::traffic::ratio;
-use crate::metrics::{REMOVAL_CAUSES, RequestTotals};
+use crate::metrics::{BUDGET_OUTCOMES, BudgetOutcome, REMOVAL_CAUSES, RequestTotals};
 use crate::response::Body;
 
 /// Keys listed under `top_keys`.
@@ -58,6 +58,8 @@ pub async fn stats(gateway: &Gateway) -> Response<Body> {
         "upstream": {
             "inflight": metrics.inflight_now(),
             "latency_ms": metrics.upstream_latency(),
+            "tracking": gateway.config().upstream.tracking.as_str(),
+            "budget": budget(gateway),
         },
         "hit_latency_ms": metrics.hit_latency(),
         "shared_cache": shared_cache(gateway, &totals),
@@ -133,5 +135,27 @@ fn shared_cache(gateway: &Gateway, totals: &RequestTotals) -> serde_json::Value 
         "leases": by("lease"),
         "purge_messages": { "sent": sent, "received": received },
         "read_latency_ms": m.percentiles("read"),
+    })
+}
+
+/// The upstream budget's part of `/admin/stats`: its settings, the deployments it tracks
+/// and its outcomes so far (`null` when `upstream.budget_rps` is 0).
+fn budget(gateway: &Gateway) -> serde_json::Value {
+    let Some(budget) = gateway.budget() else {
+        return serde_json::Value::Null;
+    };
+    let (rps, burst, mode) = budget.settings();
+    let m = gateway.metrics().budget();
+    let outcomes: serde_json::Map<String, serde_json::Value> = BUDGET_OUTCOMES
+        .iter()
+        .zip(BudgetOutcome::ALL)
+        .map(|(name, outcome)| ((*name).to_string(), m.count(outcome).into()))
+        .collect();
+    serde_json::json!({
+        "rps": rps,
+        "burst": burst,
+        "mode": mode.as_str(),
+        "deployments": budget.tracked(),
+        "outcomes": outcomes,
     })
 }

@@ -4,12 +4,14 @@
 //! [`Config::validate`] rejects zero or absurd values, so a bad file stops the process
 //! (exit 64) before any socket is opened. Every limit the gateway enforces lives here:
 //! the sections in [`sections`] (`[tls]`, `[compression]`, `[cors]`, `[embedded]`,
-//! `[shared_cache]` and `[simulation]` each in its own file, with its checks), the checks
-//! in [`validate`], and in [`url`] the one check every URL setting goes through.
+//! `[shared_cache]` and `[simulation]` each in its own file, with its checks; the upstream
+//! guard rails, `upstream.tracking` and the budget, in [`guard`]), the checks in
+//! [`validate`], and in [`url`] the one check every URL setting goes through.
 
 mod compression;
 mod cors;
 mod embedded;
+mod guard;
 mod sections;
 mod shared_cache;
 mod simulation;
@@ -20,6 +22,7 @@ mod validate;
 pub use compression::CompressionConfig;
 pub use cors::CorsConfig;
 pub use embedded::EmbeddedDeployment;
+pub use guard::{BudgetMode, MAX_BUDGET_RPS, Tracking};
 pub use sections::*;
 pub use shared_cache::{SharedCacheConfig, without_password};
 pub use simulation::{AppliesTo, SimulationConfig};

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::guard::{BudgetMode, Tracking};
+
 /// `[log]`: what is logged (the format is `--log-format`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -142,6 +144,19 @@ pub struct UpstreamConfig {
     pub pipeline_depth: usize,
     /// Query parameter name(s) the canonical flag-key list is forwarded under.
     pub flag_keys_param: FlagKeysParam,
+    /// `passthrough` forwards the client's tracking headers; `never` sends `no-track` for
+    /// assignments and exposures on every upstream request ([`Tracking`]).
+    pub tracking: Tracking,
+    /// Upstream requests per second allowed per deployment key (a token bucket refilled
+    /// at this rate); 0 turns the budget off.
+    pub budget_rps: f64,
+    /// Upstream requests a deployment key may send at once before the rate applies (the
+    /// bucket's size).
+    pub budget_burst: u32,
+    /// Over budget: `enforce` (stale entry, else 429) or `log` (sent, counted).
+    pub budget_mode: BudgetMode,
+    /// Deployment keys whose buckets are kept; past it the least recently used goes.
+    pub budget_max_deployments: usize,
 }
 
 /// How the canonical flag-key list is spelled in the forwarded query.
@@ -252,6 +267,11 @@ impl Default for UpstreamConfig {
             max_response_bytes: 4 * 1024 * 1024,
             pipeline_depth: 1,
             flag_keys_param: FlagKeysParam::Both,
+            tracking: Tracking::Passthrough,
+            budget_rps: 0.0,
+            budget_burst: 20,
+            budget_mode: BudgetMode::Enforce,
+            budget_max_deployments: 10_000,
         }
     }
 }

@@ -118,6 +118,7 @@ impl Config {
             100_000,
         )?;
         range("upstream.pipeline_depth", u.pipeline_depth as u64, 1, 1024)?;
+        super::guard::validate(u)?;
         range(
             "upstream.max_response_bytes",
             u.max_response_bytes as u64,

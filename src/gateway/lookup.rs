@@ -1,6 +1,6 @@
 //! Answering a cacheable request: a fresh entry, a stale one (while it is refreshed, or
-//! when the upstream fails), a remembered 401, or the one coalesced fetch, which stores
-//! what may be stored.
+//! when the upstream fails or the upstream budget is spent), a remembered 401, or the one
+//! coalesced fetch, which takes one token of the budget and stores what may be stored.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::decode::{Decoded, undecoded};
 use super::{Gateway, without_body};
+use crate::budget::Purpose;
 use crate::coalesce::{Landed, Outcome};
 use crate::compression::Accepted;
 use crate::error::GatewayError;
@@ -74,7 +75,12 @@ impl Gateway {
         if joined {
             self.inner.metrics.coalesced();
         }
-        if let Some(entry) = fallback.filter(|_| upstream_failed(&outcome)) {
+        let over_budget = matches!(outcome, Err(GatewayError::OverBudget { .. }));
+        let fallback = fallback.filter(|_| upstream_failed(&outcome));
+        if over_budget && let Some(budget) = &self.inner.budget {
+            budget.answered(key.deployment(), fallback.is_some());
+        }
+        if let Some(entry) = fallback {
             let now = Instant::now();
             let response = self
                 .answer_entry(&key, &entry, now, CacheStatus::Stale, head, accepted)
@@ -185,6 +191,19 @@ impl Gateway {
             {
                 Ok(found) => return Ok(found),
                 Err(lock) => fill = Some((shared, slot, lock)),
+            }
+        }
+        // One token per upstream request: coalesced misses share this one.
+        if let Some(budget) = &self.inner.budget {
+            let purpose = match refresh {
+                true => Purpose::Refresh,
+                false => Purpose::Fill,
+            };
+            if let Err(e) = budget.take(key.deployment(), purpose) {
+                if let Some((shared, slot, lock)) = fill {
+                    shared.release(slot, lock);
+                }
+                return Err(e);
             }
         }
         let origin = &self.inner.upstream;
@@ -300,11 +319,14 @@ impl Gateway {
 }
 
 /// Whether an outcome is one where a stale entry beats the answer: the upstream could not
-/// be reached, timed out, answered garbage, 5xx or 429, or evalgate's own in-flight limit.
+/// be reached, timed out, answered garbage, 5xx or 429, or evalgate's own in-flight limit
+/// or upstream budget.
 fn upstream_failed(outcome: &Outcome) -> bool {
     match outcome {
         Ok(r) => r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS,
-        Err(GatewayError::Upstream(_) | GatewayError::Overloaded) => true,
+        Err(
+            GatewayError::Upstream(_) | GatewayError::Overloaded | GatewayError::OverBudget { .. },
+        ) => true,
         Err(_) => false,
     }
 }

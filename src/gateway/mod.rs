@@ -34,6 +34,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::access_log;
+use crate::budget::Budget;
 use crate::cache::ResponseCache;
 use crate::coalesce::Flights;
 use crate::compression::Compressor;
@@ -80,6 +81,8 @@ struct Inner {
     /// Deployment keys with stored answers, oldest first (bounded); a short std lock taken
     /// on the miss path only.
     deployments: std::sync::Mutex<std::collections::VecDeque<String>>,
+    /// The upstream budget (`upstream.budget_rps`), when on.
+    budget: Option<Budget>,
     /// Permits for upstream requests in flight (`upstream.max_inflight`).
     inflight: Arc<Semaphore>,
     /// The shared cache tier (`[shared_cache]`), when configured.
@@ -147,6 +150,7 @@ impl Gateway {
                     config.cache.spelling_memo_entries,
                     config.cache.spelling_memo_max_bytes,
                 ),
+                budget: Budget::new(&config.upstream, metrics.budget().clone()),
                 inflight: Arc::new(Semaphore::new(config.upstream.max_inflight)),
                 flights,
                 compressor: Compressor::new(&config.compression, metrics.compression().clone()),
@@ -185,6 +189,11 @@ impl Gateway {
     /// The shared cache tier, when `[shared_cache]` configures one.
     pub fn shared_cache(&self) -> Option<&SharedCache> {
         self.inner.shared.as_ref()
+    }
+
+    /// The upstream budget, when `upstream.budget_rps` turns it on.
+    pub fn budget(&self) -> Option<&Budget> {
+        self.inner.budget.as_ref()
     }
 
     /// The metrics this gateway records.

@@ -1,11 +1,15 @@
 //! The passthrough: a request that is not looked up is forwarded as is and its answer
-//! relayed, storing nothing.
+//! relayed, storing nothing; it takes a token of the upstream budget, and under
+//! `upstream.tracking = "never"` its tracking headers say `no-track`.
 
 use bytes::Bytes;
-use http::{Request, Response, header};
+use http::{HeaderValue, Request, Response, header};
 
 use super::Gateway;
+use crate::budget::Purpose;
+use crate::config::Tracking;
 use crate::error::GatewayError;
+use crate::normalize;
 use crate::response::{self, CacheStatus};
 use crate::upstream::UpstreamResponse;
 
@@ -34,6 +38,11 @@ impl Gateway {
         parts: http::request::Parts,
         body: Bytes,
     ) -> Result<UpstreamResponse, GatewayError> {
+        if let Some(budget) = &self.inner.budget {
+            // Requests without a deployment key share one bucket.
+            let deployment = normalize::deployment_key(&parts.headers).unwrap_or("");
+            budget.take(deployment, Purpose::Passthrough)?;
+        }
         let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut builder = Request::builder()
             .method(parts.method)
@@ -42,6 +51,12 @@ impl Gateway {
         response::copy_end_to_end(&parts.headers, headers);
         headers.remove(header::HOST);
         headers.remove(header::CONTENT_LENGTH);
+        if self.inner.config.upstream.tracking == Tracking::Never {
+            // Replaces every value the client sent.
+            let no_track = HeaderValue::from_static(normalize::NO_TRACK);
+            headers.insert(normalize::X_AMP_EXP_TRACK.clone(), no_track.clone());
+            headers.insert(normalize::X_AMP_EXP_EXPOSURE_TRACK.clone(), no_track);
+        }
         if !self.inner.live.underscores_in_headers() {
             let dropped = drop_underscored(headers);
             if dropped > 0 {

@@ -30,7 +30,14 @@ fn decide(carrier: Carrier, user: &str) -> Decision {
         }
         Carrier::SdkHeader => {
             let h = headers(&[AUTH, ("x-amp-exp-user", &b64::encode_url(user.as_bytes()))]);
-            sdk::vardata(RouteFamily::SdkV2Vardata, &Method::GET, None, &h, b"")
+            sdk::vardata(
+                RouteFamily::SdkV2Vardata,
+                &Method::GET,
+                None,
+                &h,
+                b"",
+                Tracking::Passthrough,
+            )
         }
         Carrier::SdkBody => sdk::vardata(
             RouteFamily::SdkV2Vardata,
@@ -38,6 +45,7 @@ fn decide(carrier: Carrier, user: &str) -> Decision {
             None,
             &headers(&[AUTH]),
             user.as_bytes(),
+            Tracking::Passthrough,
         ),
     }
 }

@@ -10,7 +10,8 @@
 use http::{HeaderMap, Method};
 
 use super::{BypassReason, Decision, QueryWriter, flag_set, known_params, read_only_head};
-use crate::key::{CacheKey, RouteFamily};
+use crate::config::Tracking;
+use crate::key::RouteFamily;
 
 pub const SDK_V2_FLAGS: &str = "/sdk/v2/flags";
 pub const V1_FLAGS: &str = "/v1/flags";
@@ -21,8 +22,9 @@ pub fn flags(
     method: &Method,
     query: Option<&str>,
     headers: &HeaderMap,
+    tracking: Tracking,
 ) -> Decision {
-    let (deployment, track) = match read_only_head(method, headers) {
+    let keyed = match read_only_head(method, headers, tracking) {
         Ok(h) => h,
         Err(reason) => return Decision::Bypass(reason),
     };
@@ -62,5 +64,5 @@ pub fn flags(
     if let Some(v) = &v {
         q.param("v", [v.as_ref()]);
     }
-    Decision::Cache(CacheKey::new(route, deployment, track, path_and_query))
+    Decision::Cache(keyed.get_key(route, path_and_query))
 }

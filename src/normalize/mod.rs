@@ -8,6 +8,8 @@
 //!   parameters are read, every other one is dropped unread;
 //! - `Authorization: Api-Key <key>` and `X-Amp-Exp-Track` are part of the key;
 //! - `d` (cache-buster) and `X-Amp-Exp-Exposure-Track: track` bypass the cache;
+//! - under `upstream.tracking = "never"` the client's tracking headers are not read: every
+//!   key carries `no-track` for assignments and exposures;
 //! - a known parameter repeated with different values, or not UTF-8, bypasses;
 //! - users are canonical JSON ([`user`]; strings in one spelling, [`json`]); flag keys
 //!   are trimmed, de-duplicated, sorted.
@@ -26,7 +28,7 @@ use std::collections::BTreeSet;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
-use crate::config::FlagKeysParam;
+use crate::config::{FlagKeysParam, Tracking};
 use crate::key::{CacheKey, RouteFamily};
 
 /// `X-Amp-Exp-Track`: part of the key, forwarded.
@@ -117,6 +119,8 @@ pub enum Rejection {
 pub struct Limits {
     pub max_context_bytes: usize,
     pub flag_keys_param: FlagKeysParam,
+    /// `upstream.tracking`: whether the client's tracking headers are keyed.
+    pub tracking: Tracking,
 }
 
 /// Appends `name=v1,v2,…` parameters to a canonical query: each value percent-encoded
@@ -150,12 +154,36 @@ pub fn normalize(
 ) -> Option<Decision> {
     Some(match path {
         V1_VARDATA => v1_vardata(method, query, headers, limits),
-        sdk::SDK_V2_VARDATA => {
-            sdk::vardata(RouteFamily::SdkV2Vardata, method, query, headers, body)
-        }
-        sdk::SDK_VARDATA => sdk::vardata(RouteFamily::SdkVardata, method, query, headers, body),
-        flags::SDK_V2_FLAGS => flags::flags(RouteFamily::SdkV2Flags, method, query, headers),
-        flags::V1_FLAGS => flags::flags(RouteFamily::V1Flags, method, query, headers),
+        sdk::SDK_V2_VARDATA => sdk::vardata(
+            RouteFamily::SdkV2Vardata,
+            method,
+            query,
+            headers,
+            body,
+            limits.tracking,
+        ),
+        sdk::SDK_VARDATA => sdk::vardata(
+            RouteFamily::SdkVardata,
+            method,
+            query,
+            headers,
+            body,
+            limits.tracking,
+        ),
+        flags::SDK_V2_FLAGS => flags::flags(
+            RouteFamily::SdkV2Flags,
+            method,
+            query,
+            headers,
+            limits.tracking,
+        ),
+        flags::V1_FLAGS => flags::flags(
+            RouteFamily::V1Flags,
+            method,
+            query,
+            headers,
+            limits.tracking,
+        ),
         _ => return None,
     })
 }
@@ -177,25 +205,65 @@ pub fn family(path: &str) -> Option<RouteFamily> {
 fn read_only_head<'h>(
     method: &Method,
     headers: &'h HeaderMap,
-) -> Result<(&'h str, Option<&'h str>), BypassReason> {
+    tracking: Tracking,
+) -> Result<Keyed<'h>, BypassReason> {
     if method != Method::GET && method != Method::HEAD {
         return Err(BypassReason::Method);
     }
-    keyed_headers(headers)
+    keyed_headers(headers, tracking)
+}
+
+/// `no-track`: the value of both tracking headers under `upstream.tracking = "never"`.
+pub const NO_TRACK: &str = "no-track";
+
+/// What the keyed headers put in a key: the deployment and the tracking headers to
+/// forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Keyed<'h> {
+    pub deployment: &'h str,
+    /// `X-Amp-Exp-Track` to forward.
+    pub track: Option<&'h str>,
+    /// `X-Amp-Exp-Exposure-Track` to forward.
+    pub exposure_track: Option<&'h str>,
+}
+
+impl Keyed<'_> {
+    /// A GET key of `route` for this deployment and these tracking headers.
+    fn get_key(&self, route: RouteFamily, path_and_query: String) -> CacheKey {
+        CacheKey::tracked(
+            route,
+            self.deployment,
+            self.track,
+            self.exposure_track,
+            path_and_query,
+        )
+    }
 }
 
 /// The checks every cacheable route makes on its headers ([`KEYED_HEADERS`]): the
-/// deployment key, the track header, exposure tracking. Returns
-/// `(deployment, X-Amp-Exp-Track)`.
-fn keyed_headers(headers: &HeaderMap) -> Result<(&str, Option<&str>), BypassReason> {
+/// deployment key, the track header, exposure tracking. Under `upstream.tracking =
+/// "never"` the client's tracking headers are not read at all: the key carries `no-track`
+/// for both, so tracked and untracked requests share one entry.
+fn keyed_headers(headers: &HeaderMap, tracking: Tracking) -> Result<Keyed<'_>, BypassReason> {
     let deployment = deployment_key(headers).ok_or(BypassReason::Authorization)?;
+    if tracking == Tracking::Never {
+        return Ok(Keyed {
+            deployment,
+            track: Some(NO_TRACK),
+            exposure_track: Some(NO_TRACK),
+        });
+    }
     let track = single_header(headers, &X_AMP_EXP_TRACK).map_err(|()| BypassReason::TrackHeader)?;
     match single_header(headers, &X_AMP_EXP_EXPOSURE_TRACK) {
         Ok(None) => {}
         Ok(Some(v)) if v.eq_ignore_ascii_case("no-track") => {}
         _ => return Err(BypassReason::ExposureTracking),
     }
-    Ok((deployment, track))
+    Ok(Keyed {
+        deployment,
+        track,
+        exposure_track: None,
+    })
 }
 
 /// Reads the parameters named in `names` from a raw query, decoded; everything else is
@@ -274,3 +342,5 @@ fn visible(v: &HeaderValue) -> Option<&str> {
 mod escape_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tracking_tests;

@@ -23,6 +23,7 @@ use super::{
     BypassReason, Decision, QueryWriter, flag_set, keyed_headers, known_params, single_header, user,
 };
 use crate::b64;
+use crate::config::Tracking;
 use crate::key::{CacheKey, CanonicalRequest, RouteFamily};
 
 pub const SDK_V2_VARDATA: &str = "/sdk/v2/vardata";
@@ -35,8 +36,9 @@ pub fn vardata(
     query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
+    tracking: Tracking,
 ) -> Decision {
-    match canonical(route, method, query, headers, body) {
+    match canonical(route, method, query, headers, body, tracking) {
         Ok(request) => Decision::Cache(CacheKey::from(request)),
         Err(reason) => Decision::Bypass(reason),
     }
@@ -48,13 +50,14 @@ fn canonical(
     query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
+    tracking: Tracking,
 ) -> Result<CanonicalRequest, BypassReason> {
     let post = match *method {
         Method::GET | Method::HEAD => false,
         Method::POST => true,
         _ => return Err(BypassReason::Method),
     };
-    let (deployment, track) = keyed_headers(headers)?;
+    let keyed = keyed_headers(headers, tracking)?;
     let [delivery_method, eval_mode, v, flag_key, flag_keys] = known_params(
         query,
         ["delivery_method", "eval_mode", "v", "flag_key", "flag_keys"],
@@ -124,8 +127,9 @@ fn canonical(
     }
     Ok(CanonicalRequest {
         route,
-        deployment: deployment.into(),
-        track: track.map(Into::into),
+        deployment: keyed.deployment.into(),
+        track: keyed.track.map(Into::into),
+        exposure_track: keyed.exposure_track.map(Into::into),
         path_and_query,
         flag_keys_header,
         body: Some(user.unwrap_or_else(|| "{}".into())),

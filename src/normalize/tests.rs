@@ -16,6 +16,7 @@ fn limits_with(flag_keys_param: FlagKeysParam) -> Limits {
     Limits {
         max_context_bytes: 8192,
         flag_keys_param,
+        tracking: crate::config::Tracking::Passthrough,
     }
 }
 
@@ -617,6 +618,7 @@ fn context_too_long_is_rejected() {
     let small = Limits {
         max_context_bytes: 16,
         flag_keys_param: FlagKeysParam::Both,
+        tracking: crate::config::Tracking::Passthrough,
     };
     let at = |q: &str, l: &Limits| decide_with(&Method::GET, Some(q), &auth(), l);
     // Exactly at the limit (decoded bytes) is fine; one more is not.

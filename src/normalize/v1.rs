@@ -15,7 +15,7 @@ use super::{
     read_only_head, user,
 };
 use crate::config::FlagKeysParam;
-use crate::key::{CacheKey, RouteFamily};
+use crate::key::RouteFamily;
 
 /// The path evalgate caches in this family.
 pub const V1_VARDATA: &str = "/v1/vardata";
@@ -27,7 +27,7 @@ pub fn v1_vardata(
     headers: &HeaderMap,
     limits: &Limits,
 ) -> Decision {
-    let (deployment, track) = match read_only_head(method, headers) {
+    let keyed = match read_only_head(method, headers, limits.tracking) {
         Ok(h) => h,
         Err(reason) => return Decision::Bypass(reason),
     };
@@ -72,5 +72,5 @@ pub fn v1_vardata(
     if let Some(u) = nonempty(&user_id) {
         q.param("user_id", [u]);
     }
-    Decision::Cache(CacheKey::new(RouteFamily::V1Vardata, deployment, track, pq))
+    Decision::Cache(keyed.get_key(RouteFamily::V1Vardata, pq))
 }

@@ -112,6 +112,13 @@ impl Namer {
         field(&mut ctx, key.path_and_query().as_bytes());
         optional(&mut ctx, key.flag_keys_header());
         optional(&mut ctx, key.body());
+        // Only when present, so the names of every other key (and of instances of an
+        // older version) stay as they were: an instance with `upstream.tracking = "never"`
+        // never shares an entry with one forwarding the client's tracking headers.
+        if let Some(exposure) = key.exposure_track() {
+            field(&mut ctx, b"exposure_track");
+            field(&mut ctx, exposure.as_bytes());
+        }
         let h = hex(ctx.sign().as_ref());
         EntryNames {
             value: format!("{}:{{{h}}}:v", self.prefix),
@@ -263,6 +270,28 @@ mod tests {
             base,
             namer.entry(&key("d1", "user_id=a"), tag, Gens::default(), b"o")
         );
+    }
+
+    /// `upstream.tracking = "never"` keys (no-track for assignments and exposures) never
+    /// share an entry with a passthrough instance's no-track key, and the exposure field
+    /// goes into the name only when present.
+    #[test]
+    fn tracking_modes_do_not_share_names() {
+        let namer = Namer::new("evalgate", "s3cret");
+        let tag = namer.dep_tag("d1");
+        let pq = || "/v1/vardata?user_id=a".to_string();
+        let no_track = CacheKey::new(RouteFamily::V1Vardata, "d1", Some("no-track"), pq());
+        let never = CacheKey::tracked(
+            RouteFamily::V1Vardata,
+            "d1",
+            Some("no-track"),
+            Some("no-track"),
+            pq(),
+        );
+        let name = |k: &CacheKey| namer.entry(k, tag, Gens::default(), b"o").value;
+        assert_ne!(name(&no_track), name(&never));
+        let plain = CacheKey::tracked(RouteFamily::V1Vardata, "d1", Some("no-track"), None, pq());
+        assert_eq!(name(&no_track), name(&plain));
     }
 
     #[test]

@@ -114,6 +114,15 @@ fn any_other_spelling_is_not_found() {
                 ..limits()
             },
         ),
+        // `upstream.tracking = "never"` keys the same spelling with no-track headers.
+        (
+            Some(QUERY),
+            auth(),
+            Limits {
+                tracking: crate::config::Tracking::Never,
+                ..limits()
+            },
+        ),
     ];
     for (query, h, l) in &misses {
         assert!(

@@ -143,6 +143,7 @@ mod tests {
         let limits = Limits {
             max_context_bytes: 8192,
             flag_keys_param: FlagKeysParam::FlagKeys,
+            tracking: crate::config::Tracking::Passthrough,
         };
         normalize::normalize(
             &Method::from_bytes(r.method.as_bytes()).unwrap(),

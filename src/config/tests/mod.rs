@@ -6,6 +6,7 @@ use super::*;
 mod compression;
 mod cors;
 mod embedded;
+mod guard;
 mod simulation;
 mod tls;
 mod url;

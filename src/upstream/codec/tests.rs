@@ -71,10 +71,19 @@ fn a_keys_upstream_head_is_the_request_it_builds_on_the_wire() {
             route: RouteFamily::SdkV2Vardata,
             deployment: "client-k".into(),
             track: Some("track".into()),
+            exposure_track: None,
             path_and_query: "/sdk/v2/vardata?v=0".into(),
             flag_keys_header: Some("WyJhIl0".into()),
             body: None,
         }),
+        // `upstream.tracking = "never"`: both no-track headers, on the pipelined head too.
+        CacheKey::tracked(
+            RouteFamily::V1Vardata,
+            "server-k",
+            Some("no-track"),
+            Some("no-track"),
+            "/v1/vardata?user_id=u".into(),
+        ),
     ];
     for prefix in ["", "/prefix"] {
         for key in &keys {
@@ -100,6 +109,7 @@ fn keys_that_cannot_go_on_the_wire_as_is_have_no_upstream_head() {
         route: RouteFamily::SdkV2Vardata,
         deployment: "k".into(),
         track: None,
+        exposure_track: None,
         path_and_query: "/sdk/v2/vardata".into(),
         flag_keys_header: None,
         body: Some("{}".into()),
