@@ -44,7 +44,7 @@ cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
+    rm -rf "$WORK" /dev/shm/evalgate-tls-bench-cache
 }
 trap cleanup EXIT
 
