@@ -106,6 +106,27 @@ impl Budget {
         Err(GatewayError::OverBudget { retry_after_s })
     }
 
+    /// Whether a background refresh of a `deployment` entry may start: it has a token now
+    /// (always in log mode), not taken here (the exchange takes it). Without one the
+    /// refresh is skipped before it starts, and counted, so a stale entry served while its
+    /// deployment is over budget costs no task and no shared-tier lock per hit.
+    pub fn refresh_allowed(&self, deployment: &str) -> bool {
+        if self.mode == BudgetMode::Log {
+            return true;
+        }
+        let hash = self.hasher.hash_one(deployment);
+        let now = Instant::now();
+        let allowed = self.lock().by_key.get(&hash).is_none_or(|bucket| {
+            let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+            (bucket.tokens + elapsed * self.rps).min(self.burst) >= 1.0
+        });
+        if !allowed {
+            self.metrics
+                .record(deployment, BudgetOutcome::RefreshSkipped);
+        }
+        allowed
+    }
+
     /// Counts how a client whose fill was refused was answered: from a stale entry, or
     /// with a 429.
     pub fn answered(&self, deployment: &str, stale: bool) {
@@ -155,7 +176,8 @@ impl Budget {
         bucket.used = used;
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.rps).min(self.burst);
-        bucket.at = now;
+        // `now` was read before the lock: another thread may have refilled to a later one.
+        bucket.at = bucket.at.max(now);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             return None;

@@ -290,6 +290,7 @@ fn workload(args: &evalgate::workload::WorkloadArgs) -> ExitCode {
 
 /// `evalgate snapshot`: the summary on stdout, warnings and the one error line on stderr.
 fn snapshot(args: SnapshotArgs) -> ExitCode {
+    let args_local_only = args.local_only;
     let options = evalgate::snapshot::Options {
         deployment_key: args.deployment_key,
         zone: args.zone,
@@ -301,6 +302,16 @@ fn snapshot(args: SnapshotArgs) -> ExitCode {
     };
     match evalgate::snapshot::run(&options) {
         Ok(report) => {
+            if report.flags.is_empty() {
+                eprintln!(
+                    "evalgate snapshot: warning: the deployment has no flags{}: check the key, --zone and --local-only",
+                    if args_local_only {
+                        " (local-evaluation flags only)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             for warning in &report.warnings {
                 eprintln!("evalgate snapshot: warning: {warning}");
             }

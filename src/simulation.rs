@@ -90,12 +90,15 @@ impl Simulation {
         if !config.enabled() {
             return None;
         }
-        let latency = (config.latency_p50_ms > 0).then(|| {
-            let p50 = config.latency_p50_ms as f64;
-            let p99 = config.latency_p99_ms as f64;
-            let sigma = (p99 / p50).ln() / Z_99;
-            LogNormal::new(p50.ln(), sigma).expect("validated: finite, sigma >= 0")
-        });
+        // Validated (p99 >= p50 > 0); an unvalidated config gets no latency, not a panic.
+        let latency = (config.latency_p50_ms > 0)
+            .then(|| {
+                let p50 = config.latency_p50_ms as f64;
+                let p99 = config.latency_p99_ms as f64;
+                let sigma = ((p99 / p50).ln() / Z_99).max(0.0);
+                LogNormal::new(p50.ln(), sigma).ok()
+            })
+            .flatten();
         let mut thresholds = [0.0; 4];
         let mut sum = 0.0;
         for (threshold, (_, rate)) in thresholds.iter_mut().zip(config.rates()) {

@@ -285,3 +285,26 @@ async fn off_by_default() {
     let stats = send(&c, Method::GET, &gw.admin_url("/admin/stats"), &[], "").await;
     assert!(stats.json()["upstream"]["budget"].is_null());
 }
+
+/// A request the simulation answers in the upstream's place, or that evalgate's own
+/// in-flight limit refuses, never reaches the upstream, so it costs no token: with one
+/// token and every miss given a simulated 429, each client gets the simulated 429 (the
+/// upstream would have been asked), never the budget's.
+#[tokio::test]
+async fn requests_that_never_reach_the_upstream_cost_no_token() {
+    let upstream = FakeUpstream::start().await;
+    let mut config = budget(&upstream, 0.001, 1, BudgetMode::Enforce);
+    config.simulation.rate_429 = 1.0;
+    let (gateway, gw) = start(config).await;
+    let c = client();
+    for i in 0..3 {
+        let got = get_with_key(&c, &gw.url(&format!("/v1/vardata?user_id=sim-{i}")), KEY).await;
+        assert_eq!(got.status, 429, "{:?}", got.body);
+        let message = got.json()["error"].as_str().unwrap().to_string();
+        assert!(message.contains("simulated"), "request {i}: {message}");
+    }
+    assert_eq!(upstream.count(), 0);
+    let m = gateway.metrics().budget();
+    assert_eq!(m.count(BudgetOutcome::Rejected), 0);
+    assert_eq!(m.count(BudgetOutcome::Allowed), 0);
+}

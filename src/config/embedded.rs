@@ -135,7 +135,10 @@ impl EmbeddedConfig {
             if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(invalid(
                     setting,
-                    format!("`{key}` is not a key (visible ASCII, no spaces)"),
+                    format!(
+                        "`{}` is not a key (visible ASCII, no spaces)",
+                        crate::mask::Masked(key)
+                    ),
                 ));
             }
             if let Some(first) = seen.insert(key, setting) {

@@ -58,9 +58,9 @@ struct Loaded {
     digest: u64,
 }
 
-/// Modification time and length: a cheap "did the file change" test.
+/// Modification time, length and inode: a cheap "did the file change" test.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct FileStamp(Option<SystemTime>, u64);
+struct FileStamp(Option<SystemTime>, u64, u64);
 
 /// A flags file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -231,8 +231,14 @@ impl FlagsFile {
 
 fn stamp(path: &Path) -> FileStamp {
     match std::fs::metadata(path) {
-        Ok(m) => FileStamp(m.modified().ok(), m.len()),
-        Err(_) => FileStamp(None, 0),
+        // The inode too: a same-size file renamed into place within the filesystem's
+        // mtime granularity (what `evalgate snapshot` does) is still noticed.
+        Ok(m) => FileStamp(
+            m.modified().ok(),
+            m.len(),
+            std::os::unix::fs::MetadataExt::ino(&m),
+        ),
+        Err(_) => FileStamp(None, 0, 0),
     }
 }
 

@@ -6,6 +6,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::Gateway;
+use crate::budget::Purpose;
 use crate::config::AppliesTo;
 use crate::error::{GatewayError, UpstreamError};
 use crate::metrics::{Metrics, UpstreamOutcome};
@@ -22,8 +23,13 @@ impl Gateway {
     /// like a real one), a simulated timeout or reset fails as the real one would. What is
     /// simulated is counted in the simulation's metrics only: the upstream metrics (and
     /// readiness) see real exchanges alone, timed without the simulated delay.
+    ///
+    /// `charge`: the deployment key and purpose one `upstream.budget_*` token is taken for,
+    /// only once the request is really to be sent (past `upstream.max_inflight` and the
+    /// simulation's turn): a request refused here or answered by the simulation costs none.
     pub(super) async fn exchange(
         &self,
+        charge: (&str, Purpose),
         send: impl Future<Output = Result<UpstreamResponse, UpstreamError>>,
     ) -> Result<UpstreamResponse, GatewayError> {
         let permit = self
@@ -46,6 +52,10 @@ impl Gateway {
                 Exchange::Instead(result) => return Ok(result?),
                 Exchange::Send { within: left } => within = left,
             }
+        }
+        if let Some(budget) = &self.inner.budget {
+            let (deployment, purpose) = charge;
+            budget.take(deployment, purpose)?;
         }
         let started = Instant::now();
         let result = match within {

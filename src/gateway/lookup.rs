@@ -149,6 +149,11 @@ impl Gateway {
 
     /// Starts one refresh of `key` unless one is already running; nobody waits for it.
     fn refresh_in_background(&self, key: CacheKey) {
+        if let Some(budget) = &self.inner.budget
+            && !budget.refresh_allowed(key.deployment())
+        {
+            return;
+        }
         let this = self.clone();
         let fetch_key = key.clone();
         self.inner.flights.start_if_idle(&key, async move {
@@ -193,24 +198,17 @@ impl Gateway {
                 Err(lock) => fill = Some((shared, slot, lock)),
             }
         }
-        // One token per upstream request: coalesced misses share this one.
-        if let Some(budget) = &self.inner.budget {
-            let purpose = match refresh {
-                true => Purpose::Refresh,
-                false => Purpose::Fill,
-            };
-            if let Err(e) = budget.take(key.deployment(), purpose) {
-                if let Some((shared, slot, lock)) = fill {
-                    shared.release(slot, lock);
-                }
-                return Err(e);
-            }
-        }
+        // One budget token per upstream request (taken by the exchange): coalesced misses
+        // share this one.
+        let charge = match refresh {
+            true => (key.deployment(), Purpose::Refresh),
+            false => (key.deployment(), Purpose::Fill),
+        };
         let origin = &self.inner.upstream;
         let sent = match origin.pipelined(&key) {
-            Some(request) => self.exchange(origin.send_pipelined(request)).await,
+            Some(request) => self.exchange(charge, origin.send_pipelined(request)).await,
             None => match origin.fill_request(&key) {
-                Ok(request) => self.exchange(origin.send(request)).await,
+                Ok(request) => self.exchange(charge, origin.send(request)).await,
                 Err(_) => Err(GatewayError::Unforwardable),
             },
         };

@@ -38,11 +38,6 @@ impl Gateway {
         parts: http::request::Parts,
         body: Bytes,
     ) -> Result<UpstreamResponse, GatewayError> {
-        if let Some(budget) = &self.inner.budget {
-            // Requests without a deployment key share one bucket.
-            let deployment = normalize::deployment_key(&parts.headers).unwrap_or("");
-            budget.take(deployment, Purpose::Passthrough)?;
-        }
         let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut builder = Request::builder()
             .method(parts.method)
@@ -66,7 +61,13 @@ impl Gateway {
         let request = builder
             .body(body)
             .map_err(|_| GatewayError::Unforwardable)?;
-        self.exchange(self.inner.upstream.send(request)).await
+        // Requests without a deployment key share one budget bucket.
+        let deployment = normalize::deployment_key(&parts.headers).unwrap_or("");
+        self.exchange(
+            (deployment, Purpose::Passthrough),
+            self.inner.upstream.send(request),
+        )
+        .await
     }
 }
 

@@ -122,7 +122,8 @@ pub fn run(options: &Options) -> Result<Report, SnapshotError> {
             .map(|f| {
                 let key = f.get("key").and_then(Value::as_str).unwrap_or("?");
                 let version = f.pointer("/metadata/flagVersion").and_then(Value::as_u64);
-                (key.to_string(), version)
+                // Printed to a terminal: control characters from the server are escaped.
+                (key.escape_debug().to_string(), version)
             })
             .collect(),
         warnings: offline_warnings(&flags),

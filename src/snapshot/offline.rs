@@ -96,7 +96,7 @@ pub fn offline_warnings(flags: &[Value]) -> Vec<OfflineWarning> {
         if !reasons.is_empty() {
             let key = flag.get("key").and_then(Value::as_str).unwrap_or("?");
             out.push(OfflineWarning {
-                flag: key.to_string(),
+                flag: key.escape_debug().to_string(),
                 reasons,
             });
         }
