@@ -148,8 +148,8 @@ embedded.deployment_keys = [\"$KEY\"]
 [cache]
 client_cache_control = \"\""
     ORIGIN_ADMIN=$ADMIN
-    start edge 0 "upstream.url = \"http://127.0.0.1:$PORT\"
-[upstream]
+    start edge 0 "[upstream]
+url = \"http://127.0.0.1:$PORT\"
 tracking = \"never\"
 budget_rps = 100
 budget_burst = 200
