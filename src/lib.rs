@@ -37,8 +37,9 @@
 //!   instances, writes after the answer, purges fanned out by generation and channel,
 //!   a circuit breaker; never on the L1 hit path.
 //! - [`budget`]: the upstream budget, a token bucket per deployment key
-//!   (`upstream.budget_rps`) taken by every request about to go upstream (fill, refresh,
-//!   passthrough); over it a client gets a stale entry or `429`, a refresh is skipped.
+//!   (`upstream.budget_rps`), a token taken by the upstream exchange (`gateway::exchange`)
+//!   of every request really sent (fill, refresh, passthrough); over it a client gets a
+//!   stale entry or `429`, a refresh is skipped.
 //! - [`upstream`]: the HTTP(S) client with its timeouts; its keep-alive connections are
 //!   pooled and driven by the requests that use them, and cache fills may share pipelined
 //!   connections (`upstream.pipeline_depth`).

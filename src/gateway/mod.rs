@@ -4,7 +4,8 @@
 //! body, so tests and benches can drive it in-process; [`crate::server`] wires it to
 //! sockets. Here: the shared state, routing and request bodies; [`lookup`] answers
 //! cacheable requests (fresh, stale, coalesced fetch); [`passthrough`] forwards the rest;
-//! [`exchange`] is one upstream request within `upstream.max_inflight`; [`purge`] drops
+//! [`exchange`] is one upstream request within `upstream.max_inflight` (and the upstream
+//! budget's token, and a simulation of misses); [`purge`] drops
 //! entries; [`encoded`] answers in the client's encoding; [`decode`] turns the upstream's
 //! coded answers into identity; [`store`] keeps what a fill may keep; [`browser`] answers
 //! `OPTIONS` on the cacheable routes and adds the CORS and `Cache-Control` headers every
