@@ -42,6 +42,11 @@ pub const NO_HANG: Duration = Duration::from_secs(10);
 /// Runs the binary in `dir` with `args` and only the given `EVALGATE_*` variables; it must
 /// exit by itself within [`NO_HANG`], else it is killed through its handle and the test fails.
 pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    run_within(dir, args, env, NO_HANG)
+}
+
+/// [`run`] with its own bound on how long the binary may take to exit.
+pub fn run_within(dir: &Path, args: &[&str], env: &[(&str, &str)], bound: Duration) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_evalgate"));
     cmd.args(args)
         .current_dir(dir)
@@ -63,7 +68,7 @@ pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     runtime.block_on(async {
         let child = cmd.spawn().expect("run the evalgate binary");
         // On timeout the child is dropped, and `kill_on_drop` kills it.
-        tokio::time::timeout(NO_HANG, child.wait_with_output())
+        tokio::time::timeout(bound, child.wait_with_output())
             .await
             .unwrap_or_else(|_| panic!("evalgate {args:?} did not exit"))
             .unwrap()

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use base64::Engine;
@@ -11,7 +11,7 @@ use evalgate::normalize::form;
 use serde_json::Value;
 
 use super::KEY;
-use super::cli::{TempDir, stderr, stdout};
+use super::cli::{TempDir, run_within, stderr, stdout};
 
 /// The good deployment key every workload here is made for.
 pub const GOOD: &str = KEY;
@@ -29,24 +29,7 @@ pub const NO_HANG: Duration = Duration::from_secs(300);
 
 /// Runs the binary in `dir` with `args`; it must exit by itself within [`NO_HANG`].
 pub fn run(dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_evalgate"));
-    cmd.args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let child = cmd.spawn().expect("run the evalgate binary");
-        tokio::time::timeout(NO_HANG, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("evalgate {args:?} did not exit"))
-            .unwrap()
-    })
+    run_within(dir, args, &[], NO_HANG)
 }
 
 /// Runs `evalgate workload` with the shipped flags, the good key and `args`.
