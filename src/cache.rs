@@ -107,7 +107,7 @@ impl CachedResponse {
     }
 
     fn weight(&self, key: &CacheKey) -> u32 {
-        let bytes = key.weight()
+        let bytes = key.heap_bytes()
             + self.body.len()
             + self.content_type.as_ref().map_or(0, |v| v.len())
             + self.variants.as_ref().map_or(0, |v| v.len())

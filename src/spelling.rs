@@ -112,7 +112,7 @@ impl SpellingMemo {
             return;
         }
         // The key the entry keeps counts against the same bound as the spelling.
-        if spelling.len() + key.weight() > self.max_bytes {
+        if spelling.len() + key.heap_bytes() > self.max_bytes {
             return;
         }
         let hash = self.hasher.hash_one(&*spelling);

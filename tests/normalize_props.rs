@@ -724,7 +724,8 @@ fn reparse(key: &evalgate::CacheKey, mode: FlagKeysParam) -> Decision {
     if let Some(t) = key.track() {
         headers.insert("x-amp-exp-track", HeaderValue::try_from(t).unwrap());
     }
-    let query = key.path_and_query().split_once('?').map(|(_, q)| q);
+    let pq = key.path_and_query();
+    let query = pq.split_once('?').map(|(_, q)| q);
     v1_vardata(&Method::GET, query, &headers, &limits(mode))
 }
 

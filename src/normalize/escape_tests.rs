@@ -62,7 +62,8 @@ fn key(carrier: Carrier, user: &str) -> CacheKey {
 fn user_of(carrier: Carrier, k: &CacheKey) -> String {
     match carrier {
         Carrier::Context => {
-            let query = k.path_and_query().split_once('?').unwrap().1;
+            let pq = k.path_and_query();
+            let query = pq.split_once('?').unwrap().1;
             let value = query.strip_prefix("context=").unwrap();
             form::decode(value).unwrap().into_owned()
         }

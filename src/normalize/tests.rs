@@ -78,7 +78,7 @@ fn key_with_headers(query: &str, h: &[(&str, &str)]) -> CacheKey {
 
 #[track_caller]
 fn pq(query: &str) -> String {
-    key(query).path_and_query().to_owned()
+    key(query).path_and_query().into_owned()
 }
 
 /// Asserts that all queries give one key, and that key's path and query is `expected`.

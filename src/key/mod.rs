@@ -4,12 +4,17 @@
 //! so nothing outside the key can reach the upstream and poison an entry: two requests
 //! share an entry exactly when evalgate would send the upstream the same request.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, header};
+
+mod layout;
+mod query;
 
 /// Which endpoint family a key belongs to; families never share entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,17 +80,17 @@ pub struct CanonicalRequest {
 
 /// A canonical request: cheap to clone (one `Arc`), compared by value.
 ///
+/// Its fields sit in one allocation ([`layout`]), the path and query decoded
+/// ([`query`]): a cached entry's key costs that allocation and nothing else. The
+/// accessors read the fields from it; [`CacheKey::path_and_query`] writes the canonical
+/// string back.
+///
 /// The key's hash is computed once, when it is built (SipHash with a per-process random
 /// key, so clients cannot aim collisions), and [`Hash`] feeds only that number to a map:
 /// the cache and the coalescing map hash 8 bytes per lookup, not the whole canonical
 /// request. Use [`KeyHasher`] as those maps' hasher.
 #[derive(Clone)]
-pub struct CacheKey(Arc<Inner>);
-
-struct Inner {
-    parts: CanonicalRequest,
-    hash: u64,
-}
+pub struct CacheKey(Arc<[u8]>);
 
 /// The `User-Agent` evalgate sends upstream.
 pub const USER_AGENT: &str = concat!("evalgate/", env!("CARGO_PKG_VERSION"));
@@ -103,15 +108,7 @@ impl CacheKey {
         track: Option<&str>,
         path_and_query: String,
     ) -> CacheKey {
-        CacheKey::from(CanonicalRequest {
-            route,
-            deployment: deployment.into(),
-            track: track.map(Into::into),
-            exposure_track: None,
-            path_and_query,
-            flag_keys_header: None,
-            body: None,
-        })
+        CacheKey::tracked(route, deployment, track, None, path_and_query)
     }
 
     /// A GET key (the shape of [`CacheKey::new`]) that also forwards
@@ -136,50 +133,91 @@ impl CacheKey {
 
     /// The key's hash (per-process SipHash of the canonical request).
     pub fn hash_value(&self) -> u64 {
-        self.0.hash
+        let mut hash = [0; layout::HEAD];
+        hash.copy_from_slice(&self.0[..layout::HEAD]);
+        u64::from_le_bytes(hash)
+    }
+
+    fn fields(&self) -> layout::Fields {
+        layout::fields(&self.0)
+    }
+
+    /// A field as text: every field was written from a `&str` (a failure would be a bug,
+    /// answered with an empty field rather than a panic).
+    fn text(&self, range: Range<usize>) -> &str {
+        std::str::from_utf8(&self.0[range]).unwrap_or_default()
     }
 
     pub fn route(&self) -> RouteFamily {
-        self.0.parts.route
+        self.fields().route
     }
 
     pub fn deployment(&self) -> &str {
-        &self.0.parts.deployment
+        self.text(self.fields().deployment)
     }
 
     pub fn track(&self) -> Option<&str> {
-        self.0.parts.track.as_deref()
+        self.fields().track.map(|r| self.text(r))
     }
 
     /// `X-Amp-Exp-Exposure-Track` as forwarded (`no-track` under `upstream.tracking =
     /// "never"`).
     pub fn exposure_track(&self) -> Option<&str> {
-        self.0.parts.exposure_track.as_deref()
+        self.fields().exposure_track.map(|r| self.text(r))
     }
 
-    pub fn path_and_query(&self) -> &str {
-        &self.0.parts.path_and_query
+    /// The canonical path and query, as forwarded (written back from its decoded form).
+    pub fn path_and_query(&self) -> Cow<'_, str> {
+        let fields = self.fields();
+        let stored = fields.path_and_query;
+        if fields.packed {
+            Cow::Owned(query::unpack(&self.0[stored]))
+        } else {
+            Cow::Borrowed(self.text(stored))
+        }
+    }
+
+    /// Writes [`CacheKey::path_and_query`] to `out`.
+    fn path_and_query_into(&self, out: &mut Vec<u8>) {
+        let fields = self.fields();
+        let stored = &self.0[fields.path_and_query];
+        if fields.packed {
+            query::unpack_into(stored, out);
+        } else {
+            out.extend_from_slice(stored);
+        }
     }
 
     pub fn flag_keys_header(&self) -> Option<&str> {
-        self.0.parts.flag_keys_header.as_deref()
+        self.fields().flag_keys_header.map(|r| self.text(r))
     }
 
     /// The canonical user sent as a POST body, if this key is a POST.
     pub fn body(&self) -> Option<&str> {
-        self.0.parts.body.as_deref()
+        self.fields().body.map(|r| self.text(r))
     }
 
-    /// Bytes this key holds, for the cache's weigher.
-    pub fn weight(&self) -> usize {
-        let p = &self.0.parts;
-        let len = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        p.deployment.len()
-            + p.path_and_query.len()
-            + len(&p.track)
-            + len(&p.exposure_track)
-            + len(&p.flag_keys_header)
-            + len(&p.body)
+    /// Bytes of the key's one allocation (`Arc` counts included), for the cache's weigher.
+    pub fn heap_bytes(&self) -> usize {
+        2 * std::mem::size_of::<usize>() + self.0.len()
+    }
+
+    /// Length of the canonical request's fields as forwarded: the deployment key, the path
+    /// and query, the headers' values and the body (what a key would hold undecoded).
+    pub fn canonical_len(&self) -> usize {
+        let f = self.fields();
+        let len = |r: Option<Range<usize>>| r.map_or(0, |r| r.len());
+        let pq = if f.packed {
+            query::unpacked_len(&self.0[f.path_and_query.clone()])
+        } else {
+            f.path_and_query.len()
+        };
+        f.deployment.len()
+            + pq
+            + len(f.track)
+            + len(f.exposure_track)
+            + len(f.flag_keys_header)
+            + len(f.body)
     }
 
     /// The request sent upstream on a miss, built from the key alone.
@@ -189,9 +227,12 @@ impl CacheKey {
         } else {
             Method::GET
         };
+        let mut uri = Vec::with_capacity(base.len() + self.canonical_len());
+        uri.extend_from_slice(base.as_bytes());
+        self.path_and_query_into(&mut uri);
         let mut builder = Request::builder()
             .method(method)
-            .uri(concat_exact(base, self.path_and_query()))
+            .uri(uri)
             .header(header::ACCEPT, HeaderValue::from_static("application/json"))
             .header(header::USER_AGENT, HeaderValue::from_static(USER_AGENT))
             .header(
@@ -228,7 +269,6 @@ impl CacheKey {
         if self.body().is_some() {
             return None;
         }
-        let target_ok = |s: &str| s.bytes().all(|b| (0x21..0x7f).contains(&b));
         let value_ok = |s: &str| s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
         let extra = [
             ("x-amp-exp-track", self.track()),
@@ -237,22 +277,20 @@ impl CacheKey {
         ];
         let fields_ok =
             value_ok(self.deployment()) && extra.iter().all(|(_, v)| v.is_none_or(value_ok));
-        if !(target_ok(prefix) && target_ok(self.path_and_query()) && fields_ok) {
+        let mut target = Vec::with_capacity(self.canonical_len());
+        self.path_and_query_into(&mut target);
+        let target_ok = |s: &[u8]| s.iter().all(|b| (0x21..0x7f).contains(b));
+        if !(target_ok(prefix.as_bytes()) && target_ok(&target) && fields_ok) {
             return None;
         }
-        let mut head = Vec::with_capacity(192 + self.weight());
+        let mut head = Vec::with_capacity(192 + self.canonical_len());
         let mut line = |parts: &[&[u8]]| {
             for part in parts {
                 head.extend_from_slice(part);
             }
             head.extend_from_slice(b"\r\n");
         };
-        line(&[
-            b"GET ",
-            prefix.as_bytes(),
-            self.path_and_query().as_bytes(),
-            b" HTTP/1.1",
-        ]);
+        line(&[b"GET ", prefix.as_bytes(), &target, b" HTTP/1.1"]);
         line(&[b"host: ", host.as_bytes()]);
         line(&[b"accept: application/json"]);
         line(&[b"user-agent: ", USER_AGENT.as_bytes()]);
@@ -278,15 +316,19 @@ fn concat_exact(a: &str, b: &str) -> String {
 
 impl From<CanonicalRequest> for CacheKey {
     fn from(parts: CanonicalRequest) -> CacheKey {
-        let hash = process_hasher().hash_one(&parts);
-        CacheKey(Arc::new(Inner { parts, hash }))
+        CacheKey(layout::encode(&parts, |bytes| {
+            let hash = process_hasher().hash_one(&bytes[layout::HEAD..]);
+            bytes[..layout::HEAD].copy_from_slice(&hash.to_le_bytes());
+            Arc::from(&*bytes)
+        }))
     }
 }
 
+/// Equal exactly when the canonical requests are: the bytes are a bijection of them
+/// (the hash first, so most unequal keys differ in the first word).
 impl PartialEq for CacheKey {
     fn eq(&self, other: &CacheKey) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-            || (self.0.hash == other.0.hash && self.0.parts == other.0.parts)
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
     }
 }
 
@@ -294,7 +336,7 @@ impl Eq for CacheKey {}
 
 impl Hash for CacheKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0.hash);
+        state.write_u64(self.hash_value());
     }
 }
 
@@ -338,21 +380,4 @@ impl fmt::Debug for CacheKey {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::RouteFamily;
-
-    #[test]
-    fn all_lists_every_family_once() {
-        for (at, family) in RouteFamily::ALL.into_iter().enumerate() {
-            // Exhaustive: a new family does not compile here until it is placed in `ALL`.
-            let expected = match family {
-                RouteFamily::V1Vardata => 0,
-                RouteFamily::SdkV2Vardata => 1,
-                RouteFamily::SdkVardata => 2,
-                RouteFamily::SdkV2Flags => 3,
-                RouteFamily::V1Flags => 4,
-            };
-            assert_eq!(at, expected, "{family:?}");
-        }
-    }
-}
+mod tests;
