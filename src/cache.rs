@@ -21,32 +21,108 @@ use crate::upstream::UpstreamResponse;
 
 /// What is stored: status (200, or 401 in the negative cache), content type, body, and
 /// the fetch time with the entry's lifetimes.
+///
+/// Kept small (it sits inline in moka's entry): the content type of almost every answer
+/// costs no allocation, and the lifetimes are milliseconds.
 #[derive(Debug, Clone)]
 pub struct CachedResponse {
     pub status: StatusCode,
-    pub content_type: Option<HeaderValue>,
+    content_type: ContentType,
     pub body: Bytes,
     /// When the upstream answered; `Age` counts from here.
     pub fetched_at: Instant,
-    /// How long the entry is fresh, from `fetched_at`.
-    pub fresh_for: Duration,
-    /// How long past freshness the entry is kept for stale serving.
-    pub grace: Duration,
+    /// How long the entry is fresh, from `fetched_at`, in milliseconds.
+    fresh_ms: u32,
+    /// How long past freshness the entry is kept for stale serving, in milliseconds.
+    grace_ms: u32,
     /// Compressed bodies made so far ([`variants`]); `None` until the first.
     pub variants: Option<Arc<Variants>>,
 }
 
 /// The content type of almost every answer, stored without an allocation.
 const JSON: &str = "application/json";
+static JSON_VALUE: HeaderValue = HeaderValue::from_static(JSON);
 
-/// Fixed per-entry memory counted against `cache.max_bytes` beside the key, body and
-/// content type: moka's entry, its order and timer nodes and map slot, the key's and the
-/// entry's own structs, and the allocator's share. Measured (RSS of a full cache of
-/// typical answers, minus their content, over the entries held) at about 1.1 KiB, so
-/// that `cache.max_bytes` bounds the memory the cache really takes, not just its payload.
-const ENTRY_OVERHEAD: usize = 1024;
+/// A stored content type: none, JSON (no allocation), or another value.
+#[derive(Debug, Clone)]
+enum ContentType {
+    Absent,
+    Json,
+    Other(Box<HeaderValue>),
+}
+
+impl ContentType {
+    /// `value` as stored: copied into an allocation of its own, so that it does not keep
+    /// the connection's read buffer it was parsed from alive.
+    fn stored(value: Option<&HeaderValue>) -> ContentType {
+        match value {
+            None => ContentType::Absent,
+            Some(ct) if ct == JSON && !ct.is_sensitive() => ContentType::Json,
+            Some(ct) => {
+                let mut copy =
+                    HeaderValue::from_bytes(ct.as_bytes()).unwrap_or_else(|_| ct.clone());
+                copy.set_sensitive(ct.is_sensitive());
+                ContentType::Other(Box::new(copy))
+            }
+        }
+    }
+
+    fn get(&self) -> Option<&HeaderValue> {
+        match self {
+            ContentType::Absent => None,
+            ContentType::Json => Some(&JSON_VALUE),
+            ContentType::Other(value) => Some(value),
+        }
+    }
+
+    /// Heap bytes beside the entry.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            ContentType::Other(value) => {
+                weight::allocation(std::mem::size_of::<HeaderValue>())
+                    + weight::allocation(value.len())
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// A lifetime in milliseconds, saturating at about 49 days (far past `cache.max_ttl_s`
+/// plus the stale windows of any sensible configuration).
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// What `Bytes` allocates when a body copied into it is first cloned (its shared count).
+const BYTES_SHARED: usize = 24;
+
+/// The least an entry weighs: moka's structures, its value and a key of a few bytes.
+fn min_entry_weight() -> usize {
+    weight::MOKA_PER_ENTRY + weight::moka_value_entry(std::mem::size_of::<CachedResponse>()) + 32
+}
 
 impl CachedResponse {
+    /// An entry of `body` with `content_type`, fetched at `fetched_at`, fresh for
+    /// `fresh_for` then kept `grace` longer for stale serving.
+    pub fn new(
+        status: StatusCode,
+        content_type: Option<&HeaderValue>,
+        body: Bytes,
+        fetched_at: Instant,
+        fresh_for: Duration,
+        grace: Duration,
+    ) -> CachedResponse {
+        CachedResponse {
+            status,
+            content_type: ContentType::stored(content_type),
+            body,
+            fetched_at,
+            fresh_ms: millis(fresh_for),
+            grace_ms: millis(grace),
+            variants: None,
+        }
+    }
+
     /// The entry to store for an upstream answer with `status`.
     ///
     /// Body and content type are copied into allocations of their own: as hyper reads
@@ -61,31 +137,63 @@ impl CachedResponse {
         fresh_for: Duration,
         grace: Duration,
     ) -> CachedResponse {
-        let content_type = upstream.headers.get(http::header::CONTENT_TYPE).map(|ct| {
-            if ct == JSON && !ct.is_sensitive() {
-                HeaderValue::from_static(JSON)
-            } else {
-                let mut copy =
-                    HeaderValue::from_bytes(ct.as_bytes()).unwrap_or_else(|_| ct.clone());
-                copy.set_sensitive(ct.is_sensitive());
-                copy
-            }
-        });
-        CachedResponse {
+        CachedResponse::new(
             status,
-            content_type,
-            body: Bytes::copy_from_slice(&upstream.body),
+            upstream.headers.get(http::header::CONTENT_TYPE),
+            Bytes::copy_from_slice(&upstream.body),
             fetched_at,
             fresh_for,
             grace,
-            variants: None,
-        }
+        )
+    }
+
+    /// The stored `Content-Type`, if the answer had one.
+    pub fn content_type(&self) -> Option<&HeaderValue> {
+        self.content_type.get()
+    }
+
+    /// How long the entry is fresh, from `fetched_at`.
+    pub fn fresh_for(&self) -> Duration {
+        Duration::from_millis(self.fresh_ms.into())
+    }
+
+    /// How long past freshness the entry is kept for stale serving.
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms.into())
+    }
+
+    /// Shortens the lifetimes to at most `fresh_for` and `grace`.
+    pub fn cap_lifetimes(&mut self, fresh_for: Duration, grace: Duration) {
+        self.fresh_ms = self.fresh_ms.min(millis(fresh_for));
+        self.grace_ms = self.grace_ms.min(millis(grace));
+    }
+
+    /// Freshness plus grace: how long after its fetch the entry leaves the cache.
+    pub fn lifetime(&self) -> Duration {
+        self.fresh_for() + self.grace()
+    }
+
+    /// What the entry and its key cost in memory ([`weight`]): moka's structures, the
+    /// key's allocation, the body's (and the count `Bytes` allocates when it is first
+    /// cloned), the content type's and the compressed variants'.
+    fn weight(&self, key: &CacheKey) -> u32 {
+        let body = match self.body.len() {
+            0 => 0,
+            n => weight::allocation(n) + weight::allocation(BYTES_SHARED),
+        };
+        let bytes = weight::MOKA_PER_ENTRY
+            + weight::moka_value_entry(std::mem::size_of::<CachedResponse>())
+            + weight::allocation(key.heap_bytes())
+            + body
+            + self.content_type.heap_bytes()
+            + self.variants.as_ref().map_or(0, |v| v.heap_bytes());
+        u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 
     /// How long past its freshness the entry is at `now`; `None` while fresh.
     pub fn stale_by(&self, now: Instant) -> Option<Duration> {
         let age = now.saturating_duration_since(self.fetched_at);
-        age.checked_sub(self.fresh_for)
+        age.checked_sub(self.fresh_for())
     }
 
     /// Whole seconds since the fetch, for the `Age` header.
@@ -96,8 +204,8 @@ impl CachedResponse {
     /// The entry as the upstream response it was stored from.
     pub fn into_upstream_response(self) -> UpstreamResponse {
         let mut headers = http::HeaderMap::new();
-        if let Some(ct) = self.content_type {
-            headers.insert(http::header::CONTENT_TYPE, ct);
+        if let Some(ct) = self.content_type.get() {
+            headers.insert(http::header::CONTENT_TYPE, ct.clone());
         }
         UpstreamResponse {
             status: self.status,
@@ -105,22 +213,13 @@ impl CachedResponse {
             body: self.body,
         }
     }
-
-    fn weight(&self, key: &CacheKey) -> u32 {
-        let bytes = key.heap_bytes()
-            + self.body.len()
-            + self.content_type.as_ref().map_or(0, |v| v.len())
-            + self.variants.as_ref().map_or(0, |v| v.len())
-            + ENTRY_OVERHEAD;
-        u32::try_from(bytes).unwrap_or(u32::MAX)
-    }
 }
 
-/// The most entries a full cache can hold (each weighs at least [`ENTRY_OVERHEAD`]), so
+/// The most entries a full cache can hold (each weighs at least [`min_entry_weight`]), so
 /// the map never grows; capped at 2^20 entries (1 GiB of `cache.max_bytes`) so a huge
 /// budget does not allocate a huge table at start (past it, the map grows as it fills).
 fn initial_capacity(max_bytes: u64) -> usize {
-    usize::try_from(max_bytes / ENTRY_OVERHEAD as u64)
+    usize::try_from(max_bytes / min_entry_weight() as u64)
         .unwrap_or(usize::MAX)
         .min(1 << 20)
 }
@@ -136,7 +235,7 @@ impl<K> Expiry<K, CachedResponse> for PerEntryTtl {
         value: &CachedResponse,
         _: StdInstant,
     ) -> Option<Duration> {
-        Some(value.fresh_for + value.grace)
+        Some(value.lifetime())
     }
 
     /// A refreshed answer gets its own lifetime (moka's default keeps the old deadline),
@@ -149,8 +248,7 @@ impl<K> Expiry<K, CachedResponse> for PerEntryTtl {
         _: StdInstant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        let lifetime = value.fresh_for + value.grace;
-        Some(lifetime.saturating_sub(value.fetched_at.elapsed()))
+        Some(value.lifetime().saturating_sub(value.fetched_at.elapsed()))
     }
 }
 
@@ -380,6 +478,7 @@ impl Drop for Purging {
 }
 
 mod variants;
+pub mod weight;
 
 pub use variants::Variants;
 

@@ -14,6 +14,17 @@ use evalgate::server::{CertStore, Listeners, TlsListener};
 use evalgate::{AdminServer, Config, Gateway};
 use futures_util::FutureExt;
 
+/// jemalloc unless built without it (Cargo.toml, `[features]`): it returns freed memory
+/// to the system steadily, so RSS under constant eviction stays near what the cache
+/// weighs (README, "Memory").
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for a bad configuration (`EX_USAGE`).
 const EX_CONFIG: u8 = 64;
 /// Exit status of `--check --connect` when Redis cannot be reached (`EX_UNAVAILABLE`).

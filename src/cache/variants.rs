@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use moka::ops::compute::Op;
 
-use super::{CachedResponse, ResponseCache};
+use super::{CachedResponse, ResponseCache, weight};
 use crate::compression::Encoding;
 use crate::key::CacheKey;
 
@@ -42,9 +42,17 @@ impl Variants {
         self
     }
 
-    /// Bytes held, for the entry's weight.
-    pub(super) fn len(&self) -> usize {
-        self.gzip.as_ref().map_or(0, Bytes::len) + self.br.as_ref().map_or(0, Bytes::len)
+    /// Bytes held with the `Arc` around them, for the entry's weight: each body's
+    /// allocation and the count `Bytes` allocates when it is first cloned.
+    pub(super) fn heap_bytes(&self) -> usize {
+        let body = |b: &Option<Bytes>| {
+            b.as_ref().map_or(0, |b| {
+                weight::allocation(b.len()) + weight::allocation(super::BYTES_SHARED)
+            })
+        };
+        weight::allocation(2 * std::mem::size_of::<usize>() + std::mem::size_of::<Variants>())
+            + body(&self.gzip)
+            + body(&self.br)
     }
 }
 

@@ -67,7 +67,9 @@ pub fn compress(encoding: Encoding, body: &[u8], levels: Levels) -> Bytes {
             writer.into_inner()
         }
     };
-    Bytes::from(out)
+    // Exactly as long as the output: it is kept with the cache entry, whose weight counts
+    // the bytes held ([`crate::cache::weight`]), not a buffer's spare capacity.
+    Bytes::from(out.into_boxed_slice())
 }
 
 /// A `Content-Encoding` of an upstream answer that evalgate decodes.

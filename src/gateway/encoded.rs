@@ -24,7 +24,7 @@ impl Gateway {
         accepted: Accepted,
     ) -> Response<response::Body> {
         let compressor = &self.inner.compressor;
-        let ct = entry.content_type.as_ref();
+        let ct = entry.content_type();
         let age = entry.age_secs(now);
         let compressible = entry.status == StatusCode::OK && compressor.enabled();
         let encoding = compressible

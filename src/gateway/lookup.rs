@@ -291,8 +291,7 @@ impl Gateway {
         // is not trusted past them).
         let grace = cache.stale_while_revalidate_s.max(cache.stale_if_error_s);
         let longest = cache.max_ttl_s.max(cache.flags_ttl_s).max(cache.ttl_s);
-        entry.fresh_for = entry.fresh_for.min(Duration::from_secs(longest));
-        entry.grace = entry.grace.min(Duration::from_secs(grace));
+        entry.cap_lifetimes(Duration::from_secs(longest), Duration::from_secs(grace));
         // Kept in L1 unless a purge came in meanwhile.
         let current = || self.inner.generation.load(Ordering::SeqCst) == generation;
         if current() {

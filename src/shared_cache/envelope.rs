@@ -27,18 +27,15 @@ pub fn unix_ms(at: SystemTime) -> u64 {
 pub fn encode(entry: &CachedResponse, now: Instant, wall_now: SystemTime) -> Vec<u8> {
     let age = now.saturating_duration_since(entry.fetched_at);
     let fetched = unix_ms(wall_now).saturating_sub(millis(age));
-    let ct = entry
-        .content_type
-        .as_ref()
-        .map_or(&[][..], |v| v.as_bytes());
+    let ct = entry.content_type().map_or(&[][..], |v| v.as_bytes());
     let ct = &ct[..ct.len().min(usize::from(u16::MAX))];
     let mut out = Vec::with_capacity(HEADER + ct.len() + entry.body.len());
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.extend_from_slice(&entry.status.as_u16().to_be_bytes());
     out.extend_from_slice(&fetched.to_be_bytes());
-    out.extend_from_slice(&millis(entry.fresh_for).to_be_bytes());
-    out.extend_from_slice(&millis(entry.grace).to_be_bytes());
+    out.extend_from_slice(&millis(entry.fresh_for()).to_be_bytes());
+    out.extend_from_slice(&millis(entry.grace()).to_be_bytes());
     out.extend_from_slice(&(ct.len() as u16).to_be_bytes());
     out.extend_from_slice(ct);
     out.extend_from_slice(&entry.body);
@@ -65,29 +62,25 @@ pub fn decode(bytes: &[u8], now: Instant, wall_now: SystemTime) -> Option<Cached
     let (ct, body) = rest.split_at(ct_len);
     let content_type = match ct {
         [] => None,
-        b"application/json" => Some(HeaderValue::from_static("application/json")),
         other => Some(HeaderValue::from_bytes(other).ok()?),
     };
     let age = Duration::from_millis(unix_ms(wall_now).saturating_sub(fetched));
     let fetched_at = now.checked_sub(age).unwrap_or(now);
-    Some(CachedResponse {
+    Some(CachedResponse::new(
         status,
-        content_type,
-        body: Bytes::copy_from_slice(body),
+        content_type.as_ref(),
+        Bytes::copy_from_slice(body),
         fetched_at,
         fresh_for,
         grace,
-        variants: None,
-    })
+    ))
 }
 
 /// How long Redis should keep `entry` from `now`: what is left of its freshness and
 /// grace; `None` when nothing is.
 pub fn remaining(entry: &CachedResponse, now: Instant) -> Option<Duration> {
     let age = now.saturating_duration_since(entry.fetched_at);
-    (entry.fresh_for + entry.grace)
-        .checked_sub(age)
-        .filter(|d| !d.is_zero())
+    entry.lifetime().checked_sub(age).filter(|d| !d.is_zero())
 }
 
 fn millis(d: Duration) -> u64 {
@@ -98,32 +91,31 @@ fn millis(d: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    fn entry(now: Instant) -> CachedResponse {
-        CachedResponse {
-            status: StatusCode::OK,
-            content_type: Some(HeaderValue::from_static("application/json")),
-            body: Bytes::from_static(br#"{"f":{"key":"on"}}"#),
-            fetched_at: now - Duration::from_secs(5),
-            fresh_for: Duration::from_secs(60),
-            grace: Duration::from_secs(30),
-            variants: None,
-        }
+    fn entry(now: Instant, content_type: Option<&'static str>) -> CachedResponse {
+        CachedResponse::new(
+            StatusCode::OK,
+            content_type.map(HeaderValue::from_static).as_ref(),
+            Bytes::from_static(br#"{"f":{"key":"on"}}"#),
+            now - Duration::from_secs(5),
+            Duration::from_secs(60),
+            Duration::from_secs(30),
+        )
     }
 
     #[test]
     fn round_trip_keeps_everything_and_the_age() {
         let now = Instant::now();
         let wall = SystemTime::now();
-        let e = entry(now);
+        let e = entry(now, Some("application/json"));
         let bytes = encode(&e, now, wall);
         // Read two seconds later on another instance.
         let later = now + Duration::from_secs(2);
         let back = decode(&bytes, later, wall + Duration::from_secs(2)).unwrap();
         assert_eq!(back.status, e.status);
-        assert_eq!(back.content_type, e.content_type);
+        assert_eq!(back.content_type(), e.content_type());
         assert_eq!(back.body, e.body);
-        assert_eq!(back.fresh_for, e.fresh_for);
-        assert_eq!(back.grace, e.grace);
+        assert_eq!(back.fresh_for(), e.fresh_for());
+        assert_eq!(back.grace(), e.grace());
         assert_eq!(back.age_secs(later), 7);
     }
 
@@ -131,17 +123,16 @@ mod tests {
     fn other_content_types_and_401s_round_trip() {
         let now = Instant::now();
         let wall = SystemTime::now();
-        let mut e = entry(now);
+        let mut e = entry(now, Some("text/plain; charset=utf-8"));
         e.status = StatusCode::UNAUTHORIZED;
-        e.content_type = Some(HeaderValue::from_static("text/plain; charset=utf-8"));
         let back = decode(&encode(&e, now, wall), now, wall).unwrap();
         assert_eq!(back.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(back.content_type, e.content_type);
-        e.content_type = None;
+        assert_eq!(back.content_type(), e.content_type());
+        let e = entry(now, None);
         assert_eq!(
             decode(&encode(&e, now, wall), now, wall)
                 .unwrap()
-                .content_type,
+                .content_type(),
             None
         );
     }
@@ -150,7 +141,7 @@ mod tests {
     fn garbage_and_other_versions_are_misses() {
         let now = Instant::now();
         let wall = SystemTime::now();
-        let mut bytes = encode(&entry(now), now, wall);
+        let mut bytes = encode(&entry(now, Some("application/json")), now, wall);
         assert!(decode(b"", now, wall).is_none());
         assert!(decode(b"EG", now, wall).is_none());
         assert!(decode(&bytes[..HEADER - 1], now, wall).is_none());
@@ -162,7 +153,7 @@ mod tests {
     fn a_fetch_time_in_the_future_counts_as_now() {
         let now = Instant::now();
         let wall = SystemTime::now();
-        let bytes = encode(&entry(now), now, wall);
+        let bytes = encode(&entry(now, Some("application/json")), now, wall);
         let back = decode(&bytes, now, wall - Duration::from_secs(60)).unwrap();
         assert_eq!(back.age_secs(now), 0);
     }
@@ -170,7 +161,7 @@ mod tests {
     #[test]
     fn remaining_lifetime_counts_from_the_fetch() {
         let now = Instant::now();
-        let e = entry(now);
+        let e = entry(now, Some("application/json"));
         assert_eq!(remaining(&e, now), Some(Duration::from_secs(85)));
         assert_eq!(remaining(&e, now + Duration::from_secs(85)), None);
     }
