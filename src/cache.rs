@@ -28,7 +28,9 @@ use crate::upstream::UpstreamResponse;
 pub struct CachedResponse {
     pub status: StatusCode,
     content_type: ContentType,
-    pub body: Bytes,
+    /// The body in an allocation of its own, exactly its length ([`CachedResponse::body`]
+    /// hands it out as `Bytes` without a copy).
+    body: Arc<[u8]>,
     /// When the upstream answered; `Age` counts from here.
     pub fetched_at: Instant,
     /// How long the entry is fresh, from `fetched_at`, in milliseconds.
@@ -93,7 +95,8 @@ fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
-/// What `Bytes` allocates when a body copied into it is first cloned (its shared count).
+/// What `Bytes` allocates when a body copied into it is first cloned (its shared count):
+/// held by compressed variants.
 const BYTES_SHARED: usize = 24;
 
 /// The least an entry weighs: moka's structures, its value and a key of a few bytes.
@@ -107,7 +110,7 @@ impl CachedResponse {
     pub fn new(
         status: StatusCode,
         content_type: Option<&HeaderValue>,
-        body: Bytes,
+        body: &[u8],
         fetched_at: Instant,
         fresh_for: Duration,
         grace: Duration,
@@ -115,7 +118,7 @@ impl CachedResponse {
         CachedResponse {
             status,
             content_type: ContentType::stored(content_type),
-            body,
+            body: Arc::from(body),
             fetched_at,
             fresh_ms: millis(fresh_for),
             grace_ms: millis(grace),
@@ -140,11 +143,22 @@ impl CachedResponse {
         CachedResponse::new(
             status,
             upstream.headers.get(http::header::CONTENT_TYPE),
-            Bytes::copy_from_slice(&upstream.body),
+            &upstream.body,
             fetched_at,
             fresh_for,
             grace,
         )
+    }
+
+    /// The stored body, as `Bytes` sharing the entry's allocation (no copy; a handle of a
+    /// few words is allocated for it).
+    pub fn body(&self) -> Bytes {
+        Bytes::from_owner(self.body.clone())
+    }
+
+    /// The stored body's bytes.
+    pub fn body_slice(&self) -> &[u8] {
+        &self.body
     }
 
     /// The stored `Content-Type`, if the answer had one.
@@ -174,13 +188,9 @@ impl CachedResponse {
     }
 
     /// What the entry and its key cost in memory ([`weight`]): moka's structures, the
-    /// key's allocation, the body's (and the count `Bytes` allocates when it is first
-    /// cloned), the content type's and the compressed variants'.
+    /// key's and the body's allocations, the content type's and the compressed variants'.
     fn weight(&self, key: &CacheKey) -> u32 {
-        let body = match self.body.len() {
-            0 => 0,
-            n => weight::allocation(n) + weight::allocation(BYTES_SHARED),
-        };
+        let body = weight::allocation(2 * std::mem::size_of::<usize>() + self.body.len());
         let bytes = weight::MOKA_PER_ENTRY
             + weight::moka_value_entry(std::mem::size_of::<CachedResponse>())
             + weight::allocation(key.heap_bytes())
@@ -210,7 +220,7 @@ impl CachedResponse {
         UpstreamResponse {
             status: self.status,
             headers,
-            body: self.body,
+            body: self.body(),
         }
     }
 }

@@ -57,10 +57,10 @@ impl Landed {
         }
     }
 
-    pub fn body(&self) -> &bytes::Bytes {
+    pub fn body(&self) -> bytes::Bytes {
         match self {
-            Landed::Upstream(r) => &r.body,
-            Landed::Shared(e) => &e.body,
+            Landed::Upstream(r) => r.body.clone(),
+            Landed::Shared(e) => e.body(),
         }
     }
 }

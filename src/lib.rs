@@ -25,11 +25,13 @@
 //!   tracking headers);
 //!   [`spelling`] remembers the keys of `/v1/vardata` spellings seen to hit, so the same
 //!   spelling again skips it.
-//! - [`key`]: the cache key, which is also the canonical upstream request.
+//! - [`key`]: the cache key, which is also the canonical upstream request, held in one
+//!   allocation with the path and query decoded (written back on a miss).
 //! - [`cache`]: the byte-bounded moka cache of 200 responses (kept past freshness for
 //!   stale serving) and the negative cache of 401s; each entry keeps the compressed
 //!   variants made from it ([`cache::Variants`], one per encoding, counted in its
-//!   weight); [`freshness`] decides lifetimes.
+//!   weight); an entry weighs what its allocations and moka's cost ([`cache::weight`]);
+//!   [`freshness`] decides lifetimes.
 //! - [`coalesce`]: one upstream request for any number of concurrent identical misses;
 //!   fills nobody waits for any more run on within `upstream.max_abandoned_fills`.
 //! - [`shared_cache`]: the optional second tier on Redis shared by a fleet
@@ -82,8 +84,9 @@
 //!   bad keys and contexts, byte-identical for a seed. Not on the request path.
 //!
 //! Around them: [`config`] (the `config.toml` schema and validation), [`logging`],
-//! [`shutdown`] (signals), [`mask`] (deployment keys in logs) and [`b64`] (the SDKs'
-//! base64 flavours).
+//! [`shutdown`] (signals), [`mask`] (deployment keys in logs), [`memory`] (the process's
+//! resident set and the allocator's counts, for metrics) and [`b64`] (the SDKs' base64
+//! flavours).
 
 #![forbid(unsafe_code)]
 
@@ -106,6 +109,7 @@ pub mod key;
 pub mod live;
 pub mod logging;
 pub mod mask;
+pub mod memory;
 pub mod metrics;
 pub mod normalize;
 pub mod reload;

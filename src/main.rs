@@ -112,6 +112,8 @@ struct SnapshotArgs {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "jemalloc")]
+    evalgate::memory::set_jemalloc_is_global();
     let mut cli = Cli::parse();
     match cli.command.take() {
         Some(Command::Snapshot(args)) => return snapshot(args),

@@ -18,6 +18,7 @@ mod cors;
 mod health;
 pub mod histogram;
 mod labels;
+pub mod memory;
 mod shared;
 pub mod simulation;
 pub mod tls;
@@ -48,6 +49,7 @@ use labels::{
     CACHE, CLASSES, DROP_REASONS, Labels, OUTCOMES, POLL_RESULTS, PURGE_SCOPES, ROUTES,
     cache_index, family, one_label, route_index,
 };
+use memory::MemoryMetrics;
 pub use shared::{OPS as SHARED_CACHE_OPS, SharedCacheMetrics};
 use simulation::SimulationMetrics;
 use tls::TlsMetrics;
@@ -104,6 +106,8 @@ pub struct Metrics {
     cache_bytes: Gauge,
     cache_capacity: Gauge,
     removals: [Counter; REMOVAL_CAUSES.len()],
+    /// Set from the process at each scrape ([`Metrics::observe_memory`]).
+    memory: MemoryMetrics,
     traffic: Traffic,
     last_exchanges: LastExchanges,
 }
@@ -186,6 +190,7 @@ impl Metrics {
         let abandoned = AbandonedFills::register(r);
         let compression = CompressionMetrics::register(r);
         let tls = TlsMetrics::register(r);
+        let memory = MemoryMetrics::register(r);
         let purges = family(
             r,
             "purges",
@@ -236,6 +241,7 @@ impl Metrics {
             inflight,
             abandoned,
             tls,
+            memory,
             shared_cache: SharedCacheMetrics::default(),
             compression,
             simulation: SimulationMetrics::default(),
@@ -390,6 +396,11 @@ impl Metrics {
         for (counter, total) in self.removals.iter().zip(counts.removed) {
             counter.inner().store(total, Ordering::Relaxed);
         }
+    }
+
+    /// Copies the process's memory counts into their metrics; called before each scrape.
+    pub fn observe_memory(&self, stats: &crate::memory::MemoryStats) {
+        self.memory.observe(stats);
     }
 
     /// The Prometheus text exposition (format 0.0.4) of every metric.

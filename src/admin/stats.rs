@@ -25,6 +25,7 @@ async fn cache_counts(gateway: &Gateway) -> CacheCounts {
 pub async fn metrics(gateway: &Gateway) -> Response<Body> {
     let metrics = gateway.metrics();
     metrics.observe_cache(&cache_counts(gateway).await);
+    metrics.observe_memory(&crate::memory::stats());
     let mut response = Response::new(Body::from(metrics.encode()));
     response
         .headers_mut()
@@ -55,6 +56,9 @@ pub async fn stats(gateway: &Gateway) -> Response<Body> {
             "fill_ratio": ratio(cache.weighted_bytes, cache.capacity_bytes),
             "removed": removed,
         },
+        // The process's resident set and, on jemalloc, what the allocator counts: to set
+        // the cache's weighted bytes beside.
+        "memory": crate::memory::stats(),
         "upstream": {
             "inflight": metrics.inflight_now(),
             "latency_ms": metrics.upstream_latency(),

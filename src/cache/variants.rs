@@ -65,7 +65,12 @@ impl CachedResponse {
     /// Whether `body` is this entry's body itself (the same allocation, not equal bytes):
     /// while the caller holds `body`, no other entry can have it.
     pub fn has_body(&self, body: &Bytes) -> bool {
-        self.body.as_ptr() == body.as_ptr() && self.body.len() == body.len()
+        self.body_slice().as_ptr() == body.as_ptr() && self.body_slice().len() == body.len()
+    }
+
+    /// Whether `other` holds this entry's body itself (the same allocation).
+    pub fn same_body(&self, other: &CachedResponse) -> bool {
+        Arc::ptr_eq(&self.body, &other.body)
     }
 }
 
@@ -102,7 +107,7 @@ impl ResponseCache {
             .and_compute_with(|current| {
                 let op = match current {
                     Some(current)
-                        if current.value().has_body(&source.body)
+                        if current.value().same_body(source)
                             && self.epoch.load(Ordering::SeqCst) == epoch =>
                     {
                         let mut entry = current.into_value();
@@ -141,7 +146,7 @@ impl ResponseCache {
             .and_compute_with(|current| {
                 let purged = current
                     .as_ref()
-                    .is_some_and(|c| c.value().has_body(&source.body));
+                    .is_some_and(|c| c.value().same_body(source));
                 std::future::ready(if purged { Op::Remove } else { Op::Nop })
             })
             .await;

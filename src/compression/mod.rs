@@ -98,14 +98,14 @@ impl Compressor {
             return Some(bytes.clone());
         }
         let (cache, key, source) = (cache.clone(), key.clone(), entry.clone());
-        self.job(&entry.body, encoding, move |work| async move {
+        self.job(&entry.body(), encoding, move |work| async move {
             // Another job may have stored it just before this one started.
             let current = cache.get(&key).await;
-            let stored = current.filter(|c| c.has_body(&source.body));
+            let stored = current.filter(|c| c.same_body(&source));
             if let Some(bytes) = stored.as_ref().and_then(|c| c.variant(encoding)) {
                 return Some(bytes.clone());
             }
-            let bytes = work.compress(source.body.clone(), encoding).await?;
+            let bytes = work.compress(source.body(), encoding).await?;
             cache
                 .add_variant(&key, &source, encoding, bytes.clone())
                 .await;

@@ -28,7 +28,7 @@ impl Gateway {
         let age = entry.age_secs(now);
         let compressible = entry.status == StatusCode::OK && compressor.enabled();
         let encoding = compressible
-            .then(|| compressor.choose(accepted, entry.body.len()))
+            .then(|| compressor.choose(accepted, entry.body_slice().len()))
             .flatten();
         let mut encoding = encoding;
         let body = match encoding {
@@ -38,9 +38,9 @@ impl Gateway {
                 .or_else(|| {
                     // Compression is optional: busy, or cancelled, the answer is identity.
                     encoding = None;
-                    Some(entry.body.clone())
+                    Some(entry.body())
                 }),
-            None => Some(entry.body.clone()),
+            None => Some(entry.body()),
         }
         .unwrap_or_default();
         let mut response = response::with_cache_headers(entry.status, ct, body, cache, age);

@@ -238,7 +238,7 @@ impl Gateway {
         if let Ok(Some(entry)) = &stored
             && entry.status == StatusCode::OK
         {
-            upstream.body = entry.body.clone();
+            upstream.body = entry.body();
         }
         match (fill, &stored) {
             (Some((shared, slot, lock)), Ok(Some(entry))) => shared.write(slot, entry, lock),

@@ -267,7 +267,7 @@ impl SharedCache {
             metrics.op("write", "skipped");
             return self.release(slot, lock);
         };
-        if entry.body.len() > self.inner.config.max_value_bytes {
+        if entry.body_slice().len() > self.inner.config.max_value_bytes {
             metrics.op("write", "skipped");
             return self.release(slot, lock);
         }

@@ -7,7 +7,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use tokio::time::Instant;
 
@@ -29,7 +28,7 @@ pub fn encode(entry: &CachedResponse, now: Instant, wall_now: SystemTime) -> Vec
     let fetched = unix_ms(wall_now).saturating_sub(millis(age));
     let ct = entry.content_type().map_or(&[][..], |v| v.as_bytes());
     let ct = &ct[..ct.len().min(usize::from(u16::MAX))];
-    let mut out = Vec::with_capacity(HEADER + ct.len() + entry.body.len());
+    let mut out = Vec::with_capacity(HEADER + ct.len() + entry.body_slice().len());
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.extend_from_slice(&entry.status.as_u16().to_be_bytes());
@@ -38,7 +37,7 @@ pub fn encode(entry: &CachedResponse, now: Instant, wall_now: SystemTime) -> Vec
     out.extend_from_slice(&millis(entry.grace()).to_be_bytes());
     out.extend_from_slice(&(ct.len() as u16).to_be_bytes());
     out.extend_from_slice(ct);
-    out.extend_from_slice(&entry.body);
+    out.extend_from_slice(entry.body_slice());
     out
 }
 
@@ -69,7 +68,7 @@ pub fn decode(bytes: &[u8], now: Instant, wall_now: SystemTime) -> Option<Cached
     Some(CachedResponse::new(
         status,
         content_type.as_ref(),
-        Bytes::copy_from_slice(body),
+        body,
         fetched_at,
         fresh_for,
         grace,
@@ -95,7 +94,7 @@ mod tests {
         CachedResponse::new(
             StatusCode::OK,
             content_type.map(HeaderValue::from_static).as_ref(),
-            Bytes::from_static(br#"{"f":{"key":"on"}}"#),
+            br#"{"f":{"key":"on"}}"#,
             now - Duration::from_secs(5),
             Duration::from_secs(60),
             Duration::from_secs(30),
@@ -113,7 +112,7 @@ mod tests {
         let back = decode(&bytes, later, wall + Duration::from_secs(2)).unwrap();
         assert_eq!(back.status, e.status);
         assert_eq!(back.content_type(), e.content_type());
-        assert_eq!(back.body, e.body);
+        assert_eq!(back.body_slice(), e.body_slice());
         assert_eq!(back.fresh_for(), e.fresh_for());
         assert_eq!(back.grace(), e.grace());
         assert_eq!(back.age_secs(later), 7);
