@@ -521,7 +521,7 @@ purge_loop() {
 churn_evalgate() {
     local name=$1 bin=$2 rss0 e w m bound fill_line line flags_line purges max_fill max_churn
     local bursts=$(((CHURN_SECS + BURST_EVERY_S - 1) / BURST_EVERY_S)) npurge=$(((CHURN_SECS - 1) / PURGE_EVERY_S))
-    local bg_fill bg_flags bg_purge ct0 up
+    local bg_fill bg_flags bg_purge ct0 up counters
     log "=== evalgate $name: fill to full, then ${CHURN_SECS} s of churn (misses, flag bursts, purges) at cache.max_bytes = $EVICT_MAX_BYTES ==="
     start_evalgate "$name" "$bin" "$EVICT_MAX_BYTES" "max_response_bytes = $CHURN_MAX_RESPONSE_BYTES"
     EPID=$PID
@@ -575,6 +575,10 @@ churn_evalgate() {
     flags_line=$(tail -1 "$RUN/churn-flags.out")
     purges=$(awk '{printf "%s%s s: %s (%s)", (NR > 1 ? "; " : ""), $1, ($2 == "all" ? "everything" : $2 " " $3), $NF}' "$RUN/churn-purges.out")
     up=$(up_json)
+    # what evalgate counted: compressions (stored variants), evictions by cause, purges
+    counters=$(curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" |
+        awk '/^evalgate_(compressions_total|compressions_skipped_total|cache_evictions_total|purges_total)\{/ {
+            printf "%s%s %s", (n++ ? ", " : ""), $1, $2 }')
     max_churn=$MAXRSS
     kill -0 "$EPID" 2>/dev/null || FAILURES+=("evalgate $name, churn: evalgate exited during the run")
     stop "$EPID"
@@ -592,6 +596,7 @@ churn_evalgate() {
 - churn, unique \`/v1/vardata\` misses: \`${line:-benchc gave no result}\`
 - churn, flag configurations ($BURST_N \`GET /sdk/v2/flags\` every $BURST_EVERY_S s over $BURST_CONNS connections, keys ${FLAGS_KEY_PREFIX}0000… of $FLAGS_KEYS, bodies of $FLAGS_BYTES bytes, every second request with \`Accept-Encoding: gzip, br\`): \`${flags_line:-benchc flags gave no result}\`; the upstream sent $(up_field flags_ok "$up") of them ($(mib "$(up_field flags_body_bytes "$up")") MiB), evalgate's misses
 - churn, purges (t on the table's clock): ${purges:-none}
+- evalgate's counters at the end (\`/metrics\`): ${counters:-none read}
 - baseline RSS (after the warm-up): $(mib "$base_b") MiB; max RSS while filling $(mib $((max_fill * 1024))) MiB, while churning $(mib $((max_churn * 1024))) MiB
 - max RSS: **$(mib "$max_b") MiB** = **$(calc "printf \"%.2f\", $max_b / $EVICT_MAX_BYTES") × max_bytes**; (max RSS − baseline) ÷ max_bytes = $(calc "printf \"%.2f\", ($max_b - $base_b) / $EVICT_MAX_BYTES")
 - bound RSS ≤ 1.1 × max_bytes + 64 MiB = $(mib "$bound") MiB: $verdict
