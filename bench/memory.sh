@@ -17,7 +17,12 @@
 # then the memory again once the cache has settled. Then, per evalgate binary, a fresh process
 # with cache.max_bytes = 256 MiB is filled with unique misses to 1.1 × the entries that fit,
 # then gets 60 s more of unique misses at full speed (each one evicts an entry) while its RSS,
-# weighted bytes, entries and evictions are sampled every 2 s. Prints a markdown report and saves it to
+# weighted bytes, entries and evictions are sampled every 2 s. Then, per evalgate binary, the churn
+# run: a fresh process with the same budget, filled the same way, then 60 s of three things at
+# once: unique misses at full speed, a burst of 300 GET /sdk/v2/flags every 5 s (2,000 deployment
+# keys d0000…d1999, answers of 100–500 KiB, every second request with Accept-Encoding: gzip, br),
+# and a purge every 10 s over the admin listener (the misses' deployment k1, then everything, in
+# turn); sampled the same way. Prints a markdown report and saves it to
 # target/bench-results/memory-<timestamp>.md; progress goes to stderr.
 #
 # Environment (defaults after =):
@@ -29,6 +34,11 @@
 #   NGINX_KEYS_ZONE=256m            nginx keys_zone during a fill (the bench config's 64m holds
 #                                   ~500k keys; 256m holds ~2M)
 #   EVICT_SECS=60 EVICT_MAX_BYTES=268435456 SAMPLE_S=2   the eviction run; EVICT_SECS=0 skips it
+#   CHURN_SECS=60                   the churn run (same budget and sampling); CHURN_SECS=0 skips it
+#   FLAGS_KEYS=2000 FLAGS_BYTES=102400-512000   deployment keys of the flag bursts, body sizes
+#   BURST_N=300 BURST_EVERY_S=5 BURST_CONNS=16  requests per burst, seconds between, connections
+#   PURGE_EVERY_S=10                seconds between purges (deployment k1, everything, in turn)
+#   CHURN_MAX_RESPONSE_BYTES=4194304   upstream.max_response_bytes of the churn run (≥ FLAGS_BYTES' max)
 #   RESULTS_DIR=<repo>/target/bench-results
 #   SERVER_CPU=0 LOADGEN_CPU=1      the target's CPU / benchc's and the upstream's
 set -uo pipefail
@@ -48,7 +58,7 @@ while getopts "b:t:n:h" o; do
     b) BINS+=("$OPTARG") ;;
     t) TARGETS=$OPTARG ;;
     n) COUNTS=$OPTARG ;;
-    *) sed -n '2,36p' "$0"; exit 2 ;;
+    *) sed -n '2,43p' "$0"; exit 2 ;;
     esac
 done
 
@@ -57,6 +67,10 @@ EVALGATE_PORT=${EVALGATE_PORT:-18185} ADMIN_PORT=${ADMIN_PORT:-18186}
 FILL_CONNS=${FILL_CONNS:-64} WARMUP_N=${WARMUP_N:-1000} FILL_MIN_RATE=${FILL_MIN_RATE:-4000}
 FILL_TTL_S=${FILL_TTL_S:-3600} NGINX_KEYS_ZONE=${NGINX_KEYS_ZONE:-256m}
 EVICT_SECS=${EVICT_SECS:-60} EVICT_MAX_BYTES=${EVICT_MAX_BYTES:-268435456} SAMPLE_S=${SAMPLE_S:-2}
+CHURN_SECS=${CHURN_SECS:-60} FLAGS_KEYS=${FLAGS_KEYS:-2000} FLAGS_BYTES=${FLAGS_BYTES:-102400-512000}
+BURST_N=${BURST_N:-300} BURST_EVERY_S=${BURST_EVERY_S:-5} BURST_CONNS=${BURST_CONNS:-16}
+PURGE_EVERY_S=${PURGE_EVERY_S:-10} CHURN_MAX_RESPONSE_BYTES=${CHURN_MAX_RESPONSE_BYTES:-4194304}
+FLAGS_KEY_PREFIX=d # the flag bursts' deployment keys: d0000, d0001, … (the upstream accepts d*)
 FILL_MAX_BYTES=4294967296 # the 4 GiB budget every target gets in the load harness
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/target/bench-results}
 NGINX_CONF=${NGINX_CONF:-$BENCH_DIR/nginx.conf} VARNISH_VCL=${VARNISH_VCL:-$BENCH_DIR/varnish.vcl}
@@ -83,6 +97,20 @@ need_int FILL_TTL_S "$FILL_TTL_S" 60 86400
 need_int EVICT_SECS "$EVICT_SECS" 0 3600
 need_int EVICT_MAX_BYTES "$EVICT_MAX_BYTES" 1048576 17179869184
 need_int SAMPLE_S "$SAMPLE_S" 1 60
+need_int CHURN_SECS "$CHURN_SECS" 0 3600
+need_int FLAGS_KEYS "$FLAGS_KEYS" 1 10000
+need_int BURST_N "$BURST_N" 1 10000
+need_int BURST_EVERY_S "$BURST_EVERY_S" 1 600
+need_int BURST_CONNS "$BURST_CONNS" 1 1000
+need_int PURGE_EVERY_S "$PURGE_EVERY_S" 1 3600
+need_int CHURN_MAX_RESPONSE_BYTES "$CHURN_MAX_RESPONSE_BYTES" 1024 1073741824
+if [[ ! $FLAGS_BYTES =~ ^([0-9]{4,10})-([0-9]{4,10})$ ]] || ((BASH_REMATCH[1] < 1024 ||
+    BASH_REMATCH[1] > BASH_REMATCH[2] || BASH_REMATCH[2] > CHURN_MAX_RESPONSE_BYTES)); then
+    die "FLAGS_BYTES must be MIN-MAX with 1024 ≤ MIN ≤ MAX ≤ CHURN_MAX_RESPONSE_BYTES ($CHURN_MAX_RESPONSE_BYTES), not '$FLAGS_BYTES'"
+fi
+[[ $AUTH =~ ^Api-Key\ ([A-Za-z0-9_.-]+)$ ]] || die "AUTH must be 'Api-Key KEY' (KEY of letters, digits, . _ -), not '$AUTH'"
+PURGE_KEY=${BASH_REMATCH[1]} # the deployment of the /v1/vardata misses, purged on its own
+[[ $PURGE_KEY != "$FLAGS_KEY_PREFIX"* ]] || die "AUTH's key '$PURGE_KEY' must not start with '$FLAGS_KEY_PREFIX' (the flag bursts' keys)"
 [[ $NGINX_KEYS_ZONE =~ ^[1-9][0-9]*[km]$ ]] || die "NGINX_KEYS_ZONE must be a size like 256m, not '$NGINX_KEYS_ZONE'"
 for c in $SERVER_CPU $LOADGEN_CPU; do
     [[ -d /sys/devices/system/cpu/cpu$c ]] || die "CPU $c does not exist: set SERVER_CPU / LOADGEN_CPU"
@@ -123,10 +151,10 @@ RUN=$(mktemp -d /tmp/bench-memory.XXXXXX)
 chmod 755 "$RUN" # varnishd compiles the VCL as its own unprivileged user
 STARTED=()
 CACHE_DIRS=()
-BG="" # a backgrounded benchc
+BG="" # backgrounded benchc (and purge loop) PIDs, space-separated
 cleanup() {
     local p
-    [[ -n $BG ]] && stop_tree "$BG"
+    for p in $BG; do stop_tree "$p"; done
     for p in "${STARTED[@]}"; do stop_tree "$p"; done
     rm -rf "${CACHE_DIRS[@]}" "$RUN"
 }
@@ -214,10 +242,11 @@ mib() { calc "printf \"%.1f\", $1 / 1048576"; }
 
 # ------------------------------------------------------------------ report rows
 EVALGATE_ROWS=() PROXY_ROWS=() SUMMARY_ROWS=() EVICT_SECTIONS=() SUMMARY_EVICT=() FAILURES=() NOTES=()
+CHURN_SECTIONS=() SUMMARY_CHURN=()
 
-# start_evalgate NAME PATH MAX_BYTES: sets PID
+# start_evalgate NAME PATH MAX_BYTES [UPSTREAM_LINE]: sets PID; UPSTREAM_LINE goes into [upstream]
 start_evalgate() {
-    local name=$1 bin=$2 max=$3
+    local name=$1 bin=$2 max=$3 extra=${4:-}
     cat >"$RUN/evalgate.toml" <<EOF
 # bench/memory.sh: the load harness's settings (benches/harness.toml) with its own budget
 [cache]
@@ -225,6 +254,7 @@ max_bytes = $max
 
 [upstream]
 pipeline_depth = 16
+$extra
 EOF
     start "evalgate-$name" "$SERVER_CPU" "$bin" --config "$RUN/evalgate.toml" --listen "127.0.0.1:$EVALGATE_PORT" \
         --upstream "http://127.0.0.1:$UP_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT"
@@ -470,15 +500,125 @@ $(printf '%s\n' "${ROWS[@]}")")
     SUMMARY_EVICT+=("| evalgate ($name) | $(mib "$max_b") | $(mib $((max_evict * 1024))) | $(calc "printf \"%.2f\", $max_b / $EVICT_MAX_BYTES") | $(calc "printf \"%.2f\", ($max_b - $base_b) / $EVICT_MAX_BYTES") | $verdict |")
 }
 
+# purge_loop T0 T_CLOCK COUNT: POST /admin/purge at T0 + i × PURGE_EVERY_S s for i = 1..COUNT, the
+# misses' deployment (PURGE_KEY) and everything in turn; one line per purge: "t scope status", t
+# in s on the clock started at T_CLOCK (the sample table's). Run in the background.
+purge_loop() {
+    local t0=$1 tc=$2 count=$3 i q scope code
+    for ((i = 1; i <= count; i++)); do
+        sleep "$(calc "s = $t0 + $i * $PURGE_EVERY_S - $(now_s); printf \"%.2f\", (s > 0 ? s : 0)")"
+        if ((i % 2)); then scope="deployment $PURGE_KEY" q="?deployment=$PURGE_KEY"; else scope=all q=""; fi
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X POST "http://127.0.0.1:$ADMIN_PORT/admin/purge$q")
+        echo "$(calc "printf \"%.1f\", $(now_s) - $tc") $scope $code"
+    done
+}
+
+# churn_evalgate NAME PATH: a fresh evalgate with cache.max_bytes = EVICT_MAX_BYTES filled to 1.1 ×
+# what fits as in the eviction run, then CHURN_SECS s of, at once: unique /v1/vardata misses at
+# full speed; a burst of BURST_N GET /sdk/v2/flags every BURST_EVERY_S s over FLAGS_KEYS deployment
+# keys (bodies of FLAGS_BYTES, every second request asking for gzip, br); a purge every
+# PURGE_EVERY_S s (PURGE_KEY, then everything, in turn). RSS, weight, entries and evictions sampled.
+churn_evalgate() {
+    local name=$1 bin=$2 rss0 e w m bound fill_line line flags_line purges max_fill max_churn
+    local bursts=$(((CHURN_SECS + BURST_EVERY_S - 1) / BURST_EVERY_S)) npurge=$(((CHURN_SECS - 1) / PURGE_EVERY_S))
+    local bg_fill bg_flags bg_purge ct0 up counters
+    log "=== evalgate $name: fill to full, then ${CHURN_SECS} s of churn (misses, flag bursts, purges) at cache.max_bytes = $EVICT_MAX_BYTES ==="
+    start_evalgate "$name" "$bin" "$EVICT_MAX_BYTES" "max_response_bytes = $CHURN_MAX_RESPONSE_BYTES"
+    EPID=$PID
+    if [[ -z $EPID ]]; then
+        FAILURES+=("evalgate $name, churn: did not start")
+        return
+    fi
+    warm_up "$EVALGATE_PORT"
+    settle_evalgate "$WARMUP_N"
+    read -r e w <<<"$ST"
+    rss0=$(rss_kb "$EPID")
+    if [[ ! $e =~ ^[1-9][0-9]*$ || ! $w =~ ^[0-9]+$ ]]; then
+        stop "$EPID"
+        FAILURES+=("evalgate $name, churn: /admin/stats did not answer after the warm-up")
+        return
+    fi
+    # phase 1: to full, as the eviction run
+    m=$(calc "printf \"%.0f\", 1.1 * $EVICT_MAX_BYTES / ($w / $e)")
+    bound=$((30 + m / FILL_MIN_RATE))
+    ROWS=() MAXRSS=0 TICK=0 MAXTICKS=$(((bound + CHURN_SECS) / SAMPLE_S + 20)) T0=$(now_s)
+    timeout $((bound + 30)) taskset -c "$LOADGEN_CPU" "$BENCHC" fill --addr "127.0.0.1:$EVALGATE_PORT" \
+        --n "$m" --prefix churn --conns "$FILL_CONNS" --secs "$bound" --auth "$AUTH" >"$RUN/churn-fill.out" 2>&1 &
+    BG=$!
+    sample_while "$BG" fill
+    wait "$BG"
+    BG=""
+    fill_line=$(tail -1 "$RUN/churn-fill.out")
+    max_fill=$MAXRSS
+    # phase 2: CHURN_SECS s of misses, flag bursts and purges, all at once
+    MAXRSS=0
+    up_reset "$UP_PORT"
+    ct0=$(now_s)
+    timeout $((CHURN_SECS + 30)) taskset -c "$LOADGEN_CPU" "$BENCHC" fill --addr "127.0.0.1:$EVALGATE_PORT" \
+        --n 1000000000 --start "$m" --prefix churn --conns "$FILL_CONNS" --secs "$CHURN_SECS" --auth "$AUTH" \
+        >"$RUN/churn.out" 2>&1 &
+    bg_fill=$!
+    timeout $((CHURN_SECS + 60)) taskset -c "$LOADGEN_CPU" "$BENCHC" flags --addr "127.0.0.1:$EVALGATE_PORT" \
+        --keys "$FLAGS_KEYS" --key-prefix "$FLAGS_KEY_PREFIX" --n "$BURST_N" --bursts "$bursts" \
+        --every "$BURST_EVERY_S" --conns "$BURST_CONNS" --secs "$CHURN_SECS" --encoded-every 2 \
+        >"$RUN/churn-flags.out" 2>&1 &
+    bg_flags=$!
+    purge_loop "$ct0" "$T0" "$npurge" >"$RUN/churn-purges.out" 2>&1 &
+    bg_purge=$!
+    BG="$bg_fill $bg_flags $bg_purge"
+    sample_while "$bg_fill" churn
+    wait "$bg_fill"
+    wait "$bg_flags"
+    wait "$bg_purge"
+    BG=""
+    line=$(tail -1 "$RUN/churn.out")
+    flags_line=$(tail -1 "$RUN/churn-flags.out")
+    purges=$(awk '{printf "%s%s s: %s (%s)", (NR > 1 ? "; " : ""), $1, ($2 == "all" ? "everything" : $2 " " $3), $NF}' "$RUN/churn-purges.out")
+    up=$(up_json)
+    # what evalgate counted: compressions (stored variants), evictions by cause, purges
+    counters=$(curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" |
+        awk '/^evalgate_(compressions_total|compressions_skipped_total|cache_evictions_total|purges_total)\{/ {
+            printf "%s%s %s", (n++ ? ", " : ""), $1, $2 }')
+    max_churn=$MAXRSS
+    kill -0 "$EPID" 2>/dev/null || FAILURES+=("evalgate $name, churn: evalgate exited during the run")
+    stop "$EPID"
+    local max_b=$(((max_fill > max_churn ? max_fill : max_churn) * 1024)) base_b=$((rss0 * 1024)) verdict
+    bound=$(calc "printf \"%.0f\", 1.1 * $EVICT_MAX_BYTES + 64 * 1048576")
+    if ((max_b <= bound)); then verdict="**PASS**"; else verdict="**FAIL**"; fi
+    [[ $(kv complete "$fill_line") == 1 ]] || FAILURES+=("evalgate $name, churn: the fill to full did not finish: $fill_line")
+    [[ $(kv bursts "$flags_line") =~ ^[1-9] && $(kv ok "$flags_line") =~ ^[1-9] ]] ||
+        FAILURES+=("evalgate $name, churn: no flag configuration was answered 200: ${flags_line:-benchc flags gave no result}")
+    (($(grep -c ' 200$' "$RUN/churn-purges.out") == npurge)) ||
+        FAILURES+=("evalgate $name, churn: not every purge answered 200: ${purges:-none ran}")
+    CHURN_SECTIONS+=("### evalgate ($name): fill to full, then ${CHURN_SECS} s of churn at cache.max_bytes = $EVICT_MAX_BYTES ($(mib "$EVICT_MAX_BYTES") MiB)
+
+- fill (1.1 × the entries that fit, by the warm-up's weight per entry): \`${fill_line:-benchc gave no result}\`
+- churn, unique \`/v1/vardata\` misses: \`${line:-benchc gave no result}\`
+- churn, flag configurations ($BURST_N \`GET /sdk/v2/flags\` every $BURST_EVERY_S s over $BURST_CONNS connections, keys ${FLAGS_KEY_PREFIX}0000… of $FLAGS_KEYS, bodies of $FLAGS_BYTES bytes, every second request with \`Accept-Encoding: gzip, br\`): \`${flags_line:-benchc flags gave no result}\`; the upstream sent $(up_field flags_ok "$up") of them ($(mib "$(up_field flags_body_bytes "$up")") MiB), evalgate's misses
+- churn, purges (t on the table's clock): ${purges:-none}
+- evalgate's counters at the end (\`/metrics\`): ${counters:-none read}
+- baseline RSS (after the warm-up): $(mib "$base_b") MiB; max RSS while filling $(mib $((max_fill * 1024))) MiB, while churning $(mib $((max_churn * 1024))) MiB
+- max RSS: **$(mib "$max_b") MiB** = **$(calc "printf \"%.2f\", $max_b / $EVICT_MAX_BYTES") × max_bytes**; (max RSS − baseline) ÷ max_bytes = $(calc "printf \"%.2f\", ($max_b - $base_b) / $EVICT_MAX_BYTES")
+- bound RSS ≤ 1.1 × max_bytes + 64 MiB = $(mib "$bound") MiB: $verdict
+
+| t s | phase | RSS MiB | weighted MiB | entries | evicted (size) |
+|---:|---|---:|---:|---:|---:|
+$(printf '%s\n' "${ROWS[@]}")")
+    SUMMARY_CHURN+=("| evalgate ($name) | $(mib "$max_b") | $(mib $((max_churn * 1024))) | $(calc "printf \"%.2f\", $max_b / $EVICT_MAX_BYTES") | $(calc "printf \"%.2f\", ($max_b - $base_b) / $EVICT_MAX_BYTES") | $verdict |")
+}
+
 # ------------------------------------------------------------------ the run
 TS=$(date +%Y%m%d-%H%M%S)
 T_START=$SECONDS
 log "starting bench upstream on 127.0.0.1:$UP_PORT (CPU $LOADGEN_CPU)"
-start upstream "$LOADGEN_CPU" "$UPSTREAM_BIN" --listen "127.0.0.1:$UP_PORT" --keys k1,k2 --delay-ms 0
+start upstream "$LOADGEN_CPU" "$UPSTREAM_BIN" --listen "127.0.0.1:$UP_PORT" --keys k1,k2 --delay-ms 0 \
+    --key-prefix "$FLAGS_KEY_PREFIX" --flags-bytes "$FLAGS_BYTES"
 UPSTREAM_PID=$PID
 wait_port "$UP_PORT" 10 "$UPSTREAM_PID" || { cat "$RUN/upstream.out" >&2; die "upstream did not start"; }
 [[ -n $(up_field ok_target_bytes "$(up_json)") && $(up_field ok_target_bytes "$(up_json)") != null ]] ||
     die "$UPSTREAM_BIN does not count ok_target_bytes: rebuild bench/upstream (rm $BENCHC)"
+[[ $(up_field flags_ok "$(up_json)") =~ ^[0-9]+$ ]] ||
+    die "$UPSTREAM_BIN does not answer /sdk/v2/flags: rebuild bench/upstream (rm $BENCHC)"
 
 for n in $COUNTS; do
     for t in $TARGETS; do
@@ -492,6 +632,9 @@ done
 if ((HAS_EVALGATE && EVICT_SECS > 0)); then
     for b in "${BINS[@]}"; do evict_evalgate "${b%%=*}" "${b#*=}"; done
 fi
+if ((HAS_EVALGATE && CHURN_SECS > 0)); then
+    for b in "${BINS[@]}"; do churn_evalgate "${b%%=*}" "${b#*=}"; done
+fi
 ELAPSED=$((SECONDS - T_START))
 
 # ------------------------------------------------------------------ report
@@ -499,7 +642,7 @@ versions() {
     echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); host: $(uname -r), $(nproc) vCPU ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
     if ((HAS_EVALGATE)); then
         for b in "${BINS[@]}"; do
-            echo "- evalgate ${b%%=*}: \`${b#*=}\` ($("${b#*=}" --version 2>/dev/null | head -1), built $(date -u -r "${b#*=}" +%Y-%m-%dT%H:%M:%SZ)); config: \`[cache] max_bytes\` = $FILL_MAX_BYTES for the fills, $EVICT_MAX_BYTES for the eviction run, \`[upstream] pipeline_depth = 16\` (as benches/harness.toml), the rest default"
+            echo "- evalgate ${b%%=*}: \`${b#*=}\` ($("${b#*=}" --version 2>/dev/null | head -1), built $(date -u -r "${b#*=}" +%Y-%m-%dT%H:%M:%SZ)); config: \`[cache] max_bytes\` = $FILL_MAX_BYTES for the fills, $EVICT_MAX_BYTES for the eviction and churn runs, \`[upstream] pipeline_depth = 16\` (as benches/harness.toml), in the churn run also \`max_response_bytes = $CHURN_MAX_RESPONSE_BYTES\` (flag configurations of up to ${FLAGS_BYTES#*-} bytes), the rest default"
         done
     fi
     for t in $TARGETS; do
@@ -509,7 +652,7 @@ versions() {
         esac
     done
     echo "- checkout $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'); upstream and benchc: bench/upstream"
-    echo "- command: \`bench/memory.sh$ARGS\`; FILL_CONNS=$FILL_CONNS WARMUP_N=$WARMUP_N EVICT_SECS=$EVICT_SECS SAMPLE_S=$SAMPLE_S"
+    echo "- command: \`bench/memory.sh$ARGS\`; FILL_CONNS=$FILL_CONNS WARMUP_N=$WARMUP_N EVICT_SECS=$EVICT_SECS SAMPLE_S=$SAMPLE_S CHURN_SECS=$CHURN_SECS FLAGS_KEYS=$FLAGS_KEYS FLAGS_BYTES=$FLAGS_BYTES BURST_N=$BURST_N BURST_EVERY_S=$BURST_EVERY_S BURST_CONNS=$BURST_CONNS PURGE_EVERY_S=$PURGE_EVERY_S"
     echo "- pinning: target on CPU $SERVER_CPU; benchc and the upstream on CPU $LOADGEN_CPU"
     echo "- the run took $((ELAPSED / 60)) min $((ELAPSED % 60)) s"
 }
@@ -543,6 +686,12 @@ report() {
         echo "|---|---:|---:|---:|---:|---|"
         printf '%s\n' "${SUMMARY_EVICT[@]}"
     fi
+    if ((${#SUMMARY_CHURN[@]})); then
+        echo
+        echo "| churn (misses + flag bursts + purges) | max RSS MiB | of it, while churning | max RSS ÷ max_bytes | (max RSS − baseline) ÷ max_bytes | RSS ≤ 1.1 × max_bytes + 64 MiB |"
+        echo "|---|---:|---:|---:|---:|---|"
+        printf '%s\n' "${SUMMARY_CHURN[@]}"
+    fi
     if ((${#EVALGATE_ROWS[@]})); then
         echo
         echo "## evalgate: fill"
@@ -569,6 +718,14 @@ report() {
         echo
         echo "## evalgate: constant eviction"
         for s in "${EVICT_SECTIONS[@]}"; do
+            echo
+            echo "$s"
+        done
+    fi
+    if ((${#CHURN_SECTIONS[@]})); then
+        echo
+        echo "## evalgate: churn (misses, bursts of large flag configurations, purges)"
+        for s in "${CHURN_SECTIONS[@]}"; do
             echo
             echo "$s"
         done
