@@ -99,11 +99,6 @@ fn millis(d: Duration) -> u32 {
 /// held by compressed variants.
 const BYTES_SHARED: usize = 24;
 
-/// The least an entry weighs: moka's structures, its value and a key of a few bytes.
-fn min_entry_weight() -> usize {
-    weight::MOKA_PER_ENTRY + weight::moka_value_entry(std::mem::size_of::<CachedResponse>()) + 32
-}
-
 impl CachedResponse {
     /// An entry of `body` with `content_type`, fetched at `fetched_at`, fresh for
     /// `fresh_for` then kept `grace` longer for stale serving.
@@ -225,15 +220,6 @@ impl CachedResponse {
     }
 }
 
-/// The most entries a full cache can hold (each weighs at least [`min_entry_weight`]), so
-/// the map never grows; capped at 2^20 entries (1 GiB of `cache.max_bytes`) so a huge
-/// budget does not allocate a huge table at start (past it, the map grows as it fills).
-fn initial_capacity(max_bytes: u64) -> usize {
-    usize::try_from(max_bytes / min_entry_weight() as u64)
-        .unwrap_or(usize::MAX)
-        .min(1 << 20)
-}
-
 /// Each entry leaves the cache its freshness plus its grace after it was stored; reads do
 /// not extend it (like Amplitude's CDN, the lifetime counts from the fetch).
 struct PerEntryTtl;
@@ -302,6 +288,9 @@ pub struct CacheCounts {
     pub removed: [u64; 4],
 }
 
+/// An entry with a body this large is weighed as it is inserted ([`ResponseCache::insert`]).
+const LARGE_ENTRY_BYTES: usize = 64 * 1024;
+
 /// (Deployment key, route) pairs remembered as unauthorized at once; a flood of distinct
 /// bad keys cannot grow this past it.
 const NEGATIVE_ENTRIES: u64 = 10_000;
@@ -332,9 +321,11 @@ impl ResponseCache {
         let inner = Cache::builder()
             .max_capacity(config.max_bytes)
             .weigher(|key: &CacheKey, value: &CachedResponse| value.weight(key))
-            // Sized up front for the most entries the budget can hold, so the map does
-            // not rehash again and again while it fills (measured: ~5% of a miss).
-            .initial_capacity(initial_capacity(config.max_bytes))
+            // Not sized up front: a removed entry stays in moka's map as a tombstone that
+            // holds its key until the map is next rebuilt, and a map sized for the whole
+            // budget lets tombstones pile up to a third of `cache.max_bytes` under
+            // constant eviction (measured); grown as it fills, the map is rebuilt often
+            // enough that they stay within a few percent (docs/memory.md).
             .expire_after(PerEntryTtl)
             .eviction_policy(match config.eviction {
                 Eviction::Lru => EvictionPolicy::lru(),
@@ -424,11 +415,20 @@ impl ResponseCache {
 
     /// Stores `value` for `key`; serialized with [`ResponseCache::add_variant`] on the
     /// same key, so a variant of an older entry never replaces it.
+    ///
+    /// moka weighs an insert (and evicts for it) in its next maintenance, a batch later;
+    /// until then the entry is held but not counted. A large one (a flag configuration)
+    /// is weighed before this returns, so a burst of them cannot hold many times their
+    /// share of `cache.max_bytes` uncounted.
     pub async fn insert(&self, key: CacheKey, value: CachedResponse) {
+        let large = value.body.len() >= LARGE_ENTRY_BYTES;
         self.inner
             .entry(key)
             .and_upsert_with(|_| std::future::ready(value))
             .await;
+        if large {
+            self.inner.run_pending_tasks().await;
+        }
     }
 
     /// Drops `key`'s entry.

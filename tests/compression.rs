@@ -177,9 +177,13 @@ async fn hits_serve_the_variant_compressed_once_and_weighed() {
     );
     assert_eq!(upstream.count(), 1);
 
-    // The variant is counted in the entry's weight.
+    // The variant is counted in the entry's weight: its bytes as allocated, the count
+    // `Bytes` adds and the `Arc` around the entry's variants.
     gateway.cache().run_pending_tasks().await;
-    assert_eq!(gateway.cache().weighted_size(), before + compressed);
+    let a = evalgate::cache::weight::allocation;
+    let held =
+        a(16 + std::mem::size_of::<evalgate::cache::Variants>()) + a(compressed as usize) + a(24);
+    assert_eq!(gateway.cache().weighted_size(), before + held as u64);
     assert_eq!(gateway.cache().entry_count(), 1);
 }
 

@@ -9,9 +9,17 @@ use flate2::Compression;
 
 use super::Encoding;
 
-/// Brotli's window (log2 bytes): 4 MiB, as large as `upstream.max_response_bytes`'
-/// default, so a whole flag configuration is one window.
+/// Brotli's largest window (log2 bytes): 4 MiB, as large as
+/// `upstream.max_response_bytes`' default, so a whole flag configuration is one window.
 const BROTLI_WINDOW: u32 = 22;
+
+/// The window for a body of `len` bytes: the smallest that holds it (from brotli's least,
+/// 2^10, to [`BROTLI_WINDOW`]). A larger one compresses no better, and the encoder
+/// allocates its ring buffer at the window's size: 4 MiB per job for a 300-byte answer.
+fn brotli_window(len: usize) -> u32 {
+    let bits = usize::BITS - len.saturating_sub(1).leading_zeros();
+    bits.clamp(10, BROTLI_WINDOW)
+}
 
 /// Buffer the brotli writer and reader work through.
 const BROTLI_BUFFER: usize = 16 * 1024;
@@ -60,8 +68,12 @@ pub fn compress(encoding: Encoding, body: &[u8], levels: Levels) -> Bytes {
             writer.finish().expect("writes to a Vec")
         }
         Encoding::Br => {
-            let mut writer =
-                brotli::CompressorWriter::new(out, BROTLI_BUFFER, levels.brotli, BROTLI_WINDOW);
+            let mut writer = brotli::CompressorWriter::new(
+                out,
+                BROTLI_BUFFER,
+                levels.brotli,
+                brotli_window(body.len()),
+            );
             writer.write_all(body).expect("writes to a Vec");
             writer.flush().expect("writes to a Vec");
             writer.into_inner()
@@ -202,6 +214,26 @@ mod tests {
             let packed = compress(encoding, &body, LEVELS);
             assert!(packed.len() < body.len() / 5, "{encoding:?}");
             assert_eq!(decode(coding, &packed, body.len()).unwrap(), body);
+        }
+    }
+
+    #[test]
+    fn the_brotli_window_fits_the_body_and_every_size_round_trips() {
+        assert_eq!(brotli_window(0), 10);
+        assert_eq!(brotli_window(288), 10);
+        assert_eq!(brotli_window(1024), 10);
+        assert_eq!(brotli_window(1025), 11);
+        assert_eq!(brotli_window(65_536), 16);
+        assert_eq!(brotli_window(10 << 20), BROTLI_WINDOW);
+        let body = sample();
+        for len in [0, 1, 300, 1024, 1025, 70_000, body.len()] {
+            let part = &body[..len];
+            let packed = compress(Encoding::Br, part, LEVELS);
+            assert_eq!(
+                decode(Coding::Br, &packed, len.max(1)).unwrap(),
+                part,
+                "{len}"
+            );
         }
     }
 
