@@ -23,7 +23,7 @@ use crate::upstream::UpstreamResponse;
 /// the fetch time with the entry's lifetimes.
 ///
 /// Kept small (it sits inline in moka's entry): the content type of almost every answer
-/// costs no allocation, and the lifetimes are milliseconds.
+/// costs no allocation, and the lifetimes are whole seconds.
 #[derive(Debug, Clone)]
 pub struct CachedResponse {
     pub status: StatusCode,
@@ -33,10 +33,10 @@ pub struct CachedResponse {
     body: Arc<[u8]>,
     /// When the upstream answered; `Age` counts from here.
     pub fetched_at: Instant,
-    /// How long the entry is fresh, from `fetched_at`, in milliseconds.
-    fresh_ms: u32,
-    /// How long past freshness the entry is kept for stale serving, in milliseconds.
-    grace_ms: u32,
+    /// How long the entry is fresh, from `fetched_at`, in seconds.
+    fresh_s: u32,
+    /// How long past freshness the entry is kept for stale serving, in seconds.
+    grace_s: u32,
     /// Compressed bodies made so far ([`variants`]); `None` until the first.
     pub variants: Option<Arc<Variants>>,
 }
@@ -89,10 +89,11 @@ impl ContentType {
     }
 }
 
-/// A lifetime in milliseconds, saturating at about 49 days (far past `cache.max_ttl_s`
-/// plus the stale windows of any sensible configuration).
-fn millis(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+/// A lifetime in whole seconds, rounded up (every lifetime evalgate sets is whole seconds:
+/// the TTLs, `max-age`, the stale windows), saturating past a century.
+fn secs(d: Duration) -> u32 {
+    let whole = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u32::try_from(whole).unwrap_or(u32::MAX)
 }
 
 /// What `Bytes` allocates when a body copied into it is first cloned (its shared count):
@@ -115,8 +116,8 @@ impl CachedResponse {
             content_type: ContentType::stored(content_type),
             body: Arc::from(body),
             fetched_at,
-            fresh_ms: millis(fresh_for),
-            grace_ms: millis(grace),
+            fresh_s: secs(fresh_for),
+            grace_s: secs(grace),
             variants: None,
         }
     }
@@ -163,18 +164,18 @@ impl CachedResponse {
 
     /// How long the entry is fresh, from `fetched_at`.
     pub fn fresh_for(&self) -> Duration {
-        Duration::from_millis(self.fresh_ms.into())
+        Duration::from_secs(self.fresh_s.into())
     }
 
     /// How long past freshness the entry is kept for stale serving.
     pub fn grace(&self) -> Duration {
-        Duration::from_millis(self.grace_ms.into())
+        Duration::from_secs(self.grace_s.into())
     }
 
     /// Shortens the lifetimes to at most `fresh_for` and `grace`.
     pub fn cap_lifetimes(&mut self, fresh_for: Duration, grace: Duration) {
-        self.fresh_ms = self.fresh_ms.min(millis(fresh_for));
-        self.grace_ms = self.grace_ms.min(millis(grace));
+        self.fresh_s = self.fresh_s.min(secs(fresh_for));
+        self.grace_s = self.grace_s.min(secs(grace));
     }
 
     /// Freshness plus grace: how long after its fetch the entry leaves the cache.

@@ -48,13 +48,11 @@ thread_local! {
 /// into the key's allocation: the encoding itself reuses a per-thread buffer, so a key
 /// costs that one allocation.
 pub fn encode<T>(parts: &CanonicalRequest, make: impl FnOnce(&mut [u8]) -> T) -> T {
-    SCRATCH.with(|scratch| {
-        let Ok(mut scratch) = scratch.try_borrow_mut() else {
-            // Only re-entered if `make` built another key; never the case, but not a panic.
-            let (mut out, mut pq) = (Vec::new(), Vec::new());
-            write(parts, &mut out, &mut pq);
-            return make(&mut out);
-        };
+    let mut make = Some(make);
+    let scratched = SCRATCH.try_with(|scratch| {
+        // Busy only if `make` built another key (never the case): then the fallback below.
+        let mut scratch = scratch.try_borrow_mut().ok()?;
+        let make = make.take()?;
         let (out, pq) = &mut *scratch;
         out.clear();
         pq.clear();
@@ -65,8 +63,18 @@ pub fn encode<T>(parts: &CanonicalRequest, make: impl FnOnce(&mut [u8]) -> T) ->
                 *buf = Vec::new();
             }
         }
-        key
-    })
+        Some(key)
+    });
+    match (scratched, make) {
+        (Ok(Some(key)), _) => key,
+        // No scratch buffer (the thread is exiting, or it is in use): buffers of its own.
+        (_, Some(make)) => {
+            let (mut out, mut pq) = (Vec::new(), Vec::new());
+            write(parts, &mut out, &mut pq);
+            make(&mut out)
+        }
+        (_, None) => unreachable!("`make` is taken only on the path that returns its key"),
+    }
 }
 
 fn write(parts: &CanonicalRequest, out: &mut Vec<u8>, pq: &mut Vec<u8>) {

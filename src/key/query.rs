@@ -89,7 +89,13 @@ pub fn pack_into(pq: &str, out: &mut Vec<u8>) -> Option<()> {
 pub fn unpacked_len(packed: &[u8]) -> usize {
     packed
         .iter()
-        .map(|&b| if unreserved(b) || b >= CODES { 1 } else { 3 })
+        .map(|&b| {
+            if unreserved(b) || separator_of(b).is_some() {
+                1
+            } else {
+                3
+            }
+        })
         .sum()
 }
 
