@@ -121,7 +121,8 @@ fn check_fixed_point(decision: &Decision, input: &[u8]) {
     if let Some(keys) = key.flag_keys_header() {
         headers.insert(&X_AMP_EXP_FLAG_KEYS, HeaderValue::try_from(keys).unwrap());
     }
-    let query = key.path_and_query().split_once('?').map(|(_, q)| q);
+    let path_and_query = key.path_and_query();
+    let query = path_and_query.split_once('?').map(|(_, q)| q);
     match sdk::vardata(
         key.route(),
         &Method::POST,

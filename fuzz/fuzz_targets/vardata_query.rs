@@ -91,7 +91,8 @@ fn check_fixed_point(key: &evalgate::CacheKey, mode: FlagKeysParam, query: &str)
             HeaderValue::try_from(track).expect("a keyed track is a header value"),
         );
     }
-    let canonical = key.path_and_query().split_once('?').map(|(_, q)| q);
+    let path_and_query = key.path_and_query();
+    let canonical = path_and_query.split_once('?').map(|(_, q)| q);
     match v1_vardata(&Method::GET, canonical, &headers, &limits(mode)) {
         Decision::Cache(again) => assert!(
             again == *key,
