@@ -411,26 +411,27 @@ fill_varnish() { # fill_varnish N
     SUMMARY_ROWS+=("| $n | varnish | **$per** | $((KEY_B + BODY_B)) | $((per - KEY_B - BODY_B)) | RSS growth of the cache child |")
 }
 
-# stats_full: "entries weighted_bytes evicted" from /admin/stats ("- - -" when it does not answer)
+# stats_full: "entries weighted_bytes evicted allocated_bytes allocator_resident_bytes" from
+# /admin/stats ("- - - - -" when it does not answer; the last two are "-" without jemalloc)
 stats_full() {
     curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT/admin/stats" |
-        jq -r '"\(.cache.entries) \(.cache.weighted_bytes) \(.cache.removed.size)"' 2>/dev/null || echo "- - -"
+        jq -r '"\(.cache.entries) \(.cache.weighted_bytes) \(.cache.removed.size) \(.memory.allocated_bytes // "-") \(.memory.allocator_resident_bytes // "-")"' 2>/dev/null || echo "- - - - -"
 }
 
 # sample_while PID PHASE: a row at every tick of SAMPLE_S s (on the clock started at T0, next
 # tick TICK) while benchc PID runs, and the one after it ends; at most MAXTICKS rows in all.
 # Uses EPID (evalgate); sets ROWS, MAXRSS (kB, the max of this phase's rows), TICK.
 sample_while() {
-    local bg=$1 phase=$2 t rss e w ev alive
+    local bg=$1 phase=$2 t rss e w ev a ar alive
     while ((TICK < MAXTICKS)); do
         sleep "$(calc "s = $T0 + $TICK * $SAMPLE_S - $(now_s); printf \"%.2f\", (s > 0 ? s : 0)")"
         alive=0
         kill -0 "$bg" 2>/dev/null && alive=1
         t=$(calc "printf \"%.0f\", $(now_s) - $T0")
         rss=$(rss_kb "$EPID")
-        read -r e w ev <<<"$(stats_full)"
+        read -r e w ev a ar <<<"$(stats_full)"
         ((rss > MAXRSS)) && MAXRSS=$rss
-        ROWS+=("| $t | $phase | $(mib $((rss * 1024))) | $([[ $w =~ ^[0-9]+$ ]] && mib "$w" || echo "?") | $e | $ev |")
+        ROWS+=("| $t | $phase | $(mib $((rss * 1024))) | $([[ $ar =~ ^[0-9]+$ ]] && mib "$ar" || echo "–") | $([[ $a =~ ^[0-9]+$ ]] && mib "$a" || echo "–") | $([[ $w =~ ^[0-9]+$ ]] && mib "$w" || echo "?") | $e | $ev |")
         TICK=$((TICK + 1))
         ((alive)) || break
     done
@@ -494,8 +495,8 @@ evict_evalgate() {
 - max RSS: **$(mib "$max_b") MiB** = **$(calc "printf \"%.2f\", $max_b / $EVICT_MAX_BYTES") × max_bytes**; (max RSS − baseline) ÷ max_bytes = $(calc "printf \"%.2f\", ($max_b - $base_b) / $EVICT_MAX_BYTES")
 - bound RSS ≤ 1.1 × max_bytes + 64 MiB = $(mib "$bound") MiB: $verdict
 
-| t s | phase | RSS MiB | weighted MiB | entries | evicted (size) |
-|---:|---|---:|---:|---:|---:|
+| t s | phase | RSS MiB | allocator resident MiB | allocated MiB | weighted MiB | entries | evicted (size) |
+|---:|---|---:|---:|---:|---:|---:|---:|
 $(printf '%s\n' "${ROWS[@]}")")
     SUMMARY_EVICT+=("| evalgate ($name) | $(mib "$max_b") | $(mib $((max_evict * 1024))) | $(calc "printf \"%.2f\", $max_b / $EVICT_MAX_BYTES") | $(calc "printf \"%.2f\", ($max_b - $base_b) / $EVICT_MAX_BYTES") | $verdict |")
 }
@@ -601,8 +602,8 @@ churn_evalgate() {
 - max RSS: **$(mib "$max_b") MiB** = **$(calc "printf \"%.2f\", $max_b / $EVICT_MAX_BYTES") × max_bytes**; (max RSS − baseline) ÷ max_bytes = $(calc "printf \"%.2f\", ($max_b - $base_b) / $EVICT_MAX_BYTES")
 - bound RSS ≤ 1.1 × max_bytes + 64 MiB = $(mib "$bound") MiB: $verdict
 
-| t s | phase | RSS MiB | weighted MiB | entries | evicted (size) |
-|---:|---|---:|---:|---:|---:|
+| t s | phase | RSS MiB | allocator resident MiB | allocated MiB | weighted MiB | entries | evicted (size) |
+|---:|---|---:|---:|---:|---:|---:|---:|
 $(printf '%s\n' "${ROWS[@]}")")
     SUMMARY_CHURN+=("| evalgate ($name) | $(mib "$max_b") | $(mib $((max_churn * 1024))) | $(calc "printf \"%.2f\", $max_b / $EVICT_MAX_BYTES") | $(calc "printf \"%.2f\", ($max_b - $base_b) / $EVICT_MAX_BYTES") | $verdict |")
 }

@@ -31,6 +31,8 @@
 //!   stale serving) and the negative cache of 401s; each entry keeps the compressed
 //!   variants made from it ([`cache::Variants`], one per encoding, counted in its
 //!   weight); an entry weighs what its allocations and moka's cost ([`cache::weight`]);
+//!   the cache itself hides entries past their lifetime or purged with their deployment
+//!   (a generation per entry) and a periodic sweep removes them ([`cache::run_sweeper`]);
 //!   [`freshness`] decides lifetimes.
 //! - [`coalesce`]: one upstream request for any number of concurrent identical misses;
 //!   fills nobody waits for any more run on within `upstream.max_abandoned_fills`.

@@ -1,6 +1,10 @@
 //! The response cache's stored entries and its negative cache of 401s.
 
 use super::*;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+
+use crate::upstream::UpstreamResponse;
 
 #[test]
 fn a_stored_entry_holds_no_part_of_the_buffer_it_was_read_from() {
@@ -105,7 +109,10 @@ async fn a_401_is_remembered_for_its_route_only_and_purged_on_all() {
 #[test]
 fn json_content_type_is_stored() {
     let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     let upstream = UpstreamResponse {
         status: StatusCode::OK,
         headers,
@@ -118,7 +125,7 @@ fn json_content_type_is_stored() {
         Duration::from_secs(1),
         Duration::ZERO,
     );
-    assert_eq!(entry.content_type().unwrap(), JSON);
+    assert_eq!(entry.content_type().unwrap(), "application/json");
 }
 
 fn flags_entry(body: &'static [u8]) -> CachedResponse {
@@ -278,9 +285,7 @@ async fn a_variant_checked_while_a_purge_registers_is_never_kept() {
         }
         () = hook.reached.notified() => true,
     };
-    let _ = cache
-        .inner
-        .invalidate_entries_if(|key: &CacheKey, _: &CachedResponse| key.deployment() == "key");
+    assert!(cache.purges.purge("key"));
     drop(purging);
     if reached {
         hook.proceed.notify_one();
@@ -292,11 +297,11 @@ async fn a_variant_checked_while_a_purge_registers_is_never_kept() {
 }
 
 #[tokio::test]
-async fn a_resurrected_entry_is_dropped_though_another_variant_replaced_it() {
+async fn a_variant_inserted_after_a_purge_of_everything_is_never_served() {
     use crate::compression::Encoding;
-    // A br variant inserted after a purge's invalidation resurrects the entry; before
-    // its cleanup, a gzip variant of the same body replaces that entry (a new `Arc` of
-    // variants). The cleanup drops whatever still holds the purged body.
+    // The br variant passed its checks before the purge and is inserted after it (moka's
+    // invalidation covers only what came before it): the entry keeps its generation,
+    // under the purge's floor, so it is never served; the cleanup then takes it out.
     let mut cache = ResponseCache::new(&CacheConfig::default());
     let put = Arc::new(variants::PutHook::default());
     let cleanup = Arc::new(variants::PutHook::default());
@@ -305,36 +310,233 @@ async fn a_resurrected_entry_is_dropped_though_another_variant_replaced_it() {
     let k = key(RouteFamily::SdkV2Flags, "key");
     cache.insert(k.clone(), flags_entry(b"[1]")).await;
     let source = cache.get(&k).await.unwrap();
-    let (c1, k1, s1) = (cache.clone(), k.clone(), source.clone());
+    let (c1, k1) = (cache.clone(), k.clone());
     let br = tokio::spawn(async move {
-        c1.add_variant(&k1, &s1, Encoding::Br, Bytes::from_static(b"br"))
+        c1.add_variant(&k1, &source, Encoding::Br, Bytes::from_static(b"br"))
             .await
     });
     put.reached.notified().await;
-    cache.invalidate_deployment("key").await;
+    cache.invalidate_all();
     put.proceed.notify_one();
     cleanup.reached.notified().await;
-    // The br insert came after the invalidation: the entry is back, for now.
-    assert!(cache.get(&k).await.is_some());
-    let (c2, k2) = (cache.clone(), k.clone());
-    let gz = tokio::spawn(async move {
-        c2.add_variant(&k2, &source, Encoding::Gzip, Bytes::from_static(b"gz"))
-            .await
-    });
-    put.reached.notified().await;
-    put.proceed.notify_one();
-    gz.await.unwrap();
     assert!(
-        cache
-            .get(&k)
-            .await
-            .unwrap()
-            .variant(Encoding::Gzip)
-            .is_some()
+        cache.segment(&k).get(&k).await.is_some(),
+        "moka holds the variant's insert"
     );
+    assert!(cache.get(&k).await.is_none(), "the purged entry came back");
     cleanup.proceed.notify_one();
     assert!(!br.await.unwrap(), "not kept");
-    assert!(cache.get(&k).await.is_none(), "the purged entry came back");
     cache.run_pending_tasks().await;
+    assert!(cache.segment(&k).get(&k).await.is_none());
+}
+
+#[tokio::test]
+async fn a_deployment_purge_during_a_purge_of_everything_is_kept() {
+    // The purge of everything hides what came before it; a deployment purge after it
+    // still hides what was stored between the two.
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let k = key(RouteFamily::V1Vardata, "d");
+    cache.invalidate_all();
+    cache.insert(k.clone(), entry_for(60, 0)).await;
+    cache.invalidate_deployment("d").await;
     assert!(cache.get(&k).await.is_none());
+    cache.invalidate_all();
+    assert!(cache.get(&k).await.is_none());
+}
+
+fn entry_for(fresh_s: u64, grace_s: u64) -> CachedResponse {
+    CachedResponse::new(
+        StatusCode::OK,
+        None,
+        b"{}",
+        Instant::now(),
+        Duration::from_secs(fresh_s),
+        Duration::from_secs(grace_s),
+    )
+}
+
+fn removed(cache: &ResponseCache) -> [u64; 4] {
+    cache.counts().removed
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_entry_is_served_through_its_grace_then_never_again_and_counted_expired() {
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let k = key(RouteFamily::V1Vardata, "key");
+    cache.insert(k.clone(), entry_for(10, 5)).await;
+    tokio::time::advance(Duration::from_secs(12)).await;
+    let stale = cache.get(&k).await.expect("served in its grace");
+    assert!(stale.stale_by(Instant::now()).is_some());
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert!(cache.get(&k).await.is_none(), "served past its lifetime");
+    cache.run_pending_tasks().await;
+    assert_eq!(cache.entry_count(), 0, "removed as it was read");
+    assert_eq!(removed(&cache), [0, 1, 0, 0]);
+}
+
+#[tokio::test]
+async fn a_deployment_purge_hides_only_that_deployments_entries_stored_before_it() {
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let (a, b) = (
+        key(RouteFamily::V1Vardata, "a"),
+        key(RouteFamily::V1Vardata, "b"),
+    );
+    cache.insert(a.clone(), entry_for(60, 0)).await;
+    cache.insert(b.clone(), entry_for(60, 0)).await;
+    cache.invalidate_deployment("a").await;
+    assert!(cache.get(&a).await.is_none());
+    assert!(cache.get(&b).await.is_some());
+    // Stored after the purge: served.
+    cache.insert(a.clone(), entry_for(60, 0)).await;
+    assert!(cache.get(&a).await.is_some());
+    cache.run_pending_tasks().await;
+    assert_eq!(cache.entry_count(), 2);
+    // The hidden entry went as it was read (explicit), the refill replaced nothing.
+    assert_eq!(removed(&cache), [0, 0, 1, 0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sweep_removes_expired_and_purged_entries_and_nothing_else() {
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let keep: Vec<_> = (0..50)
+        .map(|i| key(RouteFamily::V1Vardata, &format!("live-{i}")))
+        .collect();
+    let short: Vec<_> = (0..30)
+        .map(|i| key(RouteFamily::V1Vardata, &format!("short-{i}")))
+        .collect();
+    let purged: Vec<_> = (0..20)
+        .map(|i| CacheKey::new(RouteFamily::V1Vardata, "gone", None, format!("/v?u={i}")))
+        .collect();
+    for k in &keep {
+        cache.insert(k.clone(), entry_for(600, 0)).await;
+    }
+    for k in &short {
+        cache.insert(k.clone(), entry_for(5, 5)).await;
+    }
+    for k in &purged {
+        cache.insert(k.clone(), entry_for(600, 0)).await;
+    }
+    cache.invalidate_deployment("gone").await;
+    tokio::time::advance(Duration::from_secs(11)).await;
+    cache.run_pending_tasks().await;
+    assert_eq!(cache.entry_count(), 100, "nothing removed before the sweep");
+    assert_eq!(cache.sweep().await, 50);
+    cache.run_pending_tasks().await;
+    assert_eq!(cache.entry_count(), 50);
+    assert_eq!(removed(&cache), [0, 30, 20, 0]);
+    for k in &keep {
+        assert!(cache.get(k).await.is_some());
+    }
+    assert_eq!(cache.sweep().await, 0, "a second pass finds nothing");
+}
+
+#[tokio::test]
+async fn a_variant_of_a_purged_entry_stays_hidden() {
+    use crate::compression::Encoding;
+    // The variant keeps the entry's generation: whenever it lands, the purge still hides
+    // it.
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let k = key(RouteFamily::SdkV2Flags, "key");
+    cache.insert(k.clone(), flags_entry(b"[1]")).await;
+    let source = cache.get(&k).await.unwrap();
+    assert!(cache.purges.purge("key"));
+    // Past the epoch check (as if it had read it before the purge): the replacement is
+    // made from the stored, hidden entry.
+    let mut entry = cache.segment(&k).get(&k).await.unwrap();
+    entry.variants = Some(Arc::new(Variants::one(
+        Encoding::Br,
+        Bytes::from_static(b"br"),
+    )));
+    cache.segment(&k).insert(k.clone(), entry).await;
+    assert!(source.same_body(&cache.segment(&k).get(&k).await.unwrap()));
+    assert!(cache.get(&k).await.is_none(), "the purged entry came back");
+}
+
+#[tokio::test]
+async fn past_the_purge_bound_a_deployment_purge_drops_everything() {
+    let mut cache = ResponseCache::new(&CacheConfig::default());
+    cache.purges = Arc::new(Purges::with_max(64));
+    let k = key(RouteFamily::V1Vardata, "bystander");
+    for i in 0..64 {
+        assert!(cache.purges.purge(&format!("d{i}")));
+    }
+    cache.insert(k.clone(), entry_for(60, 0)).await;
+    cache.invalidate_deployment("one-more").await;
+    assert!(cache.get(&k).await.is_none(), "more than asked, never less");
+    assert_eq!(cache.purges.len(), 0, "the purges it covered are forgotten");
+    cache.insert(k.clone(), entry_for(60, 0)).await;
+    assert!(cache.get(&k).await.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sweeper_sweeps_on_its_interval_and_stops_when_told() {
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let k = key(RouteFamily::V1Vardata, "key");
+    cache.insert(k.clone(), entry_for(1, 0)).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sweeper = tokio::spawn(run_sweeper(cache.clone(), Duration::from_secs(30), stopped));
+    let start = Instant::now();
+    for _ in 0..120 {
+        if cache.counts().removed[1] > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cache.run_pending_tasks().await;
+    }
+    assert_eq!(cache.counts().removed[1], 1, "not swept in 120 s");
+    assert!(
+        start.elapsed() >= Duration::from_secs(30),
+        "swept before its interval"
+    );
+    assert_eq!(cache.entry_count(), 0);
+    stop.send(true).unwrap();
+    sweeper.await.unwrap();
+}
+
+#[tokio::test]
+async fn flag_configurations_and_answers_never_evict_each_other() {
+    let config = CacheConfig {
+        max_bytes: 4 << 20,
+        flags_percent: 10,
+        ..CacheConfig::default()
+    };
+    let cache = ResponseCache::new(&config);
+    let answers: Vec<_> = (0..1000)
+        .map(|i| CacheKey::new(RouteFamily::V1Vardata, "k", None, format!("/v?u={i}")))
+        .collect();
+    for k in &answers {
+        cache.insert(k.clone(), entry_for(600, 0)).await;
+    }
+    cache.run_pending_tasks().await;
+    let answers_weight = cache.weighted_size();
+    assert!(answers_weight < config.max_bytes - config.flags_bytes());
+    // A burst of large configurations, ten times the flags segment.
+    let big = vec![b'x'; 100 * 1024];
+    for i in 0..40 {
+        let k = CacheKey::new(RouteFamily::SdkV2Flags, &format!("d{i}"), None, "/f".into());
+        let entry = CachedResponse::new(
+            StatusCode::OK,
+            None,
+            &big,
+            Instant::now(),
+            Duration::from_secs(600),
+            Duration::ZERO,
+        );
+        cache.insert(k, entry).await;
+    }
+    cache.run_pending_tasks().await;
+    for k in &answers {
+        assert!(cache.get(k).await.is_some(), "an answer was evicted");
+    }
+    let flags_weight = cache.weighted_size() - answers_weight;
+    assert!(flags_weight > 0);
+    assert!(
+        flags_weight <= config.flags_bytes(),
+        "{flags_weight} > {}",
+        config.flags_bytes()
+    );
+    assert!(
+        cache.counts().removed[0] >= 30,
+        "configurations evicted each other"
+    );
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use moka::ops::compute::Op;
+use tokio::time::Instant;
 
 use super::{CachedResponse, ResponseCache, weight};
 use crate::compression::Encoding;
@@ -47,7 +48,7 @@ impl Variants {
     pub(super) fn heap_bytes(&self) -> usize {
         let body = |b: &Option<Bytes>| {
             b.as_ref().map_or(0, |b| {
-                weight::allocation(b.len()) + weight::allocation(super::BYTES_SHARED)
+                weight::allocation(b.len()) + weight::allocation(super::entry::BYTES_SHARED)
             })
         };
         weight::allocation(2 * std::mem::size_of::<usize>() + std::mem::size_of::<Variants>())
@@ -80,6 +81,9 @@ impl ResponseCache {
     /// returns whether it was kept. The entry is replaced with one that also holds
     /// `bytes` (and is weighed again), its lifetime unchanged.
     ///
+    /// An entry hidden by a purge of its deployment or past its lifetime gets no variant
+    /// (and one added to it would keep its generation and lifetime: still hidden).
+    ///
     /// A purge raises `purging`, then the epoch, hands moka its invalidation, and lowers
     /// `purging`; moka's invalidation covers only entries inserted before it. So, like a
     /// seqlock: no variant is added while a purge is in progress when this starts, and
@@ -102,12 +106,13 @@ impl ResponseCache {
         let mut added = false;
         #[cfg(test)]
         let hook = self.put_hook.clone();
-        self.inner
+        self.segment(key)
             .entry_by_ref(key)
             .and_compute_with(|current| {
                 let op = match current {
                     Some(current)
                         if current.value().same_body(source)
+                            && self.servable(key, current.value(), Instant::now())
                             && self.epoch.load(Ordering::SeqCst) == epoch =>
                     {
                         let mut entry = current.into_value();
@@ -141,7 +146,7 @@ impl ResponseCache {
             hook.reached.notify_one();
             hook.proceed.notified().await;
         }
-        self.inner
+        self.segment(key)
             .entry_by_ref(key)
             .and_compute_with(|current| {
                 let purged = current

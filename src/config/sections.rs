@@ -175,8 +175,11 @@ pub enum FlagKeysParam {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
-    /// Upper bound on key + body + stored headers of all entries, in bytes.
+    /// Upper bound on the memory of all entries, in bytes (each weighs its allocations).
     pub max_bytes: u64,
+    /// The share of `max_bytes` for flag configurations (`/sdk/v2/flags`, `/v1/flags`),
+    /// in percent: a segment of their own, so that they and answers never evict each other.
+    pub flags_percent: u64,
     /// How long a 200 response stays fresh, in seconds.
     pub ttl_s: u64,
     /// How long flag configurations (`/sdk/v2/flags`, `/v1/flags`) stay fresh, in seconds.
@@ -193,6 +196,9 @@ pub struct CacheConfig {
     pub stale_if_error_s: u64,
     /// A 401 for a deployment key is answered from memory for this long; 0 disables.
     pub negative_ttl_s: u64,
+    /// Seconds between two sweeps of the cache, each removing the entries past their
+    /// lifetime or purged (reads never serve them; the sweep gives their memory back).
+    pub sweep_interval_s: u64,
     /// Which entry goes when the cache is full.
     pub eviction: Eviction,
     /// Spellings of `/v1/vardata` requests whose cache key is remembered, so the same
@@ -276,10 +282,19 @@ impl Default for UpstreamConfig {
     }
 }
 
+impl CacheConfig {
+    /// The flags segment's bytes: `flags_percent` of `max_bytes` (the rest is for answers).
+    pub fn flags_bytes(&self) -> u64 {
+        let percent = self.flags_percent.min(100);
+        u64::try_from(u128::from(self.max_bytes) * u128::from(percent) / 100).unwrap_or(0)
+    }
+}
+
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             max_bytes: 256 * 1024 * 1024,
+            flags_percent: 10,
             ttl_s: 60,
             flags_ttl_s: 30,
             max_ttl_s: 3600,
@@ -287,6 +302,7 @@ impl Default for CacheConfig {
             stale_while_revalidate_s: 10,
             stale_if_error_s: 3600,
             negative_ttl_s: 5,
+            sweep_interval_s: 60,
             eviction: Eviction::Lru,
             spelling_memo_entries: 4096,
             spelling_memo_max_bytes: 2048,

@@ -132,6 +132,7 @@ impl Config {
             64 * KIB,
             1024 * GIB,
         )?;
+        range("cache.flags_percent", self.cache.flags_percent, 1, 50)?;
         // moka panics on a TTL beyond 1,000 years; one year is already absurd for flags.
         range("cache.ttl_s", self.cache.ttl_s, 1, YEAR_S)?;
         range("cache.flags_ttl_s", self.cache.flags_ttl_s, 1, YEAR_S)?;
@@ -149,6 +150,12 @@ impl Config {
             YEAR_S,
         )?;
         range("cache.negative_ttl_s", self.cache.negative_ttl_s, 0, 3600)?;
+        range(
+            "cache.sweep_interval_s",
+            self.cache.sweep_interval_s,
+            1,
+            86_400,
+        )?;
         range(
             "cache.spelling_memo_entries",
             self.cache.spelling_memo_entries as u64,

@@ -162,6 +162,12 @@ async fn serve_public(
         tracker.spawn(watcher);
     }
 
+    tracker.spawn(crate::cache::run_sweeper(
+        gateway.cache().clone(),
+        Duration::from_secs(gateway.config().cache.sweep_interval_s),
+        stop_rx.clone(),
+    ));
+
     if let Some(shared) = gateway.shared_cache() {
         let g = gateway.clone();
         let on_purge = move |purge: RemotePurge| match purge {

@@ -116,6 +116,29 @@ fn effective_settings_round_trip() {
 }
 
 #[test]
+fn cache_segment_and_sweep_bounds_are_checked() {
+    for (text, key) in [
+        ("[cache]\nflags_percent = 0\n", "`cache.flags_percent`"),
+        ("[cache]\nflags_percent = 51\n", "`cache.flags_percent`"),
+        (
+            "[cache]\nsweep_interval_s = 0\n",
+            "`cache.sweep_interval_s`",
+        ),
+        (
+            "[cache]\nsweep_interval_s = 86401\n",
+            "`cache.sweep_interval_s`",
+        ),
+    ] {
+        let cfg = Config::from_toml_str(text).unwrap();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(msg.starts_with(key), "{text}: {msg}");
+    }
+    let cfg = Config::from_toml_str("[cache]\nmax_bytes = 1000000\nflags_percent = 25\n").unwrap();
+    assert_eq!(cfg.cache.flags_bytes(), 250_000);
+    cfg.validate().unwrap();
+}
+
+#[test]
 fn max_abandoned_fills_is_checked() {
     let cfg = Config::from_toml_str("[upstream]\nmax_abandoned_fills = 2000000\n").unwrap();
     let msg = cfg.validate().unwrap_err().to_string();
