@@ -52,9 +52,8 @@ impl<K> Expiry<K, CachedResponse> for PerEntryTtl {
         Some(value.lifetime())
     }
 
-    /// A refreshed answer gets its own lifetime (moka's default keeps the old deadline),
-    /// counted from its fetch: an entry replaced to add a compressed variant keeps its
-    /// deadline.
+    /// A refreshed 401 gets its own lifetime (moka's default keeps the old deadline),
+    /// counted from its fetch.
     fn expire_after_update(
         &self,
         _: &K,
@@ -116,6 +115,27 @@ pub struct CacheCounts {
     pub capacity_bytes: u64,
     /// Removed entries by cause: evicted for room, expired, invalidated, replaced.
     pub removed: [u64; 4],
+    /// The answers' segment and the flag configurations'.
+    pub answers: SegmentCounts,
+    pub flags: SegmentCounts,
+}
+
+/// One segment's size and bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SegmentCounts {
+    pub entries: u64,
+    pub weighted_bytes: u64,
+    pub capacity_bytes: u64,
+}
+
+impl SegmentCounts {
+    fn of(segment: &Segment) -> SegmentCounts {
+        SegmentCounts {
+            entries: segment.entry_count(),
+            weighted_bytes: segment.weighted_size(),
+            capacity_bytes: segment.policy().max_capacity().unwrap_or(0),
+        }
+    }
 }
 
 /// An entry with a body this large is weighed as it is inserted ([`ResponseCache::insert`]).
@@ -365,11 +385,15 @@ impl ResponseCache {
 
     /// Size, bound and removals so far (approximate until pending maintenance runs).
     pub fn counts(&self) -> CacheCounts {
+        let answers = SegmentCounts::of(&self.answers);
+        let flags = SegmentCounts::of(&self.flags);
         CacheCounts {
-            entries: self.entry_count(),
-            weighted_bytes: self.weighted_size(),
+            entries: answers.entries + flags.entries,
+            weighted_bytes: answers.weighted_bytes + flags.weighted_bytes,
             capacity_bytes: self.max_bytes,
             removed: self.removed.each_ref().map(|n| n.load(Ordering::Relaxed)),
+            answers,
+            flags,
         }
     }
 

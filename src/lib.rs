@@ -28,7 +28,8 @@
 //! - [`key`]: the cache key, which is also the canonical upstream request, held in one
 //!   allocation with the path and query decoded (written back on a miss).
 //! - [`cache`]: the byte-bounded moka cache of 200 responses (kept past freshness for
-//!   stale serving) and the negative cache of 401s; each entry keeps the compressed
+//!   stale serving), in two segments (flag configurations, `cache.flags_percent` of the
+//!   budget, and answers), and the negative cache of 401s; each entry keeps the compressed
 //!   variants made from it ([`cache::Variants`], one per encoding, counted in its
 //!   weight); an entry weighs what its allocations and moka's cost ([`cache::weight`]);
 //!   the cache itself hides entries past their lifetime or purged with their deployment

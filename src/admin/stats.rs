@@ -55,6 +55,8 @@ pub async fn stats(gateway: &Gateway) -> Response<Body> {
             "capacity_bytes": cache.capacity_bytes,
             "fill_ratio": ratio(cache.weighted_bytes, cache.capacity_bytes),
             "removed": removed,
+            // Flag configurations have a segment of their own (cache.flags_percent).
+            "segments": {"answers": cache.answers, "flags": cache.flags},
         },
         // The process's resident set and, on jemalloc, what the allocator counts: to set
         // the cache's weighted bytes beside.

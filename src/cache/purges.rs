@@ -22,19 +22,24 @@ use crate::key::CacheKey;
 /// less ([`Purges::purge`]).
 pub const MAX_PURGED_DEPLOYMENTS: usize = 16_384;
 
-/// Deployment key → the generation its last purge raised the counter to.
-type Purged = HashMap<Arc<str>, u64>;
+/// What hides entries, published whole so that a read sees one consistent state.
+#[derive(Debug, Default)]
+struct Hidden {
+    /// Entries stored under an older generation are hidden: set by a purge of everything.
+    floor: u64,
+    /// Deployment key → the generation its last purge raised the counter to, since the
+    /// last purge of everything.
+    purged: HashMap<Arc<str>, u64>,
+}
 
 /// The purge generations.
 #[derive(Debug)]
 pub(super) struct Purges {
     /// Raised by every purge; an entry records it as it is stored. Written under `write`.
     current: AtomicU64,
-    /// Entries stored under an older generation are hidden: set by a purge of everything.
-    floor: AtomicU64,
-    /// Deployment purges since the last purge of everything. Read on every hit once a
-    /// deployment was purged, so swapped whole (purges are rare) rather than locked.
-    purged: ArcSwap<Purged>,
+    /// Read on every hit, so swapped whole (purges are rare) rather than locked: one load
+    /// gives the floor and the deployment purges of the same moment.
+    hidden: ArcSwap<Hidden>,
     /// Serializes purges.
     write: Mutex<()>,
     /// [`MAX_PURGED_DEPLOYMENTS`] (smaller in tests).
@@ -51,8 +56,7 @@ impl Purges {
     pub fn with_max(max: usize) -> Purges {
         Purges {
             current: AtomicU64::new(0),
-            floor: AtomicU64::new(0),
-            purged: ArcSwap::default(),
+            hidden: ArcSwap::default(),
             write: Mutex::new(()),
             max,
         }
@@ -63,20 +67,29 @@ impl Purges {
         self.current.load(Ordering::SeqCst)
     }
 
+    /// Raises the counter (under `write`) and returns the new generation.
+    fn raise(&self) -> u64 {
+        let generation = self.current.load(Ordering::SeqCst) + 1;
+        self.current.store(generation, Ordering::SeqCst);
+        generation
+    }
+
     /// Hides every entry of `deployment` stored so far. Returns `false`, purging nothing,
     /// when [`MAX_PURGED_DEPLOYMENTS`] others are remembered already: the caller purges
     /// everything instead.
     pub fn purge(&self, deployment: &str) -> bool {
         let _write = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let purged = self.purged.load();
-        if purged.len() >= self.max && !purged.contains_key(deployment) {
+        let hidden = self.hidden.load();
+        if hidden.purged.len() >= self.max && !hidden.purged.contains_key(deployment) {
             return false;
         }
-        let generation = self.current.load(Ordering::SeqCst) + 1;
-        self.current.store(generation, Ordering::SeqCst);
-        let mut next = Purged::clone(&purged);
-        next.insert(deployment.into(), generation);
-        self.purged.store(Arc::new(next));
+        let generation = self.raise();
+        let mut purged = hidden.purged.clone();
+        purged.insert(deployment.into(), generation);
+        self.hidden.store(Arc::new(Hidden {
+            floor: hidden.floor,
+            purged,
+        }));
         true
     }
 
@@ -85,29 +98,28 @@ impl Purges {
     /// either comes after this one and is kept, or came before and is covered.
     pub fn purge_all(&self) {
         let _write = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let generation = self.current.load(Ordering::SeqCst) + 1;
-        self.current.store(generation, Ordering::SeqCst);
-        self.floor.store(generation, Ordering::SeqCst);
-        self.purged.store(Arc::default());
+        let floor = self.raise();
+        self.hidden.store(Arc::new(Hidden {
+            floor,
+            purged: HashMap::new(),
+        }));
     }
 
     /// Whether an entry stored for `key` under `generation` is hidden by a purge.
     pub fn hides(&self, key: &CacheKey, generation: u64) -> bool {
-        if generation < self.floor.load(Ordering::SeqCst) {
-            return true;
-        }
-        let purged = self.purged.load();
-        !purged.is_empty() && Self::hidden_in(&purged, key.deployment(), generation)
-    }
-
-    fn hidden_in(purged: &Purged, deployment: &str, generation: u64) -> bool {
-        purged.get(deployment).is_some_and(|&at| generation < at)
+        let hidden = self.hidden.load();
+        generation < hidden.floor
+            || (!hidden.purged.is_empty()
+                && hidden
+                    .purged
+                    .get(key.deployment())
+                    .is_some_and(|&at| generation < at))
     }
 
     /// Deployments whose purge is remembered.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.purged.load().len()
+        self.hidden.load().purged.len()
     }
 }
 

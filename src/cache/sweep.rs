@@ -13,8 +13,8 @@ use super::ResponseCache;
 
 impl ResponseCache {
     /// One pass over every entry, removing those no longer served; returns how many it
-    /// removed. Runs on a blocking thread (a pass over a million entries takes a good
-    /// fraction of a second), so requests go on meanwhile.
+    /// removed. Runs on a blocking thread (a pass costs ~1.5 µs per entry: 1.5 s over a
+    /// million, docs/memory.md), so requests go on meanwhile.
     pub async fn sweep(&self) -> u64 {
         self.sweep_unless(None).await
     }

@@ -319,29 +319,39 @@ async fn a_variant_inserted_after_a_purge_of_everything_is_never_served() {
     cache.invalidate_all();
     put.proceed.notify_one();
     cleanup.reached.notified().await;
+    let held = cache.segment(&k).get(&k).await;
+    let held = held.expect("moka holds the variant's insert");
+    assert!(held.variant(Encoding::Br).is_some());
     assert!(
-        cache.segment(&k).get(&k).await.is_some(),
-        "moka holds the variant's insert"
+        !cache.servable(&k, &held, Instant::now()),
+        "the purged entry came back"
     );
-    assert!(cache.get(&k).await.is_none(), "the purged entry came back");
     cleanup.proceed.notify_one();
     assert!(!br.await.unwrap(), "not kept");
     cache.run_pending_tasks().await;
-    assert!(cache.segment(&k).get(&k).await.is_none());
+    assert!(
+        cache.segment(&k).get(&k).await.is_none(),
+        "the cleanup removed it"
+    );
 }
 
 #[tokio::test]
-async fn a_deployment_purge_during_a_purge_of_everything_is_kept() {
-    // The purge of everything hides what came before it; a deployment purge after it
-    // still hides what was stored between the two.
+async fn a_deployment_purge_after_a_purge_of_everything_hides_what_came_between() {
+    // The purge of everything forgets the deployment purges before it (its floor covers
+    // them); one after it is remembered.
     let cache = ResponseCache::new(&CacheConfig::default());
-    let k = key(RouteFamily::V1Vardata, "d");
-    cache.invalidate_all();
-    cache.insert(k.clone(), entry_for(60, 0)).await;
+    let (d, other) = (
+        key(RouteFamily::V1Vardata, "d"),
+        key(RouteFamily::V1Vardata, "other"),
+    );
     cache.invalidate_deployment("d").await;
-    assert!(cache.get(&k).await.is_none());
     cache.invalidate_all();
-    assert!(cache.get(&k).await.is_none());
+    cache.insert(d.clone(), entry_for(60, 0)).await;
+    cache.insert(other.clone(), entry_for(60, 0)).await;
+    assert!(cache.get(&d).await.is_some(), "stored after both purges");
+    cache.invalidate_deployment("d").await;
+    assert!(cache.get(&d).await.is_none());
+    assert!(cache.get(&other).await.is_some());
 }
 
 fn entry_for(fresh_s: u64, grace_s: u64) -> CachedResponse {
@@ -539,4 +549,13 @@ async fn flag_configurations_and_answers_never_evict_each_other() {
         cache.counts().removed[0] >= 30,
         "configurations evicted each other"
     );
+    let counts = cache.counts();
+    assert_eq!(counts.flags.capacity_bytes, config.flags_bytes());
+    assert_eq!(
+        counts.answers.capacity_bytes,
+        config.max_bytes - config.flags_bytes()
+    );
+    assert_eq!(counts.answers.entries, 1000);
+    assert_eq!(counts.answers.weighted_bytes, answers_weight);
+    assert_eq!(counts.flags.weighted_bytes, flags_weight);
 }

@@ -162,6 +162,14 @@ async fn serve_public(
         tracker.spawn(watcher);
     }
 
+    let config = gateway.config();
+    if config.cache.flags_bytes() < config.upstream.max_response_bytes as u64 {
+        tracing::warn!(
+            flags_segment_bytes = config.cache.flags_bytes(),
+            max_response_bytes = config.upstream.max_response_bytes,
+            "the cache's flags segment (cache.flags_percent of cache.max_bytes) is smaller than upstream.max_response_bytes: a flag configuration that does not fit in it is served but never stored"
+        );
+    }
     tracker.spawn(crate::cache::run_sweeper(
         gateway.cache().clone(),
         Duration::from_secs(gateway.config().cache.sweep_interval_s),
