@@ -19,6 +19,7 @@ mod health;
 pub mod histogram;
 mod labels;
 pub mod memory;
+mod segments;
 mod shared;
 pub mod simulation;
 pub mod tls;
@@ -50,6 +51,7 @@ use labels::{
     cache_index, family, one_label, route_index,
 };
 use memory::MemoryMetrics;
+use segments::SegmentMetrics;
 pub use shared::{OPS as SHARED_CACHE_OPS, SharedCacheMetrics};
 use simulation::SimulationMetrics;
 use tls::TlsMetrics;
@@ -106,6 +108,7 @@ pub struct Metrics {
     cache_bytes: Gauge,
     cache_capacity: Gauge,
     removals: [Counter; REMOVAL_CAUSES.len()],
+    segments: SegmentMetrics,
     /// Set from the process at each scrape ([`Metrics::observe_memory`]).
     memory: MemoryMetrics,
     traffic: Traffic,
@@ -191,6 +194,7 @@ impl Metrics {
         let compression = CompressionMetrics::register(r);
         let tls = TlsMetrics::register(r);
         let memory = MemoryMetrics::register(r);
+        let segments = SegmentMetrics::register(r);
         let purges = family(
             r,
             "purges",
@@ -242,6 +246,7 @@ impl Metrics {
             abandoned,
             tls,
             memory,
+            segments,
             shared_cache: SharedCacheMetrics::default(),
             compression,
             simulation: SimulationMetrics::default(),
@@ -396,6 +401,7 @@ impl Metrics {
         for (counter, total) in self.removals.iter().zip(counts.removed) {
             counter.inner().store(total, Ordering::Relaxed);
         }
+        self.segments.observe(counts);
     }
 
     /// Copies the process's memory counts into their metrics; called before each scrape.

@@ -115,6 +115,23 @@ async fn metrics_move_with_hits_misses_bypasses_and_errors() {
     assert!(value(&m, "evalgate_cache_entries") >= 1.0);
     assert!(value(&m, "evalgate_cache_weighted_bytes") > 0.0);
     assert!(m.contains_key(r#"evalgate_cache_evictions_total{cause="size"}"#));
+    // Both segments apart: only answers were stored.
+    let segment = |name: &str, s: &str| {
+        value(
+            &m,
+            &format!(r#"evalgate_cache_segment_{name}{{segment="{s}"}}"#),
+        )
+    };
+    assert_eq!(
+        segment("weighted_bytes", "answers"),
+        value(&m, "evalgate_cache_weighted_bytes")
+    );
+    assert_eq!(segment("entries", "flags"), 0.0);
+    assert_eq!(
+        segment("capacity_bytes", "answers") + segment("capacity_bytes", "flags"),
+        value(&m, "evalgate_cache_capacity_bytes")
+    );
+    assert!(segment("capacity_bytes", "flags") > 0.0);
 }
 
 #[tokio::test]
@@ -264,6 +281,14 @@ async fn stats_report_ratios_latency_and_only_masked_keys() {
     assert_eq!(s["upstream"]["latency_ms"]["count"], 2);
     assert!(s["upstream"]["latency_ms"]["p50_ms"].as_f64().unwrap() > 0.0);
     assert!(s["cache"]["entries"].as_u64().unwrap() >= 1);
+    let segments = &s["cache"]["segments"];
+    assert_eq!(segments["answers"]["entries"], s["cache"]["entries"]);
+    assert_eq!(segments["flags"]["entries"], 0);
+    assert_eq!(
+        segments["answers"]["capacity_bytes"].as_u64().unwrap()
+            + segments["flags"]["capacity_bytes"].as_u64().unwrap(),
+        s["cache"]["capacity_bytes"].as_u64().unwrap()
+    );
 }
 
 #[tokio::test]
