@@ -335,7 +335,7 @@ impl ResponseCache {
     pub async fn insert(&self, key: CacheKey, mut value: CachedResponse) {
         value.generation = self.purges.current();
         let large = value.body.len() >= LARGE_ENTRY_BYTES;
-        let segment = self.segment(&key).clone();
+        let segment = self.segment(&key);
         segment
             .entry(key)
             .and_upsert_with(|_| std::future::ready(value))

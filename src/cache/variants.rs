@@ -146,15 +146,7 @@ impl ResponseCache {
             hook.reached.notify_one();
             hook.proceed.notified().await;
         }
-        self.segment(key)
-            .entry_by_ref(key)
-            .and_compute_with(|current| {
-                let purged = current
-                    .as_ref()
-                    .is_some_and(|c| c.value().same_body(source));
-                std::future::ready(if purged { Op::Remove } else { Op::Nop })
-            })
-            .await;
+        self.drop_entry(key, source).await;
         false
     }
 }

@@ -172,7 +172,7 @@ async fn serve_public(
     }
     tracker.spawn(crate::cache::run_sweeper(
         gateway.cache().clone(),
-        Duration::from_secs(gateway.config().cache.sweep_interval_s),
+        Duration::from_secs(config.cache.sweep_interval_s),
         stop_rx.clone(),
     ));
 
